@@ -1,0 +1,1 @@
+//! paymesh-actors

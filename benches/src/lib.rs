@@ -1,0 +1,1 @@
+//! paymesh-benches: criterion benchmarks live in benches/benches/.

@@ -1,0 +1,1 @@
+//! PayMesh codecs (placeholder while the modules are written).
