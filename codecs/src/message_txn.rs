@@ -1,0 +1,600 @@
+//! Transaction requests and their answers: AUTHORIZE, SALE, CAPTURE, CANCEL, REFUND, INQUIRY,
+//! BALANCE_INQUIRY and TOKENIZE (docs/PROTOCOL.md, "Transactions").
+//!
+//! All eight requests share [`TxnRequest`] and all eight answers [`TxnAnswer`]; [`TxnKind`] says
+//! which. Decoding checks the fields each kind requires; a field a kind does not use is carried if
+//! present and ignored by the server, except the CVV, which only AUTHORIZE and SALE may carry.
+
+use bytes::Bytes;
+
+use crate::body::{FieldWriter, Fields, tag};
+use crate::error::ProtocolError;
+use crate::types::{Currency, Money, Pan, ResultCode, Secret};
+
+/// Bit that turns a request type into its answer type.
+pub const ANSWER_BIT: u8 = 0x80;
+
+/// The kind of a transaction request or answer; the discriminant is the request's message type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum TxnKind {
+    /// Reserve funds (0x10).
+    Authorize = 0x10,
+    /// Authorize and capture at once (0x11).
+    Sale = 0x11,
+    /// Capture an authorization, fully or partly (0x12).
+    Capture = 0x12,
+    /// Void an authorization (0x13).
+    Cancel = 0x13,
+    /// Return captured funds, fully or partly (0x14).
+    Refund = 0x14,
+    /// Ask for a payment's state (0x15).
+    Inquiry = 0x15,
+    /// Ask for an account's balance (0x16).
+    BalanceInquiry = 0x16,
+    /// Swap a card for a wallet token (0x17).
+    Tokenize = 0x17,
+}
+
+impl TxnKind {
+    /// All kinds, in message-type order.
+    pub const ALL: [TxnKind; 8] = [
+        TxnKind::Authorize,
+        TxnKind::Sale,
+        TxnKind::Capture,
+        TxnKind::Cancel,
+        TxnKind::Refund,
+        TxnKind::Inquiry,
+        TxnKind::BalanceInquiry,
+        TxnKind::Tokenize,
+    ];
+
+    /// The kind of a request message type (0x10..=0x17).
+    pub const fn from_request_type(msg_type: u8) -> Option<TxnKind> {
+        Some(match msg_type {
+            0x10 => TxnKind::Authorize,
+            0x11 => TxnKind::Sale,
+            0x12 => TxnKind::Capture,
+            0x13 => TxnKind::Cancel,
+            0x14 => TxnKind::Refund,
+            0x15 => TxnKind::Inquiry,
+            0x16 => TxnKind::BalanceInquiry,
+            0x17 => TxnKind::Tokenize,
+            _ => return None,
+        })
+    }
+
+    /// The kind of an answer message type (0x90..=0x97).
+    pub const fn from_answer_type(msg_type: u8) -> Option<TxnKind> {
+        if msg_type & ANSWER_BIT == 0 {
+            return None;
+        }
+        TxnKind::from_request_type(msg_type & !ANSWER_BIT)
+    }
+
+    /// The request's message type.
+    pub const fn request_type(self) -> u8 {
+        self as u8
+    }
+
+    /// The answer's message type.
+    pub const fn answer_type(self) -> u8 {
+        self as u8 | ANSWER_BIT
+    }
+
+    /// The request's name (`AUTHORIZE`).
+    pub const fn name(self) -> &'static str {
+        self.names().0
+    }
+
+    /// The answer's name (`AUTHORIZE_ANSWER`).
+    pub const fn answer_name(self) -> &'static str {
+        self.names().1
+    }
+
+    const fn names(self) -> (&'static str, &'static str) {
+        match self {
+            TxnKind::Authorize => ("AUTHORIZE", "AUTHORIZE_ANSWER"),
+            TxnKind::Sale => ("SALE", "SALE_ANSWER"),
+            TxnKind::Capture => ("CAPTURE", "CAPTURE_ANSWER"),
+            TxnKind::Cancel => ("CANCEL", "CANCEL_ANSWER"),
+            TxnKind::Refund => ("REFUND", "REFUND_ANSWER"),
+            TxnKind::Inquiry => ("INQUIRY", "INQUIRY_ANSWER"),
+            TxnKind::BalanceInquiry => ("BALANCE_INQUIRY", "BALANCE_INQUIRY_ANSWER"),
+            TxnKind::Tokenize => ("TOKENIZE", "TOKENIZE_ANSWER"),
+        }
+    }
+}
+
+/// A payment's state as carried in an answer's `state` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum TxnState {
+    /// Authorized, nothing captured.
+    Authorized = 1,
+    /// Captured in full.
+    Captured = 2,
+    /// Partly captured.
+    PartiallyCaptured = 3,
+    /// Cancelled (voided).
+    Cancelled = 4,
+    /// Refunded in full.
+    Refunded = 5,
+    /// Partly refunded.
+    PartiallyRefunded = 6,
+    /// Declined.
+    Declined = 7,
+    /// Outcome unknown, being resolved.
+    InDoubt = 8,
+    /// Failed without reaching the issuer.
+    Failed = 9,
+}
+
+impl TxnState {
+    /// The state of a wire value (`None` for values this version does not know).
+    pub const fn from_u8(value: u8) -> Option<TxnState> {
+        Some(match value {
+            1 => TxnState::Authorized,
+            2 => TxnState::Captured,
+            3 => TxnState::PartiallyCaptured,
+            4 => TxnState::Cancelled,
+            5 => TxnState::Refunded,
+            6 => TxnState::PartiallyRefunded,
+            7 => TxnState::Declined,
+            8 => TxnState::InDoubt,
+            9 => TxnState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// How the customer pays, with the method's fields. `Debug` masks the PAN and hides the CVV.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentMethod {
+    /// Method 1: a card.
+    Card {
+        /// Card number.
+        pan: Pan,
+        /// Expiry, YYMM.
+        expiry: Bytes,
+        /// Card verification value (AUTHORIZE and SALE only); never stored or echoed.
+        cvv: Option<Secret<Bytes>>,
+    },
+    /// Method 2: a wallet token issued by TOKENIZE.
+    WalletToken(Bytes),
+    /// Method 3: carrier (phone bill) billing.
+    CarrierBilling {
+        /// E.164 number without `+`.
+        phone: Bytes,
+        /// Carrier name.
+        carrier: Bytes,
+    },
+    /// Method 4: bank transfer.
+    BankTransfer {
+        /// Bank code.
+        bank_code: Bytes,
+        /// Account number.
+        account: Bytes,
+    },
+}
+
+impl PaymentMethod {
+    /// The `payment_method` wire value.
+    pub const fn code(&self) -> u8 {
+        match self {
+            PaymentMethod::Card { .. } => 1,
+            PaymentMethod::WalletToken(_) => 2,
+            PaymentMethod::CarrierBilling { .. } => 3,
+            PaymentMethod::BankTransfer { .. } => 4,
+        }
+    }
+}
+
+/// A device's signature over the request (fields `device_id` and `signature`, always together).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSignature {
+    /// The signing device.
+    pub device_id: Bytes,
+    /// The signature bytes.
+    pub signature: Bytes,
+}
+
+/// A transaction request. Which fields are required depends on `kind` (docs/PROTOCOL.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnRequest {
+    /// Which request.
+    pub kind: TxnKind,
+    /// Merchant id; empty only in an INQUIRY by `server_txn_id`.
+    pub merchant_id: Bytes,
+    /// The payment's id at the merchant; empty only in an INQUIRY by `server_txn_id`.
+    pub order_id: Bytes,
+    /// Amount in minor units: required by AUTHORIZE and SALE; in CAPTURE and REFUND absent means
+    /// "all that is left".
+    pub amount: Option<u64>,
+    /// ISO 4217 numeric currency: required by AUTHORIZE and SALE.
+    pub currency: Option<u16>,
+    /// How the customer pays: required by AUTHORIZE, SALE, BALANCE_INQUIRY, TOKENIZE (card only).
+    pub payment: Option<PaymentMethod>,
+    /// Device signature, optional.
+    pub device_signature: Option<DeviceSignature>,
+    /// Idempotency key of this operation within its order: required by REFUND.
+    pub request_id: Option<Bytes>,
+    /// PayMesh's id of the payment (INQUIRY by id).
+    pub server_txn_id: Option<u64>,
+    /// Free text from the merchant.
+    pub description: Option<Bytes>,
+}
+
+impl TxnRequest {
+    /// A request with the order's key and no other field.
+    pub fn new(kind: TxnKind, merchant_id: Bytes, order_id: Bytes) -> TxnRequest {
+        TxnRequest {
+            kind,
+            merchant_id,
+            order_id,
+            amount: None,
+            currency: None,
+            payment: None,
+            device_signature: None,
+            request_id: None,
+            server_txn_id: None,
+            description: None,
+        }
+    }
+
+    /// Amount and currency together, when both are present.
+    pub fn money(&self) -> Option<Money> {
+        Some(Money::new(self.amount?, Currency(self.currency?)))
+    }
+
+    /// Appends the body fields, in tag order.
+    pub fn encode_body(&self, w: &mut FieldWriter<'_>) {
+        w.put_str(tag::MERCHANT_ID, &self.merchant_id);
+        w.put_str(tag::ORDER_ID, &self.order_id);
+        w.opt_u64(tag::AMOUNT, self.amount);
+        w.opt_u16(tag::CURRENCY, self.currency);
+        if let Some(payment) = &self.payment {
+            w.put_u8(tag::PAYMENT_METHOD, payment.code());
+            match payment {
+                PaymentMethod::Card { pan, expiry, cvv } => {
+                    w.put_str(tag::PAN, pan.digits());
+                    w.put_str(tag::EXPIRY, expiry);
+                    w.opt_str(tag::CVV, cvv.as_ref().map(Secret::expose));
+                }
+                PaymentMethod::WalletToken(token) => w.put_str(tag::WALLET_TOKEN, token),
+                PaymentMethod::CarrierBilling { phone, carrier } => {
+                    w.put_str(tag::PHONE_NUMBER, phone);
+                    w.put_str(tag::CARRIER, carrier);
+                }
+                PaymentMethod::BankTransfer { bank_code, account } => {
+                    w.put_str(tag::BANK_CODE, bank_code);
+                    w.put_str(tag::ACCOUNT_NUMBER, account);
+                }
+            }
+        }
+        if let Some(device) = &self.device_signature {
+            w.put_str(tag::DEVICE_ID, &device.device_id);
+            w.put_bytes(tag::SIGNATURE, &device.signature);
+        }
+        w.opt_str(tag::REQUEST_ID, self.request_id.as_ref());
+        w.opt_u64(tag::SERVER_TXN_ID, self.server_txn_id);
+        if let Some(description) = &self.description {
+            w.put_text(tag::DESCRIPTION, description);
+        }
+    }
+
+    /// Reads a request of `kind` from a validated body, checking what `kind` requires.
+    #[inline]
+    pub fn decode(kind: TxnKind, f: &Fields<'_>) -> Result<TxnRequest, ProtocolError> {
+        let need = Need {
+            f,
+            msg_name: kind.name(),
+        };
+        let by_txn_id = kind == TxnKind::Inquiry
+            && f.has(tag::SERVER_TXN_ID)
+            && !f.has(tag::MERCHANT_ID)
+            && !f.has(tag::ORDER_ID);
+        let (merchant_id, order_id) = if by_txn_id {
+            (Bytes::new(), Bytes::new())
+        } else {
+            (need.bytes(tag::MERCHANT_ID)?, need.bytes(tag::ORDER_ID)?)
+        };
+        let creates = matches!(kind, TxnKind::Authorize | TxnKind::Sale);
+        let amount = if creates {
+            Some(need.u64(tag::AMOUNT)?)
+        } else {
+            f.u64(tag::AMOUNT)
+        };
+        let currency = if creates {
+            Some(need.u16(tag::CURRENCY)?)
+        } else {
+            f.u16(tag::CURRENCY)
+        };
+        let payment = decode_payment(kind, f)?;
+        if payment.is_none()
+            && matches!(
+                kind,
+                TxnKind::Authorize | TxnKind::Sale | TxnKind::BalanceInquiry
+            )
+        {
+            return Err(need.missing(tag::PAYMENT_METHOD));
+        }
+        if f.has(tag::CVV) && !(creates && matches!(payment, Some(PaymentMethod::Card { .. }))) {
+            return Err(need.not_allowed(tag::CVV));
+        }
+        let device_signature = match (f.bytes(tag::DEVICE_ID), f.bytes(tag::SIGNATURE)) {
+            (Some(device_id), Some(signature)) => Some(DeviceSignature {
+                device_id,
+                signature,
+            }),
+            (None, None) => None,
+            (Some(_), None) => return Err(need.missing(tag::SIGNATURE)),
+            (None, Some(_)) => return Err(need.missing(tag::DEVICE_ID)),
+        };
+        let request_id = if kind == TxnKind::Refund {
+            Some(need.bytes(tag::REQUEST_ID)?)
+        } else {
+            f.bytes(tag::REQUEST_ID)
+        };
+        Ok(TxnRequest {
+            kind,
+            merchant_id,
+            order_id,
+            amount,
+            currency,
+            payment,
+            device_signature,
+            request_id,
+            server_txn_id: f.u64(tag::SERVER_TXN_ID),
+            description: f.bytes(tag::DESCRIPTION),
+        })
+    }
+}
+
+/// Reads the payment method and its fields, if `payment_method` is present (TOKENIZE: a card,
+/// with or without `payment_method`).
+fn decode_payment(kind: TxnKind, f: &Fields<'_>) -> Result<Option<PaymentMethod>, ProtocolError> {
+    let need = Need {
+        f,
+        msg_name: kind.name(),
+    };
+    let method = match f.u8(tag::PAYMENT_METHOD) {
+        Some(method) => method,
+        None if kind == TxnKind::Tokenize => 1,
+        None => return Ok(None),
+    };
+    let unsupported = || ProtocolError::UnsupportedPaymentMethod {
+        method,
+        msg_name: kind.name(),
+        offset: f.offset(tag::PAYMENT_METHOD),
+    };
+    if kind == TxnKind::Tokenize && method != 1 {
+        return Err(unsupported());
+    }
+    let payment = match method {
+        1 => PaymentMethod::Card {
+            // The scan checked the PAN is 12..=19 digits.
+            pan: Pan::from_checked(need.bytes(tag::PAN)?),
+            expiry: need.bytes(tag::EXPIRY)?,
+            cvv: f.bytes(tag::CVV).map(Secret::new),
+        },
+        2 => PaymentMethod::WalletToken(need.bytes(tag::WALLET_TOKEN)?),
+        3 => PaymentMethod::CarrierBilling {
+            phone: need.bytes(tag::PHONE_NUMBER)?,
+            carrier: need.bytes(tag::CARRIER)?,
+        },
+        4 => PaymentMethod::BankTransfer {
+            bank_code: need.bytes(tag::BANK_CODE)?,
+            account: need.bytes(tag::ACCOUNT_NUMBER)?,
+        },
+        _ => return Err(unsupported()),
+    };
+    Ok(Some(payment))
+}
+
+/// Reads required fields, turning absence into [`ProtocolError::MissingField`].
+#[derive(Clone, Copy)]
+pub(crate) struct Need<'f, 'a> {
+    pub(crate) f: &'f Fields<'a>,
+    pub(crate) msg_name: &'static str,
+}
+
+impl Need<'_, '_> {
+    #[cold]
+    pub(crate) fn missing(&self, tag: u16) -> ProtocolError {
+        let name = crate::body::field_spec(tag).map_or("?", |spec| spec.name);
+        let (msg_name, offset) = (self.msg_name, self.f.end_offset());
+        ProtocolError::MissingField {
+            tag,
+            name,
+            msg_name,
+            offset,
+        }
+    }
+
+    #[cold]
+    pub(crate) fn not_allowed(&self, tag: u16) -> ProtocolError {
+        let name = crate::body::field_spec(tag).map_or("?", |spec| spec.name);
+        let (msg_name, offset) = (self.msg_name, self.f.offset(tag));
+        ProtocolError::FieldNotAllowed {
+            tag,
+            name,
+            msg_name,
+            offset,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn bytes(&self, tag: u16) -> Result<Bytes, ProtocolError> {
+        self.f.bytes(tag).ok_or_else(|| self.missing(tag))
+    }
+
+    #[inline]
+    pub(crate) fn u16(&self, tag: u16) -> Result<u16, ProtocolError> {
+        self.f.u16(tag).ok_or_else(|| self.missing(tag))
+    }
+
+    #[inline]
+    pub(crate) fn u32(&self, tag: u16) -> Result<u32, ProtocolError> {
+        self.f.u32(tag).ok_or_else(|| self.missing(tag))
+    }
+
+    #[inline]
+    pub(crate) fn u64(&self, tag: u16) -> Result<u64, ProtocolError> {
+        self.f.u64(tag).ok_or_else(|| self.missing(tag))
+    }
+}
+
+/// The answer to a transaction request: `kind` and `result` always, the rest as applicable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnAnswer {
+    /// Which request this answers.
+    pub kind: TxnKind,
+    /// The outcome.
+    pub result: ResultCode,
+    /// Echo of the request's merchant id.
+    pub merchant_id: Option<Bytes>,
+    /// Echo of the request's order id.
+    pub order_id: Option<Bytes>,
+    /// Amount of this operation (echo, or the amount processed).
+    pub amount: Option<u64>,
+    /// Currency, ISO 4217 numeric.
+    pub currency: Option<u16>,
+    /// Echo of the request's request id.
+    pub request_id: Option<Bytes>,
+    /// PayMesh's id of the payment.
+    pub server_txn_id: Option<u64>,
+    /// Issuer's approval code (6 characters).
+    pub approval_code: Option<Bytes>,
+    /// Retrieval reference number (12 characters).
+    pub rrn: Option<Bytes>,
+    /// The upstream's own response code.
+    pub upstream_response_code: Option<Bytes>,
+    /// When PayMesh received the request, unix ms.
+    pub received_at_ms: Option<u64>,
+    /// When PayMesh answered, unix ms.
+    pub answered_at_ms: Option<u64>,
+    /// Payment state (see [`TxnState`]); kept raw so a newer server's states pass through.
+    pub state: Option<u8>,
+    /// Total authorized.
+    pub authorized_amount: Option<u64>,
+    /// Total captured.
+    pub captured_amount: Option<u64>,
+    /// Total refunded.
+    pub refunded_amount: Option<u64>,
+    /// Balance (BALANCE_INQUIRY).
+    pub balance: Option<u64>,
+    /// Wallet token (TOKENIZE).
+    pub token: Option<Bytes>,
+    /// Masked card number.
+    pub masked_pan: Option<Bytes>,
+    /// Human-readable detail.
+    pub message: Option<Bytes>,
+}
+
+impl TxnAnswer {
+    /// An answer with only kind and result.
+    pub fn new(kind: TxnKind, result: ResultCode) -> TxnAnswer {
+        TxnAnswer {
+            kind,
+            result,
+            merchant_id: None,
+            order_id: None,
+            amount: None,
+            currency: None,
+            request_id: None,
+            server_txn_id: None,
+            approval_code: None,
+            rrn: None,
+            upstream_response_code: None,
+            received_at_ms: None,
+            answered_at_ms: None,
+            state: None,
+            authorized_amount: None,
+            captured_amount: None,
+            refunded_amount: None,
+            balance: None,
+            token: None,
+            masked_pan: None,
+            message: None,
+        }
+    }
+
+    /// An answer to `request` echoing its merchant id, order id, request id, amount, currency and
+    /// server transaction id.
+    pub fn echo(request: &TxnRequest, result: ResultCode) -> TxnAnswer {
+        let non_empty = |b: &Bytes| (!b.is_empty()).then(|| b.clone());
+        TxnAnswer {
+            merchant_id: non_empty(&request.merchant_id),
+            order_id: non_empty(&request.order_id),
+            amount: request.amount,
+            currency: request.currency,
+            request_id: request.request_id.clone(),
+            server_txn_id: request.server_txn_id,
+            ..TxnAnswer::new(request.kind, result)
+        }
+    }
+
+    /// Appends the body fields, in tag order.
+    pub fn encode_body(&self, w: &mut FieldWriter<'_>) {
+        w.opt_str(tag::MERCHANT_ID, self.merchant_id.as_ref());
+        w.opt_str(tag::ORDER_ID, self.order_id.as_ref());
+        w.opt_u64(tag::AMOUNT, self.amount);
+        w.opt_u16(tag::CURRENCY, self.currency);
+        w.opt_str(tag::REQUEST_ID, self.request_id.as_ref());
+        w.opt_u64(tag::SERVER_TXN_ID, self.server_txn_id);
+        w.put_u16(tag::RESULT_CODE, self.result.as_u16());
+        w.opt_str(tag::APPROVAL_CODE, self.approval_code.as_ref());
+        w.opt_str(tag::RRN, self.rrn.as_ref());
+        w.opt_str(
+            tag::UPSTREAM_RESPONSE_CODE,
+            self.upstream_response_code.as_ref(),
+        );
+        w.opt_u64(tag::RECEIVED_AT_MS, self.received_at_ms);
+        w.opt_u64(tag::ANSWERED_AT_MS, self.answered_at_ms);
+        w.opt_u8(tag::STATE, self.state);
+        w.opt_u64(tag::AUTHORIZED_AMOUNT, self.authorized_amount);
+        w.opt_u64(tag::CAPTURED_AMOUNT, self.captured_amount);
+        w.opt_u64(tag::REFUNDED_AMOUNT, self.refunded_amount);
+        w.opt_u64(tag::BALANCE, self.balance);
+        w.opt_str(tag::TOKEN, self.token.as_ref());
+        w.opt_str(tag::MASKED_PAN, self.masked_pan.as_ref());
+        if let Some(message) = &self.message {
+            w.put_text(tag::MESSAGE, message);
+        }
+    }
+
+    /// Reads an answer of `kind` from a validated body.
+    pub fn decode(kind: TxnKind, f: &Fields<'_>) -> Result<TxnAnswer, ProtocolError> {
+        let need = Need {
+            f,
+            msg_name: kind.answer_name(),
+        };
+        if f.has(tag::CVV) {
+            return Err(need.not_allowed(tag::CVV));
+        }
+        Ok(TxnAnswer {
+            kind,
+            result: ResultCode::from_u16(need.u16(tag::RESULT_CODE)?),
+            merchant_id: f.bytes(tag::MERCHANT_ID),
+            order_id: f.bytes(tag::ORDER_ID),
+            amount: f.u64(tag::AMOUNT),
+            currency: f.u16(tag::CURRENCY),
+            request_id: f.bytes(tag::REQUEST_ID),
+            server_txn_id: f.u64(tag::SERVER_TXN_ID),
+            approval_code: f.bytes(tag::APPROVAL_CODE),
+            rrn: f.bytes(tag::RRN),
+            upstream_response_code: f.bytes(tag::UPSTREAM_RESPONSE_CODE),
+            received_at_ms: f.u64(tag::RECEIVED_AT_MS),
+            answered_at_ms: f.u64(tag::ANSWERED_AT_MS),
+            state: f.u8(tag::STATE),
+            authorized_amount: f.u64(tag::AUTHORIZED_AMOUNT),
+            captured_amount: f.u64(tag::CAPTURED_AMOUNT),
+            refunded_amount: f.u64(tag::REFUNDED_AMOUNT),
+            balance: f.u64(tag::BALANCE),
+            token: f.bytes(tag::TOKEN),
+            masked_pan: f.bytes(tag::MASKED_PAN),
+            message: f.bytes(tag::MESSAGE),
+        })
+    }
+}
