@@ -1,0 +1,58 @@
+//! Calendar arithmetic for ISO 8583 date and time fields, from unix milliseconds (no clock is read
+//! here: callers pass the time in).
+
+/// Civil date and time: (year, month 1..=12, day 1..=31, hour, minute, second).
+pub type Civil = (i64, u32, u32, u32, u32, u32);
+
+/// Converts unix milliseconds plus an offset in minutes to a civil date and time (proleptic Gregorian).
+pub fn civil(unix_ms: u64, offset_minutes: i32) -> Civil {
+    let secs = (unix_ms / 1000) as i64 + i64::from(offset_minutes) * 60;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        month,
+        day,
+        (rem / 3600) as u32,
+        ((rem % 3600) / 60) as u32,
+        (rem % 60) as u32,
+    )
+}
+
+/// Day of the year, 1..=366.
+pub fn day_of_year(year: i64, month: u32, day: u32) -> u32 {
+    const CUMULATIVE: [u32; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let before = CUMULATIVE
+        .get(month.saturating_sub(1) as usize)
+        .copied()
+        .unwrap_or(0);
+    before + day + u32::from(leap && month > 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_instants() {
+        assert_eq!(civil(0, 0), (1970, 1, 1, 0, 0, 0));
+        // 2026-11-26T21:39:56Z
+        assert_eq!(civil(1_795_729_196_000, 0), (2026, 11, 26, 21, 39, 56));
+        // Korea is UTC+9: the next day.
+        assert_eq!(civil(1_795_729_196_000, 540), (2026, 11, 27, 6, 39, 56));
+        assert_eq!(civil(951_782_400_000, 0), (2000, 2, 29, 0, 0, 0));
+        assert_eq!(day_of_year(2024, 3, 1), 61);
+        assert_eq!(day_of_year(2026, 12, 31), 365);
+    }
+}

@@ -1,0 +1,135 @@
+//! An order (one payment at one merchant) and the operations done on it: the records the shard keeps
+//! for the state machine and for idempotency.
+
+use bytes::Bytes;
+use paymesh_codecs::message::{TxnAnswer, TxnKind};
+
+use super::route::HostId;
+use super::upstream::{Account, OriginalRef};
+
+/// Idempotency key of an order: (merchant id, order id).
+pub type OrderKey = (Bytes, Bytes);
+
+/// Where an order stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderState {
+    /// The authorization (or sale) is with the upstream host.
+    Authorizing,
+    /// Authorized, nothing captured yet.
+    Authorized,
+    /// Captured (fully or partially); refunds may follow.
+    Captured,
+    /// Cancelled (voided) before settlement.
+    Cancelled,
+    /// Declined by the host.
+    Declined,
+    /// Sent upstream, no answer in time: outcome unknown until reversed or resolved.
+    InDoubt,
+    /// A local record only (tokenize, balance inquiry).
+    Done,
+}
+
+/// State code sent to clients in the `state` answer field (PROTOCOL.md).
+pub fn wire_state(order: &Order<impl Sized>) -> u8 {
+    match order.state {
+        OrderState::Authorizing => 0,
+        OrderState::Authorized => 1,
+        OrderState::Captured if order.refunded > 0 && order.refunded >= order.captured => 5,
+        OrderState::Captured if order.refunded > 0 => 6,
+        OrderState::Captured if order.captured < order.authorized => 3,
+        OrderState::Captured => 2,
+        OrderState::Cancelled => 4,
+        OrderState::Declined => 7,
+        OrderState::InDoubt => 8,
+        OrderState::Done => 9,
+    }
+}
+
+/// Progress of one operation.
+#[derive(Debug)]
+pub enum OpStatus<R> {
+    /// Waiting for the upstream host; retransmissions of the same request wait here too.
+    Pending {
+        /// Upstream op id.
+        op_id: u64,
+        /// Who to answer when it completes: the original requester, then retransmitters.
+        waiters: Vec<R>,
+    },
+    /// Answered: retransmissions get this answer again.
+    Done(Box<TxnAnswer>),
+}
+
+/// One operation on an order, identified by (kind, request id).
+#[derive(Debug)]
+pub struct Operation<R> {
+    /// Message type.
+    pub kind: TxnKind,
+    /// Client's request id (empty when the kind needs none).
+    pub request_id: Bytes,
+    /// Hash of the request's content: same key + other content = DUPLICATE_ORDER.
+    pub fingerprint: u64,
+    /// Amount this operation moves (for refunds and captures).
+    pub amount: u64,
+    /// Progress.
+    pub status: OpStatus<R>,
+}
+
+/// One payment at one merchant.
+#[derive(Debug)]
+pub struct Order<R> {
+    /// Server transaction id.
+    pub txn_id: u64,
+    /// The kind that created it (authorize, sale, tokenize, balance inquiry).
+    pub kind: TxnKind,
+    /// Currency, ISO 4217 numeric.
+    pub currency: u16,
+    /// The host that authorized it (reversals and refunds go there too).
+    pub host: Option<HostId>,
+    /// The account, kept in memory for reversals and refunds (masked in Debug).
+    pub account: Option<Account>,
+    /// Masked PAN for answers.
+    pub masked_pan: Option<Bytes>,
+    /// Where the order stands.
+    pub state: OrderState,
+    /// Authorized amount.
+    pub authorized: u64,
+    /// Captured amount.
+    pub captured: u64,
+    /// Refunded amount (acknowledged).
+    pub refunded: u64,
+    /// Refunds whose outcome is unknown: blocked from being refunded again.
+    pub refund_in_doubt: u64,
+    /// Approval code from the host.
+    pub approval_code: Bytes,
+    /// The authorization message as sent, for reversals.
+    pub sent: Option<OriginalRef>,
+    /// Business day of the authorization (daily limit accounting).
+    pub day: u64,
+    /// When the order was created, unix ms.
+    pub received_ms: u64,
+    /// Operations on the order, the creating one first.
+    pub ops: Vec<Operation<R>>,
+}
+
+impl<R> Order<R> {
+    /// Whether some operation is still waiting for the host.
+    pub fn busy(&self) -> bool {
+        self.ops
+            .iter()
+            .any(|op| matches!(op.status, OpStatus::Pending { .. }))
+    }
+
+    /// Amount that can still be refunded.
+    pub fn refundable(&self) -> u64 {
+        self.captured
+            .saturating_sub(self.refunded)
+            .saturating_sub(self.refund_in_doubt)
+    }
+
+    /// Finds an operation by its idempotency key.
+    pub fn op_mut(&mut self, kind: TxnKind, request_id: &[u8]) -> Option<&mut Operation<R>> {
+        self.ops
+            .iter_mut()
+            .find(|op| op.kind == kind && op.request_id == request_id)
+    }
+}

@@ -1,0 +1,778 @@
+//! The application shard's transaction state machine, sans-IO: requests and upstream outcomes go in
+//! with the time, answers and upstream requests come out as values ([`Output`]). The actix shard actor
+//! only moves these values; the deterministic simulation drives the same code with a virtual clock.
+//!
+//! Invariants kept here: one upstream authorization per (merchant, order id); capture at most once and
+//! never above the authorized amount; refunds never above the captured amount; every request answered
+//! exactly once (retransmissions of a pending request wait for its answer); a request that reuses a key
+//! with other content is refused as DUPLICATE_ORDER.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use paymesh_codecs::message::{PaymentMethod, TxnAnswer, TxnKind, TxnRequest};
+use paymesh_codecs::types::ResultCode;
+
+use super::config::CoreSettings;
+use super::order::{OpStatus, Operation, Order, OrderKey, OrderState, wire_state};
+use super::route::RouteKey;
+use super::upstream::{Account, UpstreamKind, UpstreamOutcome, UpstreamRequest, UpstreamResult};
+
+/// What the shard core asks its shell to do.
+#[derive(Debug)]
+pub enum Output<R> {
+    /// Send this answer to this requester.
+    Reply(R, Box<TxnAnswer>),
+    /// Send this request to an upstream host.
+    Upstream(Box<UpstreamRequest>),
+}
+
+/// Running totals a shard keeps per merchant.
+#[derive(Debug, Default, Clone, Copy)]
+struct DailyTotal {
+    day: u64,
+    total: u64,
+}
+
+/// A card held by the server wallet vault.
+#[derive(Debug, Clone)]
+struct VaultEntry {
+    account: Account,
+    masked: Bytes,
+}
+
+/// One application shard: owns the orders of the merchants hashed to it.
+#[derive(Debug)]
+pub struct ShardCore<R> {
+    shard: u16,
+    settings: Arc<CoreSettings>,
+    orders: HashMap<OrderKey, Order<R>>,
+    by_txn_id: HashMap<u64, OrderKey>,
+    by_op_id: HashMap<u64, OrderKey>,
+    /// Orders in creation order, for eviction past `orders_per_shard_max`.
+    age: VecDeque<OrderKey>,
+    daily: HashMap<Bytes, DailyTotal>,
+    vault: HashMap<Bytes, VaultEntry>,
+    next_seq: u64,
+}
+
+/// Bits of a server transaction id that carry the sequence; the shard index sits above them.
+pub const TXN_SEQ_BITS: u32 = 48;
+
+/// The shard that owns a server transaction id.
+pub fn shard_of_txn_id(txn_id: u64) -> u16 {
+    (txn_id >> TXN_SEQ_BITS) as u16
+}
+
+impl<R: Clone> ShardCore<R> {
+    /// A new, empty shard. `seq_start` seeds transaction ids (the journal supplies it after recovery).
+    pub fn new(shard: u16, settings: Arc<CoreSettings>, seq_start: u64) -> Self {
+        Self {
+            shard,
+            settings,
+            orders: HashMap::new(),
+            by_txn_id: HashMap::new(),
+            by_op_id: HashMap::new(),
+            age: VecDeque::new(),
+            daily: HashMap::new(),
+            vault: HashMap::new(),
+            next_seq: seq_start & ((1 << TXN_SEQ_BITS) - 1),
+        }
+    }
+
+    /// Number of orders held.
+    pub fn order_count(&self) -> usize {
+        self.orders.len()
+    }
+
+    /// Number of operations waiting for an upstream host.
+    pub fn pending_count(&self) -> usize {
+        self.by_op_id.len()
+    }
+
+    /// Looks an order up (for tests and the simulation's invariant checks).
+    pub fn order(&self, merchant_id: &[u8], order_id: &[u8]) -> Option<&Order<R>> {
+        self.orders.get(&(
+            Bytes::copy_from_slice(merchant_id),
+            Bytes::copy_from_slice(order_id),
+        ))
+    }
+
+    /// Iterates over all orders.
+    pub fn orders(&self) -> impl Iterator<Item = (&OrderKey, &Order<R>)> {
+        self.orders.iter()
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_seq = (self.next_seq + 1) & ((1 << TXN_SEQ_BITS) - 1);
+        (u64::from(self.shard) << TXN_SEQ_BITS) | self.next_seq
+    }
+
+    /// Handles one client request at `now_ms`, appending what to do to `out`.
+    pub fn handle_request(
+        &mut self,
+        now_ms: u64,
+        to: R,
+        req: &TxnRequest,
+        out: &mut Vec<Output<R>>,
+    ) {
+        match req.kind {
+            TxnKind::Inquiry => {
+                let answer = self.inquiry(now_ms, req);
+                out.push(Output::Reply(to, Box::new(answer)));
+            }
+            TxnKind::Authorize | TxnKind::Sale | TxnKind::BalanceInquiry | TxnKind::Tokenize => {
+                self.create(now_ms, to, req, out)
+            }
+            TxnKind::Capture | TxnKind::Cancel | TxnKind::Refund => {
+                self.follow_up(now_ms, to, req, out)
+            }
+        }
+    }
+
+    /// Handles an upstream outcome, appending answers (to every waiter) to `out`.
+    pub fn handle_upstream(
+        &mut self,
+        now_ms: u64,
+        result: UpstreamResult,
+        out: &mut Vec<Output<R>>,
+    ) {
+        let Some(key) = self.by_op_id.remove(&result.op_id) else {
+            // Unknown or already resolved op: a late or duplicate outcome changes nothing.
+            return;
+        };
+        let Some(order) = self.orders.get_mut(&key) else {
+            return;
+        };
+        let Some(index) = order.ops.iter().position(
+            |o| matches!(o.status, OpStatus::Pending { op_id, .. } if op_id == result.op_id),
+        ) else {
+            return;
+        };
+        let Some(op) = order.ops.get_mut(index) else {
+            return;
+        };
+        let kind = op.kind;
+        let op_amount = op.amount;
+        let waiters = match &mut op.status {
+            OpStatus::Pending { waiters, .. } => std::mem::take(waiters),
+            OpStatus::Done(_) => return,
+        };
+        let mut answer = base_answer(kind, ResultCode::Approved, &key, now_ms);
+        let mut forget_order = false;
+        let mut forget_op = false;
+        let mut release_daily = 0u64;
+        match result.outcome {
+            UpstreamOutcome::Answered {
+                result: code,
+                response_code,
+                approval_code,
+                sent,
+                balance,
+            } => {
+                answer.result = code;
+                answer.upstream_response_code = Some(response_code);
+                answer.rrn = Some(sent.rrn.clone());
+                let approved = code == ResultCode::Approved;
+                match kind {
+                    TxnKind::Authorize | TxnKind::Sale => {
+                        if approved {
+                            order.state = if kind == TxnKind::Sale {
+                                OrderState::Captured
+                            } else {
+                                OrderState::Authorized
+                            };
+                            order.authorized = op_amount;
+                            if kind == TxnKind::Sale {
+                                order.captured = op_amount;
+                            }
+                            order.approval_code = approval_code.clone();
+                            answer.approval_code = Some(approval_code);
+                        } else {
+                            order.state = OrderState::Declined;
+                            release_daily = op_amount;
+                        }
+                        order.sent = Some(sent);
+                    }
+                    TxnKind::Cancel if approved => {
+                        order.state = OrderState::Cancelled;
+                        release_daily = order.authorized;
+                    }
+                    TxnKind::Refund if approved => order.refunded += op_amount,
+                    TxnKind::BalanceInquiry => {
+                        order.state = OrderState::Done;
+                        answer.balance = balance;
+                    }
+                    _ => {}
+                }
+            }
+            UpstreamOutcome::Timeout { sent } => {
+                answer.result = ResultCode::UpstreamTimeout;
+                answer.rrn = Some(sent.rrn.clone());
+                match kind {
+                    TxnKind::Authorize | TxnKind::Sale => {
+                        order.state = OrderState::InDoubt;
+                        order.authorized = op_amount;
+                        order.sent = Some(sent);
+                    }
+                    TxnKind::Refund => order.refund_in_doubt += op_amount,
+                    TxnKind::BalanceInquiry => order.state = OrderState::Done,
+                    _ => {}
+                }
+            }
+            UpstreamOutcome::NotSent { result } => {
+                // Never sent: forget the attempt so that a retry with the same key starts afresh.
+                answer.result = result;
+                match kind {
+                    TxnKind::Authorize | TxnKind::Sale | TxnKind::BalanceInquiry => {
+                        forget_order = true;
+                        release_daily = op_amount;
+                    }
+                    _ => forget_op = true,
+                }
+            }
+        }
+        fill_order_fields(&mut answer, order);
+        answer.amount = Some(op_amount);
+        if forget_op {
+            order.ops.remove(index);
+        } else if let Some(op) = order.ops.get_mut(index) {
+            op.status = OpStatus::Done(Box::new(answer.clone()));
+        }
+        let day = order.day;
+        let merchant = key.0.clone();
+        if forget_order {
+            let txn_id = order.txn_id;
+            self.orders.remove(&key);
+            self.by_txn_id.remove(&txn_id);
+        }
+        if release_daily > 0
+            && let Some(d) = self.daily.get_mut(&merchant)
+                && d.day == day {
+                    d.total = d.total.saturating_sub(release_daily);
+                }
+        for w in waiters {
+            out.push(Output::Reply(w, Box::new(answer.clone())));
+        }
+    }
+
+    fn inquiry(&self, now_ms: u64, req: &TxnRequest) -> TxnAnswer {
+        let key = match req.server_txn_id {
+            Some(id) => self.by_txn_id.get(&id).cloned(),
+            None => Some((req.merchant_id.clone(), req.order_id.clone())),
+        };
+        let key_for_answer = key
+            .clone()
+            .unwrap_or_else(|| (req.merchant_id.clone(), req.order_id.clone()));
+        let mut answer = base_answer(
+            TxnKind::Inquiry,
+            ResultCode::Approved,
+            &key_for_answer,
+            now_ms,
+        );
+        match key.and_then(|k| self.orders.get(&k)) {
+            Some(order) if order.state == OrderState::Authorizing => {
+                answer.result = ResultCode::InProgress;
+                fill_order_fields(&mut answer, order);
+            }
+            Some(order) => fill_order_fields(&mut answer, order),
+            None => answer.result = ResultCode::NotFound,
+        }
+        answer
+    }
+
+    /// Authorize, sale, balance inquiry, tokenize: requests that create an order.
+    fn create(&mut self, now_ms: u64, to: R, req: &TxnRequest, out: &mut Vec<Output<R>>) {
+        let key: OrderKey = (req.merchant_id.clone(), req.order_id.clone());
+        let fingerprint = fingerprint(req);
+        if let Some(order) = self.orders.get_mut(&key) {
+            let answer = replay(
+                order,
+                req.kind,
+                b"",
+                fingerprint,
+                to.clone(),
+                self.settings.waiters_per_operation_max,
+                &key,
+                now_ms,
+            );
+            if let Some(answer) = answer {
+                out.push(Output::Reply(to, Box::new(answer)));
+            }
+            return;
+        }
+        if let Err(code) = self.check_merchant(&key.0, req, now_ms) {
+            out.push(Output::Reply(
+                to,
+                Box::new(base_answer(req.kind, code, &key, now_ms)),
+            ));
+            return;
+        }
+        let (account, masked) = match self.resolve_account(req) {
+            Ok(a) => a,
+            Err(code) => {
+                out.push(Output::Reply(
+                    to,
+                    Box::new(base_answer(req.kind, code, &key, now_ms)),
+                ));
+                return;
+            }
+        };
+        let amount = req.amount.unwrap_or(0);
+        let day = self.settings.business_day(now_ms);
+        let txn_id = self.next_id();
+        let mut order = Order {
+            txn_id,
+            kind: req.kind,
+            currency: req.currency.unwrap_or(0),
+            host: None,
+            account: None,
+            masked_pan: masked.clone(),
+            state: OrderState::Done,
+            authorized: 0,
+            captured: 0,
+            refunded: 0,
+            refund_in_doubt: 0,
+            approval_code: Bytes::new(),
+            sent: None,
+            day,
+            received_ms: now_ms,
+            ops: Vec::with_capacity(1),
+        };
+        if req.kind == TxnKind::Tokenize {
+            let answer = self.tokenize(&key, txn_id, account, masked, now_ms);
+            order.ops.push(Operation {
+                kind: req.kind,
+                request_id: Bytes::new(),
+                fingerprint,
+                amount: 0,
+                status: OpStatus::Done(Box::new(answer.clone())),
+            });
+            self.insert(key, order);
+            out.push(Output::Reply(to, Box::new(answer)));
+            return;
+        }
+        let Some(host) = self.settings.routes.route(route_key(&account)) else {
+            out.push(Output::Reply(
+                to,
+                Box::new(base_answer(req.kind, ResultCode::Unroutable, &key, now_ms)),
+            ));
+            return;
+        };
+        let kind = match req.kind {
+            TxnKind::Sale => UpstreamKind::Sale,
+            TxnKind::BalanceInquiry => UpstreamKind::BalanceInquiry,
+            _ => UpstreamKind::Authorize,
+        };
+        if kind != UpstreamKind::BalanceInquiry {
+            if let Err(code) = self.reserve_daily(&key.0, amount, day) {
+                out.push(Output::Reply(
+                    to,
+                    Box::new(base_answer(req.kind, code, &key, now_ms)),
+                ));
+                return;
+            }
+            order.state = OrderState::Authorizing;
+        }
+        let op_id = self.next_id();
+        order.host = Some(host);
+        order.account = Some(account.clone());
+        order.ops.push(Operation {
+            kind: req.kind,
+            request_id: Bytes::new(),
+            fingerprint,
+            amount,
+            status: OpStatus::Pending {
+                op_id,
+                waiters: vec![to],
+            },
+        });
+        self.by_op_id.insert(op_id, key.clone());
+        self.insert(key.clone(), order);
+        out.push(Output::Upstream(Box::new(UpstreamRequest {
+            op_id,
+            shard: self.shard,
+            host,
+            kind,
+            amount,
+            currency: req.currency.unwrap_or(0),
+            account,
+            order_id: key.1.clone(),
+            merchant_id: key.0,
+            original: None,
+        })));
+    }
+
+    /// Capture, cancel, refund: operations on an existing order.
+    fn follow_up(&mut self, now_ms: u64, to: R, req: &TxnRequest, out: &mut Vec<Output<R>>) {
+        let key: OrderKey = (req.merchant_id.clone(), req.order_id.clone());
+        let request_id = req.request_id.clone().unwrap_or_default();
+        let fingerprint = fingerprint(req);
+        let waiters_max = self.settings.waiters_per_operation_max;
+        let Some(order) = self.orders.get_mut(&key) else {
+            let code = match self.settings.merchants.get(&key.0) {
+                None => ResultCode::UnknownMerchant,
+                Some(_) => ResultCode::NotFound,
+            };
+            out.push(Output::Reply(
+                to,
+                Box::new(base_answer(req.kind, code, &key, now_ms)),
+            ));
+            return;
+        };
+        if order.op_mut(req.kind, &request_id).is_some() {
+            if let Some(answer) = replay(
+                order,
+                req.kind,
+                &request_id,
+                fingerprint,
+                to.clone(),
+                waiters_max,
+                &key,
+                now_ms,
+            ) {
+                out.push(Output::Reply(to, Box::new(answer)));
+            }
+            return;
+        }
+        let refuse = |code: ResultCode, order: &Order<R>| {
+            let mut a = base_answer(req.kind, code, &key, now_ms);
+            fill_order_fields(&mut a, order);
+            a.amount = req.amount;
+            Output::Reply(to.clone(), Box::new(a))
+        };
+        if order.busy() {
+            out.push(refuse(ResultCode::InProgress, order));
+            return;
+        }
+        if req.currency.is_some_and(|c| c != order.currency) {
+            out.push(refuse(ResultCode::InvalidRequest, order));
+            return;
+        }
+        match req.kind {
+            TxnKind::Capture => {
+                if order.state != OrderState::Authorized {
+                    out.push(refuse(ResultCode::InvalidState, order));
+                    return;
+                }
+                let amount = req.amount.unwrap_or(order.authorized);
+                if amount == 0 || amount > order.authorized {
+                    out.push(refuse(ResultCode::AmountExceedsAvailable, order));
+                    return;
+                }
+                // Capture is local: the captured amount goes to the host in the settlement file.
+                order.captured = amount;
+                order.state = OrderState::Captured;
+                let mut a = base_answer(req.kind, ResultCode::Approved, &key, now_ms);
+                fill_order_fields(&mut a, order);
+                a.amount = Some(amount);
+                a.approval_code = Some(order.approval_code.clone());
+                order.ops.push(Operation {
+                    kind: req.kind,
+                    request_id,
+                    fingerprint,
+                    amount,
+                    status: OpStatus::Done(Box::new(a.clone())),
+                });
+                out.push(Output::Reply(to, Box::new(a)));
+            }
+            TxnKind::Cancel | TxnKind::Refund => {
+                let (kind, amount) = if req.kind == TxnKind::Cancel {
+                    let cancellable = order.state == OrderState::Authorized
+                        || (order.state == OrderState::Captured
+                            && order.refunded == 0
+                            && order.refund_in_doubt == 0);
+                    if !cancellable {
+                        out.push(refuse(ResultCode::InvalidState, order));
+                        return;
+                    }
+                    (UpstreamKind::Reversal, order.authorized)
+                } else {
+                    if order.state != OrderState::Captured {
+                        out.push(refuse(ResultCode::InvalidState, order));
+                        return;
+                    }
+                    let amount = req.amount.unwrap_or(order.refundable());
+                    if amount == 0 || amount > order.refundable() {
+                        out.push(refuse(ResultCode::AmountExceedsAvailable, order));
+                        return;
+                    }
+                    (UpstreamKind::Refund, amount)
+                };
+                let (Some(host), Some(account)) = (order.host, order.account.clone()) else {
+                    out.push(refuse(ResultCode::InvalidState, order));
+                    return;
+                };
+                self.next_seq = (self.next_seq + 1) & ((1 << TXN_SEQ_BITS) - 1);
+                let op_id = (u64::from(self.shard) << TXN_SEQ_BITS) | self.next_seq;
+                order.ops.push(Operation {
+                    kind: req.kind,
+                    request_id,
+                    fingerprint,
+                    amount,
+                    status: OpStatus::Pending {
+                        op_id,
+                        waiters: vec![to],
+                    },
+                });
+                let currency = order.currency;
+                let original = order.sent.clone();
+                self.by_op_id.insert(op_id, key.clone());
+                out.push(Output::Upstream(Box::new(UpstreamRequest {
+                    op_id,
+                    shard: self.shard,
+                    host,
+                    kind,
+                    amount,
+                    currency,
+                    account,
+                    order_id: key.1.clone(),
+                    merchant_id: key.0,
+                    original,
+                })));
+            }
+            _ => out.push(refuse(ResultCode::InvalidRequest, order)),
+        }
+    }
+
+    fn check_merchant(
+        &self,
+        merchant: &Bytes,
+        req: &TxnRequest,
+        _now_ms: u64,
+    ) -> Result<(), ResultCode> {
+        let m = self
+            .settings
+            .merchants
+            .get(merchant)
+            .ok_or(ResultCode::UnknownMerchant)?;
+        if !m.enabled {
+            return Err(ResultCode::MerchantDisabled);
+        }
+        if let Some(c) = req.currency
+            && !m.currencies.is_empty() && !m.currencies.contains(&c) {
+                return Err(ResultCode::UnsupportedCurrency);
+            }
+        if let (Some(limit), Some(amount)) = (m.single_limit_minor, req.amount)
+            && amount > limit {
+                return Err(ResultCode::AmountOverLimit);
+            }
+        Ok(())
+    }
+
+    fn reserve_daily(&mut self, merchant: &Bytes, amount: u64, day: u64) -> Result<(), ResultCode> {
+        let limit = self
+            .settings
+            .merchants
+            .get(merchant)
+            .and_then(|m| m.daily_limit_minor);
+        let entry = self.daily.entry(merchant.clone()).or_default();
+        if entry.day != day {
+            *entry = DailyTotal { day, total: 0 };
+        }
+        let total = entry
+            .total
+            .checked_add(amount)
+            .ok_or(ResultCode::DailyLimitExceeded)?;
+        if limit.is_some_and(|l| total > l) {
+            return Err(ResultCode::DailyLimitExceeded);
+        }
+        entry.total = total;
+        Ok(())
+    }
+
+    fn resolve_account(&self, req: &TxnRequest) -> Result<(Account, Option<Bytes>), ResultCode> {
+        match &req.payment {
+            Some(PaymentMethod::Card { pan, expiry, .. }) => Ok((
+                Account::Card {
+                    pan: pan.clone(),
+                    expiry: expiry.clone(),
+                },
+                Some(Bytes::from(pan.masked())),
+            )),
+            Some(PaymentMethod::WalletToken(token)) => {
+                let entry = self.vault.get(token).ok_or(ResultCode::InvalidCard)?;
+                Ok((entry.account.clone(), Some(entry.masked.clone())))
+            }
+            Some(PaymentMethod::CarrierBilling { phone, carrier }) => Ok((
+                Account::Phone {
+                    phone: phone.clone(),
+                    carrier: carrier.clone(),
+                },
+                None,
+            )),
+            Some(PaymentMethod::BankTransfer { bank_code, account }) => Ok((
+                Account::Bank {
+                    bank_code: bank_code.clone(),
+                    account: account.clone(),
+                },
+                None,
+            )),
+            None => Err(ResultCode::InvalidRequest),
+        }
+    }
+
+    fn tokenize(
+        &mut self,
+        key: &OrderKey,
+        txn_id: u64,
+        account: Account,
+        masked: Option<Bytes>,
+        now_ms: u64,
+    ) -> TxnAnswer {
+        let mut answer = base_answer(TxnKind::Tokenize, ResultCode::Approved, key, now_ms);
+        answer.server_txn_id = Some(txn_id);
+        if !matches!(account, Account::Card { .. }) {
+            answer.result = ResultCode::UnsupportedPaymentMethod;
+            return answer;
+        }
+        if self.vault.len() >= self.settings.vault_tokens_per_shard_max {
+            answer.result = ResultCode::Busy;
+            return answer;
+        }
+        // The token names the shard and a sequence: unguessable tokens and encryption at rest come
+        // with the durable vault (durability issue).
+        let token = Bytes::from(format!(
+            "tok{:04x}{:012x}",
+            self.shard,
+            txn_id & ((1 << TXN_SEQ_BITS) - 1)
+        ));
+        let masked = masked.unwrap_or_default();
+        self.vault.insert(
+            token.clone(),
+            VaultEntry {
+                account,
+                masked: masked.clone(),
+            },
+        );
+        answer.token = Some(token);
+        answer.masked_pan = Some(masked);
+        answer
+    }
+
+    fn insert(&mut self, key: OrderKey, order: Order<R>) {
+        self.by_txn_id.insert(order.txn_id, key.clone());
+        self.orders.insert(key.clone(), order);
+        self.age.push_back(key);
+        self.evict();
+    }
+
+    /// Keeps the order count bounded: evicts the oldest orders that have nothing pending. Their
+    /// idempotency records go with them (the query store answers for older orders).
+    fn evict(&mut self) {
+        let max = self.settings.orders_per_shard_max;
+        let mut scanned = 0;
+        while self.orders.len() > max && scanned < 2 * max.max(1) {
+            scanned += 1;
+            let Some(key) = self.age.pop_front() else {
+                break;
+            };
+            match self.orders.entry(key) {
+                Entry::Occupied(e) if e.get().busy() => {
+                    let key = e.key().clone();
+                    self.age.push_back(key);
+                }
+                Entry::Occupied(e) => {
+                    let order = e.remove();
+                    self.by_txn_id.remove(&order.txn_id);
+                }
+                Entry::Vacant(_) => {}
+            }
+        }
+    }
+}
+
+/// Answer to a request whose key is already known: the stored answer, a wait on the pending one, or
+/// DUPLICATE_ORDER when the content differs.
+#[allow(clippy::too_many_arguments)]
+fn replay<R>(
+    order: &mut Order<R>,
+    kind: TxnKind,
+    request_id: &[u8],
+    fingerprint: u64,
+    to: R,
+    waiters_max: usize,
+    key: &OrderKey,
+    now_ms: u64,
+) -> Option<TxnAnswer> {
+    let txn_id = order.txn_id;
+    let duplicate = || {
+        let mut a = base_answer(kind, ResultCode::DuplicateOrder, key, now_ms);
+        a.server_txn_id = Some(txn_id);
+        a
+    };
+    let Some(op) = order.op_mut(kind, request_id) else {
+        return Some(duplicate());
+    };
+    if op.fingerprint != fingerprint {
+        return Some(duplicate());
+    }
+    match &mut op.status {
+        OpStatus::Done(answer) => Some((**answer).clone()),
+        OpStatus::Pending { waiters, .. } if waiters.len() < waiters_max => {
+            waiters.push(to);
+            None
+        }
+        OpStatus::Pending { .. } => {
+            let mut a = base_answer(kind, ResultCode::InProgress, key, now_ms);
+            a.server_txn_id = Some(txn_id);
+            Some(a)
+        }
+    }
+}
+
+fn route_key(account: &Account) -> RouteKey<'_> {
+    match account {
+        Account::Card { pan, .. } => RouteKey::Card { bin: pan.bin() },
+        Account::Phone { carrier, .. } => RouteKey::Carrier { carrier },
+        Account::Bank { bank_code, .. } => RouteKey::Bank { bank_code },
+    }
+}
+
+/// Hash of what makes two requests with the same key "the same request".
+fn fingerprint(req: &TxnRequest) -> u64 {
+    let mut h = DefaultHasher::new();
+    (req.kind as u8).hash(&mut h);
+    req.amount.hash(&mut h);
+    req.currency.hash(&mut h);
+    req.request_id.hash(&mut h);
+    match &req.payment {
+        Some(PaymentMethod::Card { pan, expiry, .. }) => (1u8, pan.digits(), expiry).hash(&mut h),
+        Some(PaymentMethod::WalletToken(t)) => (2u8, t).hash(&mut h),
+        Some(PaymentMethod::CarrierBilling { phone, carrier }) => {
+            (3u8, phone, carrier).hash(&mut h)
+        }
+        Some(PaymentMethod::BankTransfer { bank_code, account }) => {
+            (4u8, bank_code, account).hash(&mut h)
+        }
+        None => 0u8.hash(&mut h),
+    }
+    h.finish()
+}
+
+fn base_answer(kind: TxnKind, result: ResultCode, key: &OrderKey, now_ms: u64) -> TxnAnswer {
+    let mut a = TxnAnswer::new(kind, result);
+    a.merchant_id = Some(key.0.clone());
+    a.order_id = Some(key.1.clone());
+    a.received_at_ms = Some(now_ms);
+    a.answered_at_ms = Some(now_ms);
+    a
+}
+
+fn fill_order_fields<R>(a: &mut TxnAnswer, order: &Order<R>) {
+    a.server_txn_id = Some(order.txn_id);
+    a.state = Some(wire_state(order));
+    a.currency = Some(order.currency);
+    a.authorized_amount = Some(order.authorized);
+    a.captured_amount = Some(order.captured);
+    a.refunded_amount = Some(order.refunded);
+    if let Some(m) = &order.masked_pan {
+        a.masked_pan = Some(m.clone());
+    }
+    if !order.approval_code.is_empty() {
+        a.approval_code = Some(order.approval_code.clone());
+    }
+}

@@ -1,0 +1,164 @@
+//! What a shard asks of an upstream host and what comes back: the contract between the shard core
+//! and the pool core (both sans-IO), independent of ISO 8583 details.
+
+use bytes::Bytes;
+use paymesh_codecs::types::{Pan, ResultCode};
+
+use super::route::HostId;
+
+/// Which upstream operation a shard needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamKind {
+    /// Authorization only (0100).
+    Authorize,
+    /// Authorization and capture in one message (0200).
+    Sale,
+    /// Reversal of an earlier authorization or sale (0400), e.g. for a client's cancel.
+    Reversal,
+    /// Refund of a captured amount (0200, processing code 20).
+    Refund,
+    /// Balance inquiry (0100, processing code 31).
+    BalanceInquiry,
+}
+
+/// The account an upstream request charges.
+#[derive(Debug, Clone)]
+pub enum Account {
+    /// A card: PAN (masked in Debug) and expiry YYMM.
+    Card {
+        /// Primary account number.
+        pan: Pan,
+        /// Expiry, YYMM.
+        expiry: Bytes,
+    },
+    /// Carrier billing.
+    Phone {
+        /// Phone number, digits.
+        phone: Bytes,
+        /// Carrier name.
+        carrier: Bytes,
+    },
+    /// Bank transfer.
+    Bank {
+        /// Bank code.
+        bank_code: Bytes,
+        /// Account number.
+        account: Bytes,
+    },
+}
+
+/// Identifies an upstream message already sent, for reversals and refunds (ISO 8583 field 90).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginalRef {
+    /// The original message type (e.g. 0100).
+    pub mti: u16,
+    /// The original system trace audit number (field 11).
+    pub stan: u32,
+    /// The original transmission date and time, MMDDhhmmss (field 7).
+    pub transmitted: Bytes,
+    /// The original retrieval reference number (field 37).
+    pub rrn: Bytes,
+}
+
+/// One request from a shard to an upstream host.
+#[derive(Debug, Clone)]
+pub struct UpstreamRequest {
+    /// Unique per shard; the answer carries it back.
+    pub op_id: u64,
+    /// The shard to answer.
+    pub shard: u16,
+    /// Host the request goes to.
+    pub host: HostId,
+    /// Operation.
+    pub kind: UpstreamKind,
+    /// Amount in minor units.
+    pub amount: u64,
+    /// ISO 4217 numeric currency.
+    pub currency: u16,
+    /// Account charged.
+    pub account: Account,
+    /// Merchant id (field 42).
+    pub merchant_id: Bytes,
+    /// The merchant's order id (sent in field 48 so the host's records name the order).
+    pub order_id: Bytes,
+    /// The original message, for reversals and refunds.
+    pub original: Option<OriginalRef>,
+}
+
+/// Outcome of an upstream request.
+#[derive(Debug, Clone)]
+pub enum UpstreamOutcome {
+    /// The host answered (approved or declined).
+    Answered {
+        /// Internal result mapped from the host's response code.
+        result: ResultCode,
+        /// The host's response code (field 39).
+        response_code: Bytes,
+        /// Approval code (field 38); empty when declined.
+        approval_code: Bytes,
+        /// What identifies the message sent, for later reversals.
+        sent: OriginalRef,
+        /// Balance, for balance inquiries.
+        balance: Option<u64>,
+    },
+    /// Sent, but no answer arrived in time: the outcome is unknown.
+    Timeout {
+        /// What identifies the message sent, for the reversal.
+        sent: OriginalRef,
+    },
+    /// Never sent (no link up: UPSTREAM_UNAVAILABLE; pool full: BUSY): safe to retry.
+    NotSent {
+        /// What the client is told.
+        result: ResultCode,
+    },
+}
+
+/// An outcome addressed to the operation that asked for it.
+#[derive(Debug, Clone)]
+pub struct UpstreamResult {
+    /// The request's op id.
+    pub op_id: u64,
+    /// What happened.
+    pub outcome: UpstreamOutcome,
+}
+
+/// Maps an ISO 8583 response code (field 39) to PayMesh's result: the one place this happens.
+pub fn map_response_code(code: &[u8]) -> ResultCode {
+    match code {
+        b"00" | b"08" | b"10" | b"11" | b"16" => ResultCode::Approved,
+        b"51" => ResultCode::InsufficientFunds,
+        b"54" | b"33" => ResultCode::ExpiredCard,
+        b"14" | b"15" | b"56" => ResultCode::InvalidCard,
+        b"61" | b"65" => ResultCode::IssuerLimitExceeded,
+        b"05" | b"57" | b"62" => ResultCode::DoNotHonor,
+        b"52" | b"53" | b"76" | b"78" => ResultCode::InvalidAccount,
+        b"91" | b"96" | b"92" => ResultCode::UpstreamUnavailable,
+        _ => ResultCode::Declined,
+    }
+}
+
+/// The answer type an upstream host must use for a request, for response matching.
+pub fn iso_mti(kind: UpstreamKind) -> u16 {
+    match kind {
+        UpstreamKind::Authorize | UpstreamKind::BalanceInquiry => 100,
+        UpstreamKind::Sale | UpstreamKind::Refund => 200,
+        UpstreamKind::Reversal => 400,
+    }
+}
+
+/// Outcome for an operation the pool could not place.
+pub fn not_sent(op_id: u64, result: ResultCode) -> UpstreamResult {
+    UpstreamResult {
+        op_id,
+        outcome: UpstreamOutcome::NotSent { result },
+    }
+}
+
+/// ISO processing code (field 3) for an operation.
+pub fn processing_code(kind: UpstreamKind) -> &'static [u8; 6] {
+    match kind {
+        UpstreamKind::Authorize | UpstreamKind::Sale | UpstreamKind::Reversal => b"000000",
+        UpstreamKind::Refund => b"200000",
+        UpstreamKind::BalanceInquiry => b"310000",
+    }
+}

@@ -1,0 +1,56 @@
+//! Messages between the actors. Work moves in batches: one read's worth of requests per shard, one
+//! shard step's worth of answers per session, one step's worth of upstream requests per host.
+
+use actix::{Message, Recipient};
+use paymesh_codecs::message::{TxnAnswer, TxnRequest};
+
+use crate::core::upstream::{UpstreamRequest, UpstreamResult};
+
+/// Where a shard sends an answer: the session actor of the connection and the request's correlation id.
+#[derive(Clone)]
+pub struct ReplyTo {
+    /// The session's answer mailbox.
+    pub session: Recipient<AnswerBatch>,
+    /// Session id, to group answers per session.
+    pub session_id: u64,
+    /// The request's correlation id.
+    pub correlation_id: u64,
+}
+
+impl std::fmt::Debug for ReplyTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReplyTo({}/{})", self.session_id, self.correlation_id)
+    }
+}
+
+/// Requests from one session for one shard.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ShardBatch {
+    /// Each request with where to answer it.
+    pub items: Vec<(ReplyTo, TxnRequest)>,
+}
+
+/// Answers for one session: (correlation id, answer).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct AnswerBatch {
+    /// Answers in the order the shard produced them.
+    pub items: Vec<(u64, Box<TxnAnswer>)>,
+}
+
+/// Upstream requests for one host.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct UpstreamBatch {
+    /// Requests in shard order.
+    pub items: Vec<UpstreamRequest>,
+}
+
+/// Upstream outcomes for one shard.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct UpstreamResults {
+    /// Outcomes in the order the pool resolved them.
+    pub items: Vec<UpstreamResult>,
+}

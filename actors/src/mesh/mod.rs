@@ -1,0 +1,11 @@
+//! The actix shells around the cores: they read clocks, move bytes and messages, nothing else.
+//!
+//! - [`messages`]: the batches that travel between actors.
+//! - [`session`]: one router actor per client connection.
+//! - [`shard`]: application shard actors.
+//! - [`pool`]: upstream pool actors, one per host.
+
+pub mod messages;
+pub mod pool;
+pub mod session;
+pub mod shard;

@@ -1,0 +1,560 @@
+//! The router actor of one client connection (one per connection, on the Arbiter that accepted it).
+//!
+//! It owns the session rules of PROTOCOL.md: login first, heartbeats and idle timeout, logout; it
+//! parses and validates each frame, enforces the in-flight window (BUSY beyond it) and dispatches
+//! transaction requests to their shard in one batch per shard per read. Answers come back in
+//! batches and are encoded into one output buffer, flushed with one write.
+//!
+//! Two small tasks on the same Arbiter move bytes: the reader decodes frames from the socket and
+//! hands each read's frames to the actor (waiting when its mailbox is full, which stops reading and
+//! lets TCP push back on the client); the writer drains encoded chunks to the socket.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::{Bytes, BytesMut};
+use paymesh_codecs::frame::{Frame, decode_frame};
+use paymesh_codecs::message::{
+    LoginAnswer, Message as Wire, Reject, TxnAnswer, TxnKind, TxnRequest,
+};
+use paymesh_codecs::types::ResultCode;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::messages::{AnswerBatch, ReplyTo, ShardBatch};
+use super::shard::Shards;
+use crate::core::shard::shard_of_txn_id;
+use crate::metrics::Metrics;
+use crate::now_ms;
+
+/// Bytes read from the socket at a time.
+pub const READ_BUF_BYTES: usize = 64 * 1024;
+/// Encoded chunks queued for the writer; past it the output buffer grows up to [`OUTPUT_BYTES_MAX`].
+pub const WRITE_QUEUE_CHUNKS_MAX: usize = 64;
+/// Output bytes a session holds for a client that does not read before it is disconnected.
+pub const OUTPUT_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Frames from one read handed to the actor at once (a bounded batch).
+pub const FRAMES_PER_BATCH_MAX: usize = 1_024;
+/// Session mailbox size; the reader waits when it is full.
+pub const SESSION_MAILBOX_MAX: usize = 64;
+
+/// Checks a network's credential (the router stores them hashed).
+pub trait Authenticator: Send + Sync {
+    /// Whether `credential` is right for `network_id`.
+    fn verify(&self, network_id: &[u8], credential: &[u8]) -> bool;
+}
+
+/// Session settings announced in LOGIN_ANSWER.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Requests in flight per connection.
+    pub inflight_window: u32,
+    /// Heartbeat interval the client should keep, milliseconds.
+    pub heartbeat_interval_ms: u32,
+    /// Silence after which the server closes the connection, milliseconds.
+    pub idle_timeout_ms: u32,
+    /// Largest frame body accepted.
+    pub max_body_bytes: u32,
+}
+
+/// What a session needs from the router.
+#[derive(Clone)]
+pub struct SessionDeps {
+    /// Settings.
+    pub settings: Arc<SessionSettings>,
+    /// Credential checker.
+    pub auth: Arc<dyn Authenticator>,
+    /// The shards.
+    pub shards: Shards,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for SessionDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionDeps")
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    AwaitingLogin,
+    LoggedIn,
+    /// LOGOUT received: no new requests; LOGOUT_ANSWER once in-flight ones are answered.
+    Draining {
+        correlation_id: u64,
+    },
+    Closing,
+}
+
+/// Frames decoded from one read.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Frames(Vec<Frame>);
+
+/// The reader stopped: peer closed, I/O error, or a framing error that ends the stream.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct ReadEnded {
+    /// Frame-level error to REJECT before closing, with the offending correlation id.
+    reject: Option<(u64, ResultCode, String)>,
+}
+
+/// Asks a session to finish: answer what is in flight, then close (graceful shutdown).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+/// The per-connection router actor.
+pub struct Session {
+    id: u64,
+    deps: SessionDeps,
+    phase: Phase,
+    /// Correlation id → request kind, for requests the shards have not answered yet.
+    inflight: HashMap<u64, TxnKind>,
+    out: BytesMut,
+    writer: Option<mpsc::Sender<Bytes>>,
+    last_frame_ms: u64,
+    network_id: Bytes,
+    reader: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("phase", &self.phase)
+            .finish()
+    }
+}
+
+impl Session {
+    /// Starts a session actor for `stream` on the current Arbiter.
+    pub fn start<S>(id: u64, stream: S, deps: SessionDeps) -> Addr<Session>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + 'static,
+    {
+        let (read_half, write_half) = tokio::io::split(stream);
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE_CHUNKS_MAX);
+        let max_body = deps.settings.max_body_bytes;
+        deps.metrics.connections.inc();
+        let addr = Session::create(|ctx| {
+            ctx.set_mailbox_capacity(SESSION_MAILBOX_MAX);
+            Session {
+                id,
+                deps,
+                phase: Phase::AwaitingLogin,
+                inflight: HashMap::new(),
+                out: BytesMut::with_capacity(16 * 1024),
+                writer: Some(tx),
+                last_frame_ms: now_ms(),
+                network_id: Bytes::new(),
+                reader: None,
+            }
+        });
+        actix::spawn(write_loop(write_half, rx));
+        let handle = actix::spawn(read_loop(read_half, addr.clone(), max_body));
+        addr.do_send(ReaderHandle(handle));
+        addr
+    }
+
+    fn reply_to(&self, ctx: &Context<Self>, correlation_id: u64) -> ReplyTo {
+        ReplyTo {
+            session: ctx.address().recipient(),
+            session_id: self.id,
+            correlation_id,
+        }
+    }
+
+    fn send_frame(&mut self, correlation_id: u64, msg: &Wire) {
+        msg.encode(correlation_id, 0, &mut self.out);
+    }
+
+    fn answer(&mut self, correlation_id: u64, answer: &TxnAnswer) {
+        self.deps.metrics.answers.inc();
+        self.send_frame(correlation_id, &Wire::Answer(answer.clone()));
+    }
+
+    fn reject(&mut self, correlation_id: u64, code: ResultCode, message: &str) {
+        self.deps.metrics.rejects.inc();
+        let reject = Reject {
+            result: code,
+            message: Bytes::copy_from_slice(message.as_bytes()),
+            error_offset: None,
+        };
+        self.send_frame(correlation_id, &Wire::Reject(reject));
+    }
+
+    /// Hands the output buffer to the writer; disconnects a client that stopped reading.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.out.is_empty() {
+            return;
+        }
+        let Some(writer) = &self.writer else { return };
+        let stalled = match writer.try_reserve() {
+            Ok(permit) => {
+                permit.send(self.out.split().freeze());
+                false
+            }
+            Err(mpsc::error::TrySendError::Full(())) => self.out.len() > OUTPUT_BYTES_MAX,
+            Err(mpsc::error::TrySendError::Closed(())) => true,
+        };
+        if stalled {
+            tracing::warn!(session = self.id, "client does not read its answers; closing");
+            self.close(ctx);
+        }
+    }
+
+    fn close(&mut self, ctx: &mut Context<Self>) {
+        self.phase = Phase::Closing;
+        ctx.stop();
+    }
+
+    fn handle_frame(
+        &mut self,
+        frame: Frame,
+        ctx: &mut Context<Self>,
+        batches: &mut Vec<Vec<(ReplyTo, TxnRequest)>>,
+    ) {
+        let correlation_id = frame.header.correlation_id;
+        let msg_type = frame.header.msg_type;
+        let msg = match Wire::decode(&frame) {
+            Ok(m) => m,
+            Err(e) => {
+                // A well-framed but invalid body: answer it and keep the connection.
+                match TxnKind::from_request_type(msg_type) {
+                    Some(kind) if self.phase != Phase::AwaitingLogin => {
+                        let mut a = TxnAnswer::new(kind, e.result_code());
+                        a.message = Some(Bytes::from(e.to_string()));
+                        self.answer(correlation_id, &a);
+                    }
+                    _ => self.reject(correlation_id, e.result_code(), &e.to_string()),
+                }
+                if self.phase == Phase::AwaitingLogin {
+                    self.close(ctx);
+                }
+                return;
+            }
+        };
+        match (self.phase, msg) {
+            (Phase::AwaitingLogin, Wire::Login(login)) => {
+                if self
+                    .deps
+                    .auth
+                    .verify(&login.network_id, login.credential.expose())
+                {
+                    self.phase = Phase::LoggedIn;
+                    self.network_id = login.network_id.clone();
+                    self.deps.metrics.sessions.inc();
+                    let s = &self.deps.settings;
+                    let answer = LoginAnswer {
+                        result: ResultCode::Approved,
+                        session_id: Some(self.id),
+                        inflight_window: Some(s.inflight_window),
+                        heartbeat_interval_ms: Some(s.heartbeat_interval_ms),
+                        idle_timeout_ms: Some(s.idle_timeout_ms),
+                        max_body_bytes: Some(s.max_body_bytes),
+                        server_time_ms: Some(now_ms()),
+                        message: None,
+                    };
+                    self.send_frame(correlation_id, &Wire::LoginAnswer(answer));
+                    tracing::info!(session = self.id, network = %String::from_utf8_lossy(&login.network_id), "logged in");
+                } else {
+                    tracing::warn!(session = self.id, network = %String::from_utf8_lossy(&login.network_id), "login refused");
+                    let answer = LoginAnswer::refused(ResultCode::AuthFailed);
+                    self.send_frame(correlation_id, &Wire::LoginAnswer(answer));
+                    self.close(ctx);
+                }
+            }
+            (Phase::AwaitingLogin, _) => {
+                self.reject(
+                    correlation_id,
+                    ResultCode::NotLoggedIn,
+                    "LOGIN must come first",
+                );
+                self.close(ctx);
+            }
+            (_, Wire::Login(_)) => self.reject(
+                correlation_id,
+                ResultCode::AlreadyLoggedIn,
+                "already logged in",
+            ),
+            (_, Wire::Heartbeat) => self.send_frame(correlation_id, &Wire::HeartbeatAnswer),
+            (Phase::LoggedIn, Wire::Logout) => {
+                self.phase = Phase::Draining { correlation_id };
+                self.maybe_finish_logout(ctx);
+            }
+            (Phase::LoggedIn, Wire::Request(req)) => self.admit(req, correlation_id, ctx, batches),
+            (Phase::Draining { .. } | Phase::Closing, Wire::Request(req)) => {
+                let a = TxnAnswer::new(req.kind, ResultCode::ShuttingDown);
+                self.answer(correlation_id, &a);
+            }
+            (_, other) => {
+                let name = other.name();
+                self.reject(
+                    correlation_id,
+                    ResultCode::UnknownMessageType,
+                    &format!("{name} is not a client message"),
+                );
+            }
+        }
+    }
+
+    fn admit(
+        &mut self,
+        req: TxnRequest,
+        correlation_id: u64,
+        ctx: &mut Context<Self>,
+        batches: &mut Vec<Vec<(ReplyTo, TxnRequest)>>,
+    ) {
+        if self.inflight.contains_key(&correlation_id) {
+            self.reject(
+                correlation_id,
+                ResultCode::MalformedFrame,
+                "correlation id already in flight",
+            );
+            return;
+        }
+        if self.inflight.len() >= self.deps.settings.inflight_window as usize {
+            self.deps.metrics.busy_window.inc();
+            let a = echo(&req, ResultCode::Busy);
+            self.answer(correlation_id, &a);
+            return;
+        }
+        let shards = &self.deps.shards;
+        let index = match (req.kind, req.server_txn_id) {
+            (TxnKind::Inquiry, Some(id)) if req.merchant_id.is_empty() => {
+                usize::from(shard_of_txn_id(id)) % shards.addrs.len().max(1)
+            }
+            _ => shards.index_for_merchant(&req.merchant_id),
+        };
+        if batches.len() < shards.addrs.len() {
+            batches.resize_with(shards.addrs.len(), Vec::new);
+        }
+        self.inflight.insert(correlation_id, req.kind);
+        self.deps.metrics.requests.inc();
+        let to = self.reply_to(ctx, correlation_id);
+        if let Some(batch) = batches.get_mut(index) {
+            batch.push((to, req));
+        }
+    }
+
+    fn dispatch(&mut self, batches: Vec<Vec<(ReplyTo, TxnRequest)>>) {
+        for (index, items) in batches.into_iter().enumerate() {
+            if items.is_empty() {
+                continue;
+            }
+            let Some(shard) = self.deps.shards.addrs.get(index) else {
+                continue;
+            };
+            if let Err(e) = shard.try_send(ShardBatch { items }) {
+                let (SendError::Full(batch) | SendError::Closed(batch)) = e;
+                for (to, req) in batch.items {
+                    self.deps.metrics.busy_shard.inc();
+                    self.inflight.remove(&to.correlation_id);
+                    let a = echo(&req, ResultCode::Busy);
+                    self.answer(to.correlation_id, &a);
+                }
+            }
+        }
+    }
+
+    fn maybe_finish_logout(&mut self, ctx: &mut Context<Self>) {
+        if let Phase::Draining { correlation_id } = self.phase
+            && self.inflight.is_empty() {
+                self.send_frame(correlation_id, &Wire::LogoutAnswer);
+                self.flush(ctx);
+                self.close(ctx);
+            }
+    }
+}
+
+/// An answer that echoes the request's identifying fields.
+fn echo(req: &TxnRequest, result: ResultCode) -> TxnAnswer {
+    let mut a = TxnAnswer::new(req.kind, result);
+    a.merchant_id = Some(req.merchant_id.clone());
+    a.order_id = Some(req.order_id.clone());
+    a.request_id = req.request_id.clone();
+    a.amount = req.amount;
+    a.currency = req.currency;
+    a
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ReaderHandle(tokio::task::JoinHandle<()>);
+
+impl Handler<ReaderHandle> for Session {
+    type Result = ();
+    fn handle(&mut self, msg: ReaderHandle, _ctx: &mut Context<Self>) {
+        self.reader = Some(msg.0);
+    }
+}
+
+impl Actor for Session {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let tick = Duration::from_millis(
+            u64::from(self.deps.settings.idle_timeout_ms / 4).clamp(10, 1_000),
+        );
+        ctx.run_interval(tick, |this, ctx| {
+            let idle = now_ms().saturating_sub(this.last_frame_ms);
+            if idle > u64::from(this.deps.settings.idle_timeout_ms) {
+                tracing::info!(session = this.id, idle_ms = idle, "idle timeout; closing");
+                this.close(ctx);
+            }
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        if let Some(reader) = self.reader.take() {
+            reader.abort();
+        }
+        // Dropping the sender lets the writer finish what is queued, then shut the socket down.
+        if !self.out.is_empty()
+            && let Some(w) = &self.writer {
+                let _ = w.try_send(self.out.split().freeze());
+            }
+        self.writer = None;
+        self.deps.metrics.connections.dec();
+        if !self.network_id.is_empty() {
+            self.deps.metrics.sessions.dec();
+        }
+        if !self.inflight.is_empty() {
+            tracing::info!(
+                session = self.id,
+                inflight = self.inflight.len(),
+                "closed with requests in flight; they complete and are recorded"
+            );
+        }
+    }
+}
+
+impl Handler<Frames> for Session {
+    type Result = ();
+
+    fn handle(&mut self, frames: Frames, ctx: &mut Context<Self>) {
+        self.last_frame_ms = now_ms();
+        let mut batches = Vec::new();
+        for frame in frames.0 {
+            if self.phase == Phase::Closing {
+                break;
+            }
+            self.handle_frame(frame, ctx, &mut batches);
+        }
+        self.dispatch(batches);
+        self.flush(ctx);
+    }
+}
+
+impl Handler<AnswerBatch> for Session {
+    type Result = ();
+
+    fn handle(&mut self, batch: AnswerBatch, ctx: &mut Context<Self>) {
+        for (correlation_id, answer) in batch.items {
+            if self.inflight.remove(&correlation_id).is_some() {
+                self.answer(correlation_id, &answer);
+            }
+        }
+        self.flush(ctx);
+        self.maybe_finish_logout(ctx);
+    }
+}
+
+impl Handler<ReadEnded> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReadEnded, ctx: &mut Context<Self>) {
+        if let Some((correlation_id, code, text)) = msg.reject {
+            self.reject(correlation_id, code, &text);
+            self.flush(ctx);
+        }
+        self.close(ctx);
+    }
+}
+
+impl Handler<Drain> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Drain, ctx: &mut Context<Self>) {
+        match self.phase {
+            Phase::LoggedIn => {
+                self.phase = Phase::Draining { correlation_id: 0 };
+                self.maybe_finish_logout(ctx);
+            }
+            Phase::AwaitingLogin => self.close(ctx),
+            _ => {}
+        }
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(mut read: R, addr: Addr<Session>, max_body: u32) {
+    let mut buf = BytesMut::with_capacity(READ_BUF_BYTES);
+    loop {
+        if buf.capacity() - buf.len() < READ_BUF_BYTES / 4 {
+            buf.reserve(READ_BUF_BYTES);
+        }
+        match read.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => {
+                let _ = addr.send(ReadEnded { reject: None }).await;
+                return;
+            }
+            Ok(_) => {}
+        }
+        let mut frames = Vec::new();
+        loop {
+            match decode_frame(&mut buf, max_body) {
+                Ok(Some(frame)) => {
+                    frames.push(frame);
+                    if frames.len() >= FRAMES_PER_BATCH_MAX
+                        && addr
+                            .send(Frames(std::mem::take(&mut frames)))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    if !frames.is_empty() {
+                        let _ = addr.send(Frames(frames)).await;
+                    }
+                    let reject = Some((
+                        e.correlation_id().unwrap_or(0),
+                        e.result_code(),
+                        e.to_string(),
+                    ));
+                    let _ = addr.send(ReadEnded { reject }).await;
+                    return;
+                }
+            }
+        }
+        if !frames.is_empty() && addr.send(Frames(frames)).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(mut write: W, mut rx: mpsc::Receiver<Bytes>) {
+    while let Some(chunk) = rx.recv().await {
+        if write.write_all(&chunk).await.is_err() {
+            return;
+        }
+        // Coalesce whatever else is ready into this flush.
+        while let Ok(more) = rx.try_recv() {
+            if write.write_all(&more).await.is_err() {
+                return;
+            }
+        }
+        if write.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = write.shutdown().await;
+}

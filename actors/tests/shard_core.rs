@@ -1,0 +1,273 @@
+//! The shard state machine, driven directly (sans-IO): idempotency, transitions, limits, routing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use bytes::Bytes;
+use paymesh_actors::core::config::{CoreSettings, MerchantConfig, RouteConfig, RouteMethod};
+use paymesh_actors::core::shard::{Output, ShardCore};
+use paymesh_actors::core::upstream::{
+    OriginalRef, UpstreamKind, UpstreamOutcome, UpstreamRequest, UpstreamResult,
+};
+use paymesh_codecs::message::{PaymentMethod, TxnAnswer, TxnKind, TxnRequest};
+use paymesh_codecs::types::{Pan, ResultCode};
+
+const NOW: u64 = 1_795_729_196_000;
+
+fn merchant(id: &str) -> MerchantConfig {
+    MerchantConfig {
+        id: id.into(),
+        enabled: true,
+        single_limit_minor: Some(1_000_000),
+        daily_limit_minor: Some(1_500_000),
+        currencies: vec![410],
+    }
+}
+
+fn core() -> ShardCore<u32> {
+    let mut disabled = merchant("OFF");
+    disabled.enabled = false;
+    let routes = vec![
+        RouteConfig { method: RouteMethod::Card, bin_from: Some(400_000), bin_to: Some(499_999), key: None, host: "van".into() },
+        RouteConfig { method: RouteMethod::Card, bin_from: Some(510_000), bin_to: Some(559_999), key: None, host: "card".into() },
+        RouteConfig { method: RouteMethod::Carrier, bin_from: None, bin_to: None, key: None, host: "carrier".into() },
+    ];
+    let hosts = vec!["van".to_string(), "card".to_string(), "carrier".to_string()];
+    let settings = CoreSettings::new(&[merchant("M1"), disabled], &routes, &hosts, 540).unwrap();
+    ShardCore::new(0, settings, 1)
+}
+
+fn card(pan: &str) -> PaymentMethod {
+    PaymentMethod::Card { pan: Pan::new(Bytes::copy_from_slice(pan.as_bytes())).unwrap(), expiry: Bytes::from_static(b"3012"), cvv: None }
+}
+
+fn req(kind: TxnKind, merchant: &str, order: &str, amount: Option<u64>) -> TxnRequest {
+    let mut r = TxnRequest::new(kind, Bytes::copy_from_slice(merchant.as_bytes()), Bytes::copy_from_slice(order.as_bytes()));
+    r.amount = amount;
+    if matches!(kind, TxnKind::Authorize | TxnKind::Sale) {
+        r.currency = Some(410);
+        r.payment = Some(card("4111111111111111"));
+    }
+    r
+}
+
+/// Splits outputs into answers (by requester) and upstream requests.
+fn split(out: Vec<Output<u32>>) -> (Vec<(u32, TxnAnswer)>, Vec<UpstreamRequest>) {
+    let mut answers = Vec::new();
+    let mut upstream = Vec::new();
+    for o in out {
+        match o {
+            Output::Reply(to, a) => answers.push((to, *a)),
+            Output::Upstream(r) => upstream.push(*r),
+        }
+    }
+    (answers, upstream)
+}
+
+fn step(core: &mut ShardCore<u32>, to: u32, r: &TxnRequest) -> (Vec<(u32, TxnAnswer)>, Vec<UpstreamRequest>) {
+    let mut out = Vec::new();
+    core.handle_request(NOW, to, r, &mut out);
+    split(out)
+}
+
+fn answer_upstream(core: &mut ShardCore<u32>, req: &UpstreamRequest, code: &str) -> Vec<(u32, TxnAnswer)> {
+    let sent = OriginalRef { mti: 100, stan: 7, transmitted: Bytes::from_static(b"1126213956"), rrn: Bytes::from_static(b"633021000007") };
+    let outcome = UpstreamOutcome::Answered {
+        result: paymesh_actors::core::upstream::map_response_code(code.as_bytes()),
+        response_code: Bytes::copy_from_slice(code.as_bytes()),
+        approval_code: if code == "00" { Bytes::from_static(b"A1B2C3") } else { Bytes::new() },
+        sent,
+        balance: None,
+    };
+    let mut out = Vec::new();
+    core.handle_upstream(NOW + 5, UpstreamResult { op_id: req.op_id, outcome }, &mut out);
+    split(out).0
+}
+
+fn authorized(core: &mut ShardCore<u32>, order: &str, amount: u64, kind: TxnKind) -> TxnAnswer {
+    let (a, up) = step(core, 1, &req(kind, "M1", order, Some(amount)));
+    assert!(a.is_empty());
+    let answers = answer_upstream(core, &up[0], "00");
+    answers[0].1.clone()
+}
+
+#[test]
+fn authorize_goes_upstream_once_and_a_retransmission_gets_the_first_answer() {
+    let mut c = core();
+    let r = req(TxnKind::Authorize, "M1", "O1", Some(5_000));
+    let (a, up) = step(&mut c, 1, &r);
+    assert!(a.is_empty());
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].kind, UpstreamKind::Authorize);
+    assert_eq!(up[0].host, 0, "BIN 411111 routes to the VAN");
+    // A retransmission while pending waits for the same answer: no second upstream request.
+    let (a, up2) = step(&mut c, 2, &r);
+    assert!(a.is_empty() && up2.is_empty());
+    let answers = answer_upstream(&mut c, &up[0], "00");
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[0].1, answers[1].1);
+    let first = answers[0].1.clone();
+    assert_eq!(first.result, ResultCode::Approved);
+    assert_eq!(first.approval_code.as_deref(), Some(&b"A1B2C3"[..]));
+    // Later retransmission: the stored answer, still no upstream request.
+    let (a, up3) = step(&mut c, 3, &r);
+    assert!(up3.is_empty());
+    assert_eq!(a[0].1, first);
+}
+
+#[test]
+fn same_key_with_other_content_is_a_duplicate() {
+    let mut c = core();
+    authorized(&mut c, "O1", 5_000, TxnKind::Authorize);
+    let (a, up) = step(&mut c, 2, &req(TxnKind::Authorize, "M1", "O1", Some(6_000)));
+    assert!(up.is_empty());
+    assert_eq!(a[0].1.result, ResultCode::DuplicateOrder);
+    let (a, _) = step(&mut c, 2, &req(TxnKind::Sale, "M1", "O1", Some(5_000)));
+    assert_eq!(a[0].1.result, ResultCode::DuplicateOrder);
+}
+
+#[test]
+fn capture_once_within_the_authorized_amount() {
+    let mut c = core();
+    authorized(&mut c, "O1", 5_000, TxnKind::Authorize);
+    let (a, _) = step(&mut c, 2, &req(TxnKind::Capture, "M1", "O1", Some(6_000)));
+    assert_eq!(a[0].1.result, ResultCode::AmountExceedsAvailable);
+    let (a, up) = step(&mut c, 2, &req(TxnKind::Capture, "M1", "O1", Some(3_000)));
+    assert!(up.is_empty(), "capture is settled by file, not online");
+    assert_eq!(a[0].1.result, ResultCode::Approved);
+    assert_eq!(a[0].1.captured_amount, Some(3_000));
+    assert_eq!(a[0].1.state, Some(3), "partially captured");
+    // Retransmitted capture: same answer; a new capture: refused.
+    let (again, _) = step(&mut c, 2, &req(TxnKind::Capture, "M1", "O1", Some(3_000)));
+    assert_eq!(again[0].1, a[0].1);
+    let mut other = req(TxnKind::Capture, "M1", "O1", Some(1_000));
+    other.request_id = Some(Bytes::from_static(b"C2"));
+    let (a, _) = step(&mut c, 2, &other);
+    assert_eq!(a[0].1.result, ResultCode::InvalidState);
+}
+
+#[test]
+fn refunds_never_exceed_the_captured_amount() {
+    let mut c = core();
+    authorized(&mut c, "O1", 10_000, TxnKind::Sale);
+    let refund = |id: &str, amount: u64| {
+        let mut r = req(TxnKind::Refund, "M1", "O1", Some(amount));
+        r.request_id = Some(Bytes::copy_from_slice(id.as_bytes()));
+        r
+    };
+    for (id, amount) in [("R1", 4_000u64), ("R2", 5_000)] {
+        let (a, up) = step(&mut c, 3, &refund(id, amount));
+        assert!(a.is_empty());
+        assert_eq!(up[0].kind, UpstreamKind::Refund);
+        let answers = answer_upstream(&mut c, &up[0], "00");
+        assert_eq!(answers[0].1.result, ResultCode::Approved);
+    }
+    let (a, up) = step(&mut c, 3, &refund("R3", 1_001));
+    assert!(up.is_empty());
+    assert_eq!(a[0].1.result, ResultCode::AmountExceedsAvailable);
+    let (a, up) = step(&mut c, 3, &refund("R4", 1_000));
+    let answers = answer_upstream(&mut c, &up[0], "00");
+    assert!(a.is_empty());
+    assert_eq!(answers[0].1.refunded_amount, Some(10_000));
+    assert_eq!(answers[0].1.state, Some(5), "fully refunded");
+}
+
+#[test]
+fn cancel_reverses_at_the_same_host_and_blocks_capture() {
+    let mut c = core();
+    let mut r = req(TxnKind::Authorize, "M1", "O1", Some(5_000));
+    r.payment = Some(card("5400000000000005"));
+    let (_, up) = step(&mut c, 1, &r);
+    assert_eq!(up[0].host, 1, "BIN 540000 routes to the card company");
+    answer_upstream(&mut c, &up[0], "00");
+    let (a, up) = step(&mut c, 2, &req(TxnKind::Cancel, "M1", "O1", None));
+    assert!(a.is_empty());
+    assert_eq!(up[0].kind, UpstreamKind::Reversal);
+    assert_eq!(up[0].host, 1);
+    assert_eq!(up[0].original.as_ref().unwrap().stan, 7);
+    let answers = answer_upstream(&mut c, &up[0], "00");
+    assert_eq!(answers[0].1.state, Some(4));
+    let (a, _) = step(&mut c, 2, &req(TxnKind::Capture, "M1", "O1", None));
+    assert_eq!(a[0].1.result, ResultCode::InvalidState);
+}
+
+#[test]
+fn merchant_rules_give_specific_codes() {
+    let mut c = core();
+    let cases = [
+        (req(TxnKind::Authorize, "NOPE", "O1", Some(1)), ResultCode::UnknownMerchant),
+        (req(TxnKind::Authorize, "OFF", "O1", Some(1)), ResultCode::MerchantDisabled),
+        (req(TxnKind::Authorize, "M1", "O1", Some(1_000_001)), ResultCode::AmountOverLimit),
+    ];
+    for (r, code) in cases {
+        let (a, up) = step(&mut c, 1, &r);
+        assert!(up.is_empty());
+        assert_eq!(a[0].1.result, code);
+    }
+    let mut usd = req(TxnKind::Authorize, "M1", "O2", Some(1));
+    usd.currency = Some(840);
+    assert_eq!(step(&mut c, 1, &usd).0[0].1.result, ResultCode::UnsupportedCurrency);
+    // Daily limit 1,500,000: 900,000 passes, another 700,000 does not; a decline frees its share.
+    authorized(&mut c, "D1", 900_000, TxnKind::Authorize);
+    let (a, _) = step(&mut c, 1, &req(TxnKind::Authorize, "M1", "D2", Some(700_000)));
+    assert_eq!(a[0].1.result, ResultCode::DailyLimitExceeded);
+    let (_, up) = step(&mut c, 1, &req(TxnKind::Authorize, "M1", "D3", Some(500_000)));
+    assert_eq!(answer_upstream(&mut c, &up[0], "51")[0].1.result, ResultCode::InsufficientFunds);
+    let (_, up) = step(&mut c, 1, &req(TxnKind::Authorize, "M1", "D4", Some(600_000)));
+    assert_eq!(up.len(), 1, "the declined 500,000 no longer counts");
+}
+
+#[test]
+fn timeout_is_in_doubt_and_not_sent_is_retryable() {
+    let mut c = core();
+    let r = req(TxnKind::Authorize, "M1", "T1", Some(100));
+    let (_, up) = step(&mut c, 1, &r);
+    let sent = OriginalRef { mti: 100, stan: 9, transmitted: Bytes::from_static(b"1126213956"), rrn: Bytes::from_static(b"633021000009") };
+    let mut out = Vec::new();
+    c.handle_upstream(NOW, UpstreamResult { op_id: up[0].op_id, outcome: UpstreamOutcome::Timeout { sent } }, &mut out);
+    let (a, _) = split(out);
+    assert_eq!(a[0].1.result, ResultCode::UpstreamTimeout);
+    let mut inquiry = TxnRequest::new(TxnKind::Inquiry, Bytes::from_static(b"M1"), Bytes::from_static(b"T1"));
+    inquiry.amount = None;
+    let (a, _) = step(&mut c, 1, &inquiry);
+    assert_eq!(a[0].1.state, Some(8), "in doubt");
+    // The retry gets the recorded outcome, not a second authorization.
+    let (a, up) = step(&mut c, 1, &r);
+    assert!(up.is_empty());
+    assert_eq!(a[0].1.result, ResultCode::UpstreamTimeout);
+
+    let r2 = req(TxnKind::Authorize, "M1", "N1", Some(100));
+    let (_, up) = step(&mut c, 1, &r2);
+    let mut out = Vec::new();
+    c.handle_upstream(NOW, UpstreamResult { op_id: up[0].op_id, outcome: UpstreamOutcome::NotSent { result: ResultCode::Busy } }, &mut out);
+    assert_eq!(split(out).0[0].1.result, ResultCode::Busy);
+    let (_, up) = step(&mut c, 1, &r2);
+    assert_eq!(up.len(), 1, "never sent, so a retry is a fresh attempt");
+}
+
+#[test]
+fn tokens_resolve_to_cards_and_route_by_bin() {
+    let mut c = core();
+    let mut t = TxnRequest::new(TxnKind::Tokenize, Bytes::from_static(b"M1"), Bytes::from_static(b"TK1"));
+    t.payment = Some(card("5400000000000005"));
+    let (a, up) = step(&mut c, 1, &t);
+    assert!(up.is_empty());
+    let token = a[0].1.token.clone().unwrap();
+    assert_eq!(a[0].1.masked_pan.as_deref(), Some(&b"540000******0005"[..]));
+    let mut r = req(TxnKind::Authorize, "M1", "W1", Some(100));
+    r.payment = Some(PaymentMethod::WalletToken(token));
+    let (_, up) = step(&mut c, 1, &r);
+    assert_eq!(up[0].host, 1);
+    let mut r = req(TxnKind::Authorize, "M1", "W2", Some(100));
+    r.payment = Some(PaymentMethod::WalletToken(Bytes::from_static(b"tok-unknown")));
+    assert_eq!(step(&mut c, 1, &r).0[0].1.result, ResultCode::InvalidCard);
+}
+
+#[test]
+fn unroutable_methods_get_a_clear_code() {
+    let mut c = core();
+    let mut r = req(TxnKind::Authorize, "M1", "U1", Some(100));
+    r.payment = Some(PaymentMethod::BankTransfer { bank_code: Bytes::from_static(b"004"), account: Bytes::from_static(b"123") });
+    assert_eq!(step(&mut c, 1, &r).0[0].1.result, ResultCode::Unroutable);
+    let mut r = req(TxnKind::Authorize, "M1", "U2", Some(100));
+    r.payment = Some(card("6200000000000005"));
+    assert_eq!(step(&mut c, 1, &r).0[0].1.result, ResultCode::Unroutable);
+}
