@@ -157,10 +157,36 @@ pub fn encode_frame(header: &FrameHeader, body: &[u8], dst: &mut BytesMut) {
         body.len() <= FRAME_BODY_BYTES_MAX as usize,
         "frame body over FRAME_BODY_BYTES_MAX"
     );
+    // The body is at hand: checksum first, then write header and body once, no back-patching.
+    let mut bytes = header_bytes(header);
+    if let Some(len_field) = bytes.get_mut(BODY_LEN_OFFSET..CHECKSUM_COVERED_HEADER_BYTES) {
+        len_field.copy_from_slice(&(body.len() as u32).to_be_bytes());
+    }
+    let covered = bytes
+        .first_chunk::<CHECKSUM_COVERED_HEADER_BYTES>()
+        .map_or(&[][..], |c| c);
+    let crc = crc32c::crc32c_append(crc32c::crc32c(covered), body);
+    if let Some(crc_field) = bytes.get_mut(CHECKSUM_COVERED_HEADER_BYTES..) {
+        crc_field.copy_from_slice(&crc.to_be_bytes());
+    }
     dst.reserve(FRAME_HEADER_BYTES + body.len());
-    let start = begin_frame(header, dst);
+    dst.put_slice(&bytes);
     dst.put_slice(body);
-    finish_frame(dst, start);
+}
+
+/// The header with body length and checksum zero.
+#[inline]
+fn header_bytes(header: &FrameHeader) -> [u8; FRAME_HEADER_BYTES] {
+    let [m0, m1] = MAGIC;
+    let [f0, f1] = header.flags.to_be_bytes();
+    let [c0, c1, c2, c3, c4, c5, c6, c7] = header.correlation_id.to_be_bytes();
+    #[rustfmt::skip]
+    let bytes = [
+        m0, m1, header.version, header.msg_type, f0, f1, 0, 0,
+        c0, c1, c2, c3, c4, c5, c6, c7,
+        0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    bytes
 }
 
 /// Starts a frame in `dst` whose body the caller appends next: writes the header with body length
@@ -168,15 +194,7 @@ pub fn encode_frame(header: &FrameHeader, body: &[u8], dst: &mut BytesMut) {
 #[inline]
 pub fn begin_frame(header: &FrameHeader, dst: &mut BytesMut) -> usize {
     let start = dst.len();
-    let [m0, m1] = MAGIC;
-    let [f0, f1] = header.flags.to_be_bytes();
-    let [c0, c1, c2, c3, c4, c5, c6, c7] = header.correlation_id.to_be_bytes();
-    #[rustfmt::skip]
-    dst.put_slice(&[
-        m0, m1, header.version, header.msg_type, f0, f1, 0, 0,
-        c0, c1, c2, c3, c4, c5, c6, c7,
-        0, 0, 0, 0, 0, 0, 0, 0,
-    ]);
+    dst.put_slice(&header_bytes(header));
     start
 }
 

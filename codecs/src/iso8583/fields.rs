@@ -1,7 +1,7 @@
 //! Typed accessors and setters for the fields an authorization flow uses, and request/response
 //! matching.
 //!
-//! Text fields hand out their `Bytes` as is; numeric and date fields are parsed into integers and
+//! Text fields hand out their zero-copy `Bytes`; numeric and date fields are parsed into integers and
 //! small structs. A getter returns `Ok(None)` when the field is absent and `Err` when its value,
 //! although well-formed for the profile, is out of range (month 13, hour 24). Setters check ranges
 //! and then go through [`IsoMessage::set`], which checks the profile.

@@ -3,11 +3,12 @@
 //! Layout for speed: a `u128` of present fields (bit `f - 1` for field `f`) and a `Vec` of their
 //! values in field order, so the value of field `f` is at the number of present fields below `f`
 //! (one popcount). A decoded message keeps the received `Bytes` and, when the profile converts
-//! values (BCD digits, hex text), one buffer of converted values; each value is a span of one of
-//! them. Its `Bytes` handle is made on first [`IsoMessage::get`]: making one per field while
-//! decoding (an atomic reference count increment each, plus a decrement on drop) cost more than
-//! the rest of the decode, and most fields of a forwarded message are never looked at alone.
-//! Encoding reads the spans directly.
+//! values (BCD digits, hex text), one buffer of converted values; each value is a 12-byte span of
+//! one of them. `Bytes` handles for decoded values are made on the first [`IsoMessage::get`]:
+//! making one per field while decoding (an atomic reference count increment each, a decrement on
+//! drop, and a 32-byte copy that stalls on store forwarding) cost more than the rest of the
+//! decode, and most fields of a forwarded message are never looked at alone. Encoding reads the
+//! spans directly.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -35,31 +36,34 @@ pub struct IsoMessage {
     wire: Bytes,
     /// Values converted while decoding (BCD digits, bytes from hex text).
     converted: Bytes,
-    /// Values of the present fields, in ascending field order.
+    /// Where the values of the present fields are, in ascending field order.
     values: Vec<Value>,
+    /// Values given to [`IsoMessage::set`].
+    owned: Vec<Bytes>,
+    /// `Bytes` handles of decoded values, index for index with `values`, made on first `get`.
+    /// Any change to the fields drops them (indexes move).
+    handles: OnceLock<Box<[OnceLock<Bytes>]>>,
 }
 
-/// One field value: a span of the decoded message or of its converted values, or `Bytes` given
-/// to [`IsoMessage::set`].
-#[derive(Clone)]
+/// Where one value is.
+#[derive(Debug, Clone, Copy)]
 struct Value {
     start: u32,
     end: u32,
-    in_converted: bool,
-    /// The value as `Bytes`: given by `set`, or made from the span on first `get`.
-    bytes: OnceLock<Bytes>,
+    source: Source,
 }
 
-impl Value {
-    fn owned(bytes: Bytes) -> Value {
-        Value {
-            start: 0,
-            end: 0,
-            in_converted: false,
-            bytes: OnceLock::from(bytes),
-        }
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// `start..end` of the decoded message.
+    Wire,
+    /// `start..end` of the converted values.
+    Converted,
+    /// Index `start` of `owned`.
+    Owned,
 }
+
+static EMPTY: Bytes = Bytes::new();
 
 impl IsoMessage {
     /// An empty message of type `mti` whose values will be checked against `profile`.
@@ -71,6 +75,8 @@ impl IsoMessage {
             wire: Bytes::new(),
             converted: Bytes::new(),
             values: Vec::with_capacity(16),
+            owned: Vec::with_capacity(16),
+            handles: OnceLock::new(),
         }
     }
 
@@ -102,11 +108,14 @@ impl IsoMessage {
             let field = remaining.trailing_zeros() as u8 + 1;
             remaining &= remaining - 1;
             let span = wire::read_field(profile, field, &msg, &mut pos, &mut scratch)?;
+            let source = match span.converted {
+                true => Source::Converted,
+                false => Source::Wire,
+            };
             values.push(Value {
                 start: span.start,
                 end: span.end,
-                in_converted: span.converted,
-                bytes: OnceLock::new(),
+                source,
             });
         }
         if pos != msg.len() {
@@ -122,6 +131,8 @@ impl IsoMessage {
             wire: msg,
             converted: scratch.freeze(),
             values,
+            owned: Vec::new(),
+            handles: OnceLock::new(),
         })
     }
 
@@ -195,31 +206,32 @@ impl IsoMessage {
         (2..=128).contains(&field).then(|| 1u128 << (field - 1))
     }
 
-    #[inline]
-    fn backing(&self, value: &Value) -> &Bytes {
-        match value.in_converted {
-            true => &self.converted,
-            false => &self.wire,
-        }
-    }
-
     /// A value's bytes without making a `Bytes` handle.
     #[inline]
-    fn slice_of<'a>(&'a self, value: &'a Value) -> &'a [u8] {
-        match value.bytes.get() {
-            Some(bytes) => bytes,
-            None => {
-                let range = value.start as usize..value.end as usize;
-                self.backing(value).get(range).unwrap_or_default()
-            }
-        }
+    fn slice_of(&self, value: Value) -> &[u8] {
+        let range = value.start as usize..value.end as usize;
+        let found = match value.source {
+            Source::Wire => self.wire.get(range),
+            Source::Converted => self.converted.get(range),
+            Source::Owned => self.owned.get(value.start as usize).map(|b| &b[..]),
+        };
+        found.unwrap_or_default()
     }
 
-    /// A value's `Bytes`, made from its span (zero-copy) the first time.
-    #[inline]
-    fn bytes_of<'a>(&'a self, value: &'a Value) -> &'a Bytes {
-        value.bytes.get_or_init(|| {
-            let backing = self.backing(value);
+    /// A value's `Bytes`; for a decoded value, a zero-copy slice made the first time.
+    fn bytes_of(&self, index: usize, value: Value) -> &Bytes {
+        let backing = match value.source {
+            Source::Owned => return self.owned.get(value.start as usize).unwrap_or(&EMPTY),
+            Source::Wire => &self.wire,
+            Source::Converted => &self.converted,
+        };
+        let handles = self
+            .handles
+            .get_or_init(|| self.values.iter().map(|_| OnceLock::new()).collect());
+        let Some(cell) = handles.get(index) else {
+            return &EMPTY;
+        };
+        cell.get_or_init(|| {
             let (start, end) = (value.start as usize, value.end as usize);
             // Always true: spans come from `read_field`, which took them out of these buffers.
             match start <= end && end <= backing.len() {
@@ -234,12 +246,14 @@ impl IsoMessage {
         Self::bit(field).is_some_and(|bit| self.present & bit != 0)
     }
 
-    fn value(&self, field: u8) -> Option<&Value> {
+    /// Index and place of field `field`'s value, if present.
+    fn value(&self, field: u8) -> Option<(usize, Value)> {
         let bit = Self::bit(field)?;
         if self.present & bit == 0 {
             return None;
         }
-        self.values.get(self.index(field))
+        let index = self.index(field);
+        self.values.get(index).map(|value| (index, *value))
     }
 
     /// The logical value of field `field`: ASCII digits for `n` (also when BCD on the wire), text
@@ -247,13 +261,14 @@ impl IsoMessage {
     /// decoded message (or of its converted values).
     #[inline]
     pub fn get(&self, field: u8) -> Option<&Bytes> {
-        self.value(field).map(|value| self.bytes_of(value))
+        self.value(field)
+            .map(|(index, value)| self.bytes_of(index, value))
     }
 
     /// [`IsoMessage::get`] as a plain slice, without making a `Bytes` handle.
     #[inline]
     pub fn get_slice(&self, field: u8) -> Option<&[u8]> {
-        self.value(field).map(|value| self.slice_of(value))
+        self.value(field).map(|(_, value)| self.slice_of(value))
     }
 
     /// Sets field `field` to a logical value (see [`IsoMessage::get`]) after checking it against the
@@ -266,15 +281,31 @@ impl IsoMessage {
             .ok_or(IsoError::UndefinedField { field, offset: 0 })?;
         let value = value.into();
         wire::validate(spec, field, &value)?;
+        self.handles = OnceLock::new();
         let index = self.index(field);
-        if self.present & bit != 0 {
-            if let Some(slot) = self.values.get_mut(index) {
-                *slot = Value::owned(value);
+        let existing = self.values.get(index).copied();
+        match existing {
+            Some(old) if self.present & bit != 0 && old.source == Source::Owned => {
+                if let Some(slot) = self.owned.get_mut(old.start as usize) {
+                    *slot = value;
+                }
             }
-        } else {
-            self.values
-                .insert(index.min(self.values.len()), Value::owned(value));
-            self.present |= bit;
+            _ => {
+                let owned = Value {
+                    start: self.owned.len() as u32,
+                    end: 0,
+                    source: Source::Owned,
+                };
+                self.owned.push(value);
+                if self.present & bit != 0 {
+                    if let Some(slot) = self.values.get_mut(index) {
+                        *slot = owned;
+                    }
+                } else {
+                    self.values.insert(index.min(self.values.len()), owned);
+                    self.present |= bit;
+                }
+            }
         }
         Ok(())
     }
@@ -293,12 +324,21 @@ impl IsoMessage {
         }
         let index = self.index(field);
         self.present &= !bit;
+        self.handles = OnceLock::new();
         if index >= self.values.len() {
             return None;
         }
         let value = self.values.remove(index);
-        let bytes = self.bytes_of(&value).clone();
-        Some(bytes)
+        let range = value.start as usize..value.end as usize;
+        match value.source {
+            // The slot stays, empty: the other values' indexes into `owned` do not move.
+            Source::Owned => self.owned.get_mut(value.start as usize).map(std::mem::take),
+            Source::Wire => self.wire.get(range.clone()).map(|_| self.wire.slice(range)),
+            Source::Converted => self
+                .converted
+                .get(range.clone())
+                .map(|_| self.converted.slice(range)),
+        }
     }
 
     /// Field numbers of the present fields, ascending.
@@ -316,14 +356,18 @@ impl IsoMessage {
 
     /// The present fields and their logical values, in ascending field order.
     pub fn fields(&self) -> impl Iterator<Item = (u8, &Bytes)> + '_ {
-        self.numbers()
-            .zip(self.values.iter().map(|value| self.bytes_of(value)))
+        self.numbers().zip(
+            self.values
+                .iter()
+                .enumerate()
+                .map(|(index, value)| self.bytes_of(index, *value)),
+        )
     }
 
     /// [`IsoMessage::fields`] as plain slices, without making `Bytes` handles.
     pub fn slices(&self) -> impl Iterator<Item = (u8, &[u8])> + '_ {
         self.numbers()
-            .zip(self.values.iter().map(|value| self.slice_of(value)))
+            .zip(self.values.iter().map(|value| self.slice_of(*value)))
     }
 
     /// How many fields are present.

@@ -338,3 +338,26 @@ fn matching_and_responses() {
     assert_eq!(decoded.original_data_elements().unwrap(), Some(original));
     assert_eq!(decoded.match_key(), None);
 }
+
+#[test]
+fn values_stay_right_through_gets_and_changes() {
+    for profile in [Profile::ascii_1987(), Profile::binary_bcd()] {
+        let mut m = IsoMessage::decode(profile, encode(&auth_request(profile))).unwrap();
+        // Materialize handles, then change fields so that indexes move.
+        assert_eq!(m.terminal_id().unwrap(), &b"TERM0001"[..]);
+        m.set(39, &b"00"[..]).unwrap();
+        m.set(3, &b"300000"[..]).unwrap();
+        m.set(3, &b"310000"[..]).unwrap();
+        assert_eq!(m.remove(4).unwrap(), &b"000000012345"[..]);
+        assert_eq!(m.remove(3).unwrap(), &b"310000"[..]);
+        assert_eq!(m.terminal_id().unwrap(), &b"TERM0001"[..]);
+        assert_eq!(m.response_code().unwrap(), &b"00"[..]);
+        assert_eq!(m.get_slice(2).unwrap(), b"4761739001010010");
+        assert_eq!(m.pan().unwrap(), &b"4761739001010010"[..]);
+        let numbers: Vec<u8> = m.fields().map(|(f, _)| f).collect();
+        assert_eq!(numbers, [2, 7, 11, 12, 13, 14, 22, 32, 37, 39, 41, 42, 49]);
+        let again = IsoMessage::decode(profile, encode(&m)).unwrap();
+        assert_eq!(again, m);
+        assert_eq!(again.clone(), m);
+    }
+}

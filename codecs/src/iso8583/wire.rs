@@ -35,13 +35,44 @@ fn truncated(field: u8, offset: usize, needed: usize) -> IsoError {
 
 #[inline]
 fn hex_value(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'A'..=b'F' => Some(byte - b'A' + 10),
-        b'a'..=b'f' => Some(byte - b'a' + 10),
+    // A table lookup: bitmaps are 16 hex characters in every ASCII message.
+    match HEX_VALUES.get(usize::from(byte)) {
+        Some(&value) if value < 16 => Some(value),
         _ => None,
     }
 }
+
+/// The value of each hex digit, 0xff for every other byte.
+// Built at compile time, where an out-of-bounds index fails the build.
+#[allow(clippy::indexing_slicing)]
+const HEX_VALUES: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'A' as usize + i] = 10 + i as u8;
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Whether each byte is allowed in an `an` value (letters, digits, space).
+#[allow(clippy::indexing_slicing)]
+const AN_ALLOWED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] = b.is_ascii_alphanumeric() || b == b' ';
+        i += 1;
+    }
+    table
+};
 
 /// The decimal value of packed BCD bytes, or `None` if a nibble is over 9.
 #[inline]
@@ -217,7 +248,7 @@ fn first_invalid(class: ContentClass, value: &[u8]) -> Option<usize> {
         ),
         ContentClass::An => value
             .iter()
-            .position(|b| !(b.is_ascii_alphanumeric() || *b == b' ')),
+            .position(|&b| !AN_ALLOWED.get(usize::from(b)).copied().unwrap_or(false)),
         ContentClass::B => None,
     }
 }
@@ -377,7 +408,7 @@ fn unpack_bcd(
     // A digit's character is `'0' + nibble`: `n` takes nibbles 0-9, `z` all sixteen.
     let digit = |nibble: u8, offset: usize| {
         let c = b'0' + nibble;
-        match class.allows(c) && c <= b'?' {
+        match class.allows(c) {
             true => Ok(c),
             false => Err(invalid_character(field, offset)),
         }
