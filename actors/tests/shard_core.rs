@@ -1,5 +1,10 @@
 //! The shard state machine, driven directly (sans-IO): idempotency, transitions, limits, routing.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use bytes::Bytes;
 use paymesh_actors::core::config::{CoreSettings, MerchantConfig, RouteConfig, RouteMethod};
@@ -26,9 +31,27 @@ fn core() -> ShardCore<u32> {
     let mut disabled = merchant("OFF");
     disabled.enabled = false;
     let routes = vec![
-        RouteConfig { method: RouteMethod::Card, bin_from: Some(400_000), bin_to: Some(499_999), key: None, host: "van".into() },
-        RouteConfig { method: RouteMethod::Card, bin_from: Some(510_000), bin_to: Some(559_999), key: None, host: "card".into() },
-        RouteConfig { method: RouteMethod::Carrier, bin_from: None, bin_to: None, key: None, host: "carrier".into() },
+        RouteConfig {
+            method: RouteMethod::Card,
+            bin_from: Some(400_000),
+            bin_to: Some(499_999),
+            key: None,
+            host: "van".into(),
+        },
+        RouteConfig {
+            method: RouteMethod::Card,
+            bin_from: Some(510_000),
+            bin_to: Some(559_999),
+            key: None,
+            host: "card".into(),
+        },
+        RouteConfig {
+            method: RouteMethod::Carrier,
+            bin_from: None,
+            bin_to: None,
+            key: None,
+            host: "carrier".into(),
+        },
     ];
     let hosts = vec!["van".to_string(), "card".to_string(), "carrier".to_string()];
     let settings = CoreSettings::new(&[merchant("M1"), disabled], &routes, &hosts, 540).unwrap();
@@ -36,11 +59,19 @@ fn core() -> ShardCore<u32> {
 }
 
 fn card(pan: &str) -> PaymentMethod {
-    PaymentMethod::Card { pan: Pan::new(Bytes::copy_from_slice(pan.as_bytes())).unwrap(), expiry: Bytes::from_static(b"3012"), cvv: None }
+    PaymentMethod::Card {
+        pan: Pan::new(Bytes::copy_from_slice(pan.as_bytes())).unwrap(),
+        expiry: Bytes::from_static(b"3012"),
+        cvv: None,
+    }
 }
 
 fn req(kind: TxnKind, merchant: &str, order: &str, amount: Option<u64>) -> TxnRequest {
-    let mut r = TxnRequest::new(kind, Bytes::copy_from_slice(merchant.as_bytes()), Bytes::copy_from_slice(order.as_bytes()));
+    let mut r = TxnRequest::new(
+        kind,
+        Bytes::copy_from_slice(merchant.as_bytes()),
+        Bytes::copy_from_slice(order.as_bytes()),
+    );
     r.amount = amount;
     if matches!(kind, TxnKind::Authorize | TxnKind::Sale) {
         r.currency = Some(410);
@@ -55,30 +86,54 @@ fn split(out: Vec<Output<u32>>) -> (Vec<(u32, TxnAnswer)>, Vec<UpstreamRequest>)
     let mut upstream = Vec::new();
     for o in out {
         match o {
-            Output::Reply(to, a) => answers.push((to, *a)),
+            Output::Reply(to, a) | Output::Replay(to, a) => answers.push((to, *a)),
             Output::Upstream(r) => upstream.push(*r),
         }
     }
     (answers, upstream)
 }
 
-fn step(core: &mut ShardCore<u32>, to: u32, r: &TxnRequest) -> (Vec<(u32, TxnAnswer)>, Vec<UpstreamRequest>) {
+fn step(
+    core: &mut ShardCore<u32>,
+    to: u32,
+    r: &TxnRequest,
+) -> (Vec<(u32, TxnAnswer)>, Vec<UpstreamRequest>) {
     let mut out = Vec::new();
     core.handle_request(NOW, to, r, &mut out);
     split(out)
 }
 
-fn answer_upstream(core: &mut ShardCore<u32>, req: &UpstreamRequest, code: &str) -> Vec<(u32, TxnAnswer)> {
-    let sent = OriginalRef { mti: 100, stan: 7, transmitted: Bytes::from_static(b"1126213956"), rrn: Bytes::from_static(b"633021000007") };
+fn answer_upstream(
+    core: &mut ShardCore<u32>,
+    req: &UpstreamRequest,
+    code: &str,
+) -> Vec<(u32, TxnAnswer)> {
+    let sent = OriginalRef {
+        mti: 100,
+        stan: 7,
+        transmitted: Bytes::from_static(b"1126213956"),
+        rrn: Bytes::from_static(b"633021000007"),
+    };
     let outcome = UpstreamOutcome::Answered {
         result: paymesh_actors::core::upstream::map_response_code(code.as_bytes()),
         response_code: Bytes::copy_from_slice(code.as_bytes()),
-        approval_code: if code == "00" { Bytes::from_static(b"A1B2C3") } else { Bytes::new() },
+        approval_code: if code == "00" {
+            Bytes::from_static(b"A1B2C3")
+        } else {
+            Bytes::new()
+        },
         sent,
         balance: None,
     };
     let mut out = Vec::new();
-    core.handle_upstream(NOW + 5, UpstreamResult { op_id: req.op_id, outcome }, &mut out);
+    core.handle_upstream(
+        NOW + 5,
+        UpstreamResult {
+            op_id: req.op_id,
+            outcome,
+        },
+        &mut out,
+    );
     split(out).0
 }
 
@@ -193,9 +248,18 @@ fn cancel_reverses_at_the_same_host_and_blocks_capture() {
 fn merchant_rules_give_specific_codes() {
     let mut c = core();
     let cases = [
-        (req(TxnKind::Authorize, "NOPE", "O1", Some(1)), ResultCode::UnknownMerchant),
-        (req(TxnKind::Authorize, "OFF", "O1", Some(1)), ResultCode::MerchantDisabled),
-        (req(TxnKind::Authorize, "M1", "O1", Some(1_000_001)), ResultCode::AmountOverLimit),
+        (
+            req(TxnKind::Authorize, "NOPE", "O1", Some(1)),
+            ResultCode::UnknownMerchant,
+        ),
+        (
+            req(TxnKind::Authorize, "OFF", "O1", Some(1)),
+            ResultCode::MerchantDisabled,
+        ),
+        (
+            req(TxnKind::Authorize, "M1", "O1", Some(1_000_001)),
+            ResultCode::AmountOverLimit,
+        ),
     ];
     for (r, code) in cases {
         let (a, up) = step(&mut c, 1, &r);
@@ -204,14 +268,32 @@ fn merchant_rules_give_specific_codes() {
     }
     let mut usd = req(TxnKind::Authorize, "M1", "O2", Some(1));
     usd.currency = Some(840);
-    assert_eq!(step(&mut c, 1, &usd).0[0].1.result, ResultCode::UnsupportedCurrency);
+    assert_eq!(
+        step(&mut c, 1, &usd).0[0].1.result,
+        ResultCode::UnsupportedCurrency
+    );
     // Daily limit 1,500,000: 900,000 passes, another 700,000 does not; a decline frees its share.
     authorized(&mut c, "D1", 900_000, TxnKind::Authorize);
-    let (a, _) = step(&mut c, 1, &req(TxnKind::Authorize, "M1", "D2", Some(700_000)));
+    let (a, _) = step(
+        &mut c,
+        1,
+        &req(TxnKind::Authorize, "M1", "D2", Some(700_000)),
+    );
     assert_eq!(a[0].1.result, ResultCode::DailyLimitExceeded);
-    let (_, up) = step(&mut c, 1, &req(TxnKind::Authorize, "M1", "D3", Some(500_000)));
-    assert_eq!(answer_upstream(&mut c, &up[0], "51")[0].1.result, ResultCode::InsufficientFunds);
-    let (_, up) = step(&mut c, 1, &req(TxnKind::Authorize, "M1", "D4", Some(600_000)));
+    let (_, up) = step(
+        &mut c,
+        1,
+        &req(TxnKind::Authorize, "M1", "D3", Some(500_000)),
+    );
+    assert_eq!(
+        answer_upstream(&mut c, &up[0], "51")[0].1.result,
+        ResultCode::InsufficientFunds
+    );
+    let (_, up) = step(
+        &mut c,
+        1,
+        &req(TxnKind::Authorize, "M1", "D4", Some(600_000)),
+    );
     assert_eq!(up.len(), 1, "the declined 500,000 no longer counts");
 }
 
@@ -220,12 +302,28 @@ fn timeout_is_in_doubt_and_not_sent_is_retryable() {
     let mut c = core();
     let r = req(TxnKind::Authorize, "M1", "T1", Some(100));
     let (_, up) = step(&mut c, 1, &r);
-    let sent = OriginalRef { mti: 100, stan: 9, transmitted: Bytes::from_static(b"1126213956"), rrn: Bytes::from_static(b"633021000009") };
+    let sent = OriginalRef {
+        mti: 100,
+        stan: 9,
+        transmitted: Bytes::from_static(b"1126213956"),
+        rrn: Bytes::from_static(b"633021000009"),
+    };
     let mut out = Vec::new();
-    c.handle_upstream(NOW, UpstreamResult { op_id: up[0].op_id, outcome: UpstreamOutcome::Timeout { sent } }, &mut out);
+    c.handle_upstream(
+        NOW,
+        UpstreamResult {
+            op_id: up[0].op_id,
+            outcome: UpstreamOutcome::Timeout { sent },
+        },
+        &mut out,
+    );
     let (a, _) = split(out);
     assert_eq!(a[0].1.result, ResultCode::UpstreamTimeout);
-    let mut inquiry = TxnRequest::new(TxnKind::Inquiry, Bytes::from_static(b"M1"), Bytes::from_static(b"T1"));
+    let mut inquiry = TxnRequest::new(
+        TxnKind::Inquiry,
+        Bytes::from_static(b"M1"),
+        Bytes::from_static(b"T1"),
+    );
     inquiry.amount = None;
     let (a, _) = step(&mut c, 1, &inquiry);
     assert_eq!(a[0].1.state, Some(8), "in doubt");
@@ -237,7 +335,16 @@ fn timeout_is_in_doubt_and_not_sent_is_retryable() {
     let r2 = req(TxnKind::Authorize, "M1", "N1", Some(100));
     let (_, up) = step(&mut c, 1, &r2);
     let mut out = Vec::new();
-    c.handle_upstream(NOW, UpstreamResult { op_id: up[0].op_id, outcome: UpstreamOutcome::NotSent { result: ResultCode::Busy } }, &mut out);
+    c.handle_upstream(
+        NOW,
+        UpstreamResult {
+            op_id: up[0].op_id,
+            outcome: UpstreamOutcome::NotSent {
+                result: ResultCode::Busy,
+            },
+        },
+        &mut out,
+    );
     assert_eq!(split(out).0[0].1.result, ResultCode::Busy);
     let (_, up) = step(&mut c, 1, &r2);
     assert_eq!(up.len(), 1, "never sent, so a retry is a fresh attempt");
@@ -246,7 +353,11 @@ fn timeout_is_in_doubt_and_not_sent_is_retryable() {
 #[test]
 fn tokens_resolve_to_cards_and_route_by_bin() {
     let mut c = core();
-    let mut t = TxnRequest::new(TxnKind::Tokenize, Bytes::from_static(b"M1"), Bytes::from_static(b"TK1"));
+    let mut t = TxnRequest::new(
+        TxnKind::Tokenize,
+        Bytes::from_static(b"M1"),
+        Bytes::from_static(b"TK1"),
+    );
     t.payment = Some(card("5400000000000005"));
     let (a, up) = step(&mut c, 1, &t);
     assert!(up.is_empty());
@@ -257,7 +368,9 @@ fn tokens_resolve_to_cards_and_route_by_bin() {
     let (_, up) = step(&mut c, 1, &r);
     assert_eq!(up[0].host, 1);
     let mut r = req(TxnKind::Authorize, "M1", "W2", Some(100));
-    r.payment = Some(PaymentMethod::WalletToken(Bytes::from_static(b"tok-unknown")));
+    r.payment = Some(PaymentMethod::WalletToken(Bytes::from_static(
+        b"tok-unknown",
+    )));
     assert_eq!(step(&mut c, 1, &r).0[0].1.result, ResultCode::InvalidCard);
 }
 
@@ -265,7 +378,10 @@ fn tokens_resolve_to_cards_and_route_by_bin() {
 fn unroutable_methods_get_a_clear_code() {
     let mut c = core();
     let mut r = req(TxnKind::Authorize, "M1", "U1", Some(100));
-    r.payment = Some(PaymentMethod::BankTransfer { bank_code: Bytes::from_static(b"004"), account: Bytes::from_static(b"123") });
+    r.payment = Some(PaymentMethod::BankTransfer {
+        bank_code: Bytes::from_static(b"004"),
+        account: Bytes::from_static(b"123"),
+    });
     assert_eq!(step(&mut c, 1, &r).0[0].1.result, ResultCode::Unroutable);
     let mut r = req(TxnKind::Authorize, "M1", "U2", Some(100));
     r.payment = Some(card("6200000000000005"));

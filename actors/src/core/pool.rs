@@ -336,16 +336,15 @@ impl PoolCore {
                     .pending
                     .get(&(stan, class))
                     .is_some_and(|p| p.deadline_ms == deadline);
-                if due
-                    && let Some(p) = l.pending.remove(&(stan, class)) {
-                        out.push((
-                            p.shard,
-                            UpstreamResult {
-                                op_id: p.op_id,
-                                outcome: UpstreamOutcome::Timeout { sent: p.sent },
-                            },
-                        ));
-                    }
+                if due && let Some(p) = l.pending.remove(&(stan, class)) {
+                    out.push((
+                        p.shard,
+                        UpstreamResult {
+                            op_id: p.op_id,
+                            outcome: UpstreamOutcome::Timeout { sent: p.sent },
+                        },
+                    ));
+                }
             }
         }
     }

@@ -26,6 +26,8 @@ use super::upstream::{Account, UpstreamKind, UpstreamOutcome, UpstreamRequest, U
 pub enum Output<R> {
     /// Send this answer to this requester.
     Reply(R, Box<TxnAnswer>),
+    /// Send this stored answer of an earlier identical request (sent with the RETRANSMIT flag).
+    Replay(R, Box<TxnAnswer>),
     /// Send this request to an upstream host.
     Upstream(Box<UpstreamRequest>),
 }
@@ -251,9 +253,10 @@ impl<R: Clone> ShardCore<R> {
         }
         if release_daily > 0
             && let Some(d) = self.daily.get_mut(&merchant)
-                && d.day == day {
-                    d.total = d.total.saturating_sub(release_daily);
-                }
+            && d.day == day
+        {
+            d.total = d.total.saturating_sub(release_daily);
+        }
         for w in waiters {
             out.push(Output::Reply(w, Box::new(answer.clone())));
         }
@@ -289,19 +292,17 @@ impl<R: Clone> ShardCore<R> {
         let key: OrderKey = (req.merchant_id.clone(), req.order_id.clone());
         let fingerprint = fingerprint(req);
         if let Some(order) = self.orders.get_mut(&key) {
-            let answer = replay(
+            let waiters_max = self.settings.waiters_per_operation_max;
+            out.extend(replay(
                 order,
                 req.kind,
                 b"",
                 fingerprint,
-                to.clone(),
-                self.settings.waiters_per_operation_max,
+                &to,
+                waiters_max,
                 &key,
                 now_ms,
-            );
-            if let Some(answer) = answer {
-                out.push(Output::Reply(to, Box::new(answer)));
-            }
+            ));
             return;
         }
         if let Err(code) = self.check_merchant(&key.0, req, now_ms) {
@@ -424,18 +425,16 @@ impl<R: Clone> ShardCore<R> {
             return;
         };
         if order.op_mut(req.kind, &request_id).is_some() {
-            if let Some(answer) = replay(
+            out.extend(replay(
                 order,
                 req.kind,
                 &request_id,
                 fingerprint,
-                to.clone(),
+                &to,
                 waiters_max,
                 &key,
                 now_ms,
-            ) {
-                out.push(Output::Reply(to, Box::new(answer)));
-            }
+            ));
             return;
         }
         let refuse = |code: ResultCode, order: &Order<R>| {
@@ -553,13 +552,16 @@ impl<R: Clone> ShardCore<R> {
             return Err(ResultCode::MerchantDisabled);
         }
         if let Some(c) = req.currency
-            && !m.currencies.is_empty() && !m.currencies.contains(&c) {
-                return Err(ResultCode::UnsupportedCurrency);
-            }
+            && !m.currencies.is_empty()
+            && !m.currencies.contains(&c)
+        {
+            return Err(ResultCode::UnsupportedCurrency);
+        }
         if let (Some(limit), Some(amount)) = (m.single_limit_minor, req.amount)
-            && amount > limit {
-                return Err(ResultCode::AmountOverLimit);
-            }
+            && amount > limit
+        {
+            return Err(ResultCode::AmountOverLimit);
+        }
         Ok(())
     }
 
@@ -688,39 +690,35 @@ impl<R: Clone> ShardCore<R> {
 /// Answer to a request whose key is already known: the stored answer, a wait on the pending one, or
 /// DUPLICATE_ORDER when the content differs.
 #[allow(clippy::too_many_arguments)]
-fn replay<R>(
+fn replay<R: Clone>(
     order: &mut Order<R>,
     kind: TxnKind,
     request_id: &[u8],
     fingerprint: u64,
-    to: R,
+    to: &R,
     waiters_max: usize,
     key: &OrderKey,
     now_ms: u64,
-) -> Option<TxnAnswer> {
+) -> Option<Output<R>> {
     let txn_id = order.txn_id;
-    let duplicate = || {
-        let mut a = base_answer(kind, ResultCode::DuplicateOrder, key, now_ms);
+    let refuse = |code: ResultCode| {
+        let mut a = base_answer(kind, code, key, now_ms);
         a.server_txn_id = Some(txn_id);
-        a
+        Some(Output::Reply(to.clone(), Box::new(a)))
     };
     let Some(op) = order.op_mut(kind, request_id) else {
-        return Some(duplicate());
+        return refuse(ResultCode::DuplicateOrder);
     };
     if op.fingerprint != fingerprint {
-        return Some(duplicate());
+        return refuse(ResultCode::DuplicateOrder);
     }
     match &mut op.status {
-        OpStatus::Done(answer) => Some((**answer).clone()),
+        OpStatus::Done(answer) => Some(Output::Replay(to.clone(), answer.clone())),
         OpStatus::Pending { waiters, .. } if waiters.len() < waiters_max => {
-            waiters.push(to);
+            waiters.push(to.clone());
             None
         }
-        OpStatus::Pending { .. } => {
-            let mut a = base_answer(kind, ResultCode::InProgress, key, now_ms);
-            a.server_txn_id = Some(txn_id);
-            Some(a)
-        }
+        OpStatus::Pending { .. } => refuse(ResultCode::InProgress),
     }
 }
 

@@ -31,12 +31,23 @@ pub struct ShardBatch {
     pub items: Vec<(ReplyTo, TxnRequest)>,
 }
 
-/// Answers for one session: (correlation id, answer).
+/// One answer for a session.
+#[derive(Debug)]
+pub struct SessionAnswer {
+    /// The request's correlation id.
+    pub correlation_id: u64,
+    /// The answer.
+    pub answer: Box<TxnAnswer>,
+    /// A stored answer replayed for a retransmission: sent with the RETRANSMIT flag.
+    pub retransmit: bool,
+}
+
+/// Answers for one session.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct AnswerBatch {
     /// Answers in the order the shard produced them.
-    pub items: Vec<(u64, Box<TxnAnswer>)>,
+    pub items: Vec<SessionAnswer>,
 }
 
 /// Upstream requests for one host.

@@ -127,9 +127,10 @@ impl PoolActor {
                 continue;
             }
             if let Some(w) = &io.writer
-                && let Ok(permit) = w.try_reserve() {
-                    permit.send(io.backlog.split().freeze());
-                }
+                && let Ok(permit) = w.try_reserve()
+            {
+                permit.send(io.backlog.split().freeze());
+            }
         }
     }
 

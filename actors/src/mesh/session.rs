@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
-use paymesh_codecs::frame::{Frame, decode_frame};
+use paymesh_codecs::frame::{Frame, decode_frame, flags};
 use paymesh_codecs::message::{
     LoginAnswer, Message as Wire, Reject, TxnAnswer, TxnKind, TxnRequest,
 };
@@ -174,9 +174,9 @@ impl Session {
         msg.encode(correlation_id, 0, &mut self.out);
     }
 
-    fn answer(&mut self, correlation_id: u64, answer: &TxnAnswer) {
+    fn answer(&mut self, correlation_id: u64, answer: TxnAnswer, flags: u16) {
         self.deps.metrics.answers.inc();
-        self.send_frame(correlation_id, &Wire::Answer(answer.clone()));
+        Wire::Answer(answer).encode(correlation_id, flags, &mut self.out);
     }
 
     fn reject(&mut self, correlation_id: u64, code: ResultCode, message: &str) {
@@ -204,7 +204,10 @@ impl Session {
             Err(mpsc::error::TrySendError::Closed(())) => true,
         };
         if stalled {
-            tracing::warn!(session = self.id, "client does not read its answers; closing");
+            tracing::warn!(
+                session = self.id,
+                "client does not read its answers; closing"
+            );
             self.close(ctx);
         }
     }
@@ -230,7 +233,7 @@ impl Session {
                     Some(kind) if self.phase != Phase::AwaitingLogin => {
                         let mut a = TxnAnswer::new(kind, e.result_code());
                         a.message = Some(Bytes::from(e.to_string()));
-                        self.answer(correlation_id, &a);
+                        self.answer(correlation_id, a, 0);
                     }
                     _ => self.reject(correlation_id, e.result_code(), &e.to_string()),
                 }
@@ -291,7 +294,7 @@ impl Session {
             (Phase::LoggedIn, Wire::Request(req)) => self.admit(req, correlation_id, ctx, batches),
             (Phase::Draining { .. } | Phase::Closing, Wire::Request(req)) => {
                 let a = TxnAnswer::new(req.kind, ResultCode::ShuttingDown);
-                self.answer(correlation_id, &a);
+                self.answer(correlation_id, a, 0);
             }
             (_, other) => {
                 let name = other.name();
@@ -322,7 +325,7 @@ impl Session {
         if self.inflight.len() >= self.deps.settings.inflight_window as usize {
             self.deps.metrics.busy_window.inc();
             let a = echo(&req, ResultCode::Busy);
-            self.answer(correlation_id, &a);
+            self.answer(correlation_id, a, 0);
             return;
         }
         let shards = &self.deps.shards;
@@ -357,7 +360,7 @@ impl Session {
                     self.deps.metrics.busy_shard.inc();
                     self.inflight.remove(&to.correlation_id);
                     let a = echo(&req, ResultCode::Busy);
-                    self.answer(to.correlation_id, &a);
+                    self.answer(to.correlation_id, a, 0);
                 }
             }
         }
@@ -365,11 +368,12 @@ impl Session {
 
     fn maybe_finish_logout(&mut self, ctx: &mut Context<Self>) {
         if let Phase::Draining { correlation_id } = self.phase
-            && self.inflight.is_empty() {
-                self.send_frame(correlation_id, &Wire::LogoutAnswer);
-                self.flush(ctx);
-                self.close(ctx);
-            }
+            && self.inflight.is_empty()
+        {
+            self.send_frame(correlation_id, &Wire::LogoutAnswer);
+            self.flush(ctx);
+            self.close(ctx);
+        }
     }
 }
 
@@ -417,9 +421,10 @@ impl Actor for Session {
         }
         // Dropping the sender lets the writer finish what is queued, then shut the socket down.
         if !self.out.is_empty()
-            && let Some(w) = &self.writer {
-                let _ = w.try_send(self.out.split().freeze());
-            }
+            && let Some(w) = &self.writer
+        {
+            let _ = w.try_send(self.out.split().freeze());
+        }
         self.writer = None;
         self.deps.metrics.connections.dec();
         if !self.network_id.is_empty() {
@@ -456,9 +461,14 @@ impl Handler<AnswerBatch> for Session {
     type Result = ();
 
     fn handle(&mut self, batch: AnswerBatch, ctx: &mut Context<Self>) {
-        for (correlation_id, answer) in batch.items {
-            if self.inflight.remove(&correlation_id).is_some() {
-                self.answer(correlation_id, &answer);
+        for item in batch.items {
+            if self.inflight.remove(&item.correlation_id).is_some() {
+                let flags = if item.retransmit {
+                    flags::RETRANSMIT
+                } else {
+                    0
+                };
+                self.answer(item.correlation_id, *item.answer, flags);
             }
         }
         self.flush(ctx);
@@ -516,9 +526,9 @@ async fn read_loop<R: AsyncRead + Unpin>(mut read: R, addr: Addr<Session>, max_b
                             .send(Frames(std::mem::take(&mut frames)))
                             .await
                             .is_err()
-                        {
-                            return;
-                        }
+                    {
+                        return;
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {

@@ -8,7 +8,9 @@ use actix::{Actor, Addr, Context, Handler, Recipient};
 use paymesh_codecs::message::TxnAnswer;
 use paymesh_codecs::types::ResultCode;
 
-use super::messages::{AnswerBatch, ReplyTo, ShardBatch, UpstreamBatch, UpstreamResults};
+use super::messages::{
+    AnswerBatch, ReplyTo, SessionAnswer, ShardBatch, UpstreamBatch, UpstreamResults,
+};
 use crate::core::shard::{Output, ShardCore};
 use crate::core::upstream::{UpstreamRequest, UpstreamResult, not_sent};
 use crate::metrics::Metrics;
@@ -18,7 +20,24 @@ use crate::now_ms;
 pub const SHARD_MAILBOX_MAX: usize = 1_024;
 
 /// Answers gathered for one session during one step.
-type SessionAnswers = (Recipient<AnswerBatch>, Vec<(u64, Box<TxnAnswer>)>);
+type SessionAnswers = (Recipient<AnswerBatch>, Vec<SessionAnswer>);
+
+fn push_answer(
+    answers: &mut HashMap<u64, SessionAnswers>,
+    to: ReplyTo,
+    answer: Box<TxnAnswer>,
+    retransmit: bool,
+) {
+    answers
+        .entry(to.session_id)
+        .or_insert_with(|| (to.session.clone(), Vec::new()))
+        .1
+        .push(SessionAnswer {
+            correlation_id: to.correlation_id,
+            answer,
+            retransmit,
+        });
+}
 
 /// A shard actor.
 pub struct ShardActor {
@@ -60,13 +79,8 @@ impl ShardActor {
         loop {
             for output in self.out.drain(..) {
                 match output {
-                    Output::Reply(to, answer) => {
-                        answers
-                            .entry(to.session_id)
-                            .or_insert_with(|| (to.session.clone(), Vec::new()))
-                            .1
-                            .push((to.correlation_id, answer));
-                    }
+                    Output::Reply(to, answer) => push_answer(&mut answers, to, answer, false),
+                    Output::Replay(to, answer) => push_answer(&mut answers, to, answer, true),
                     Output::Upstream(req) => upstream.entry(req.host).or_default().push(*req),
                 }
             }
