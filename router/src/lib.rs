@@ -1,1 +1,47 @@
-//! paymesh-router
+//! The `paymesh` server.
+//!
+//! - [`config`]: the TOML configuration and its defaults (`paymesh.example.toml` is the commented example).
+//! - [`auth`]: network credentials (Argon2id hashes) checked at login.
+//! - [`tls`]: rustls server configuration, dev certificates, mutual TLS.
+//! - [`server`]: starting Arbiters, shards, upstream pools and listeners; graceful shutdown.
+//! - [`demo`]: the main job: gateway-sim hosts + router + a short load, on loopback.
+//!
+//! The binary (`src/main.rs`) is a thin clap front end over these.
+
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod server;
+pub mod tls;
+
+/// Runs `f` inside an actix System (actors need its runtime; see ../shared/DEPENDENCIES.md).
+pub fn run_system<F, Fut>(f: F) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    actix::System::new().block_on(f())
+}
+
+/// Waits for ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,173 @@
+//! The router's TOML configuration, with documented defaults (see `paymesh.example.toml`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use paymesh_actors::core::config::{HostConfig, MerchantConfig, RouteConfig};
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners and session settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Networks (VANs, carriers) allowed to log in.
+    #[serde(default)]
+    pub networks: Vec<NetworkConfig>,
+    /// Merchants.
+    #[serde(default)]
+    pub merchants: Vec<MerchantConfig>,
+    /// Upstream hosts.
+    #[serde(default)]
+    pub hosts: Vec<HostConfig>,
+    /// Route table rows.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Plain TCP listener; empty = none.
+    pub listen: String,
+    /// TLS listener; empty = none.
+    pub tls_listen: String,
+    /// Server certificate chain (PEM); absent = a generated dev certificate.
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) for client certificates; present = mutual TLS required.
+    pub tls_client_ca: Option<PathBuf>,
+    /// Connections open at once; beyond it new connections are closed at accept.
+    pub max_connections: usize,
+    /// Requests in flight per connection (announced at login).
+    pub inflight_window: u32,
+    /// Heartbeat interval the client should keep, milliseconds.
+    pub heartbeat_interval_ms: u32,
+    /// Silence after which a connection is closed, milliseconds.
+    pub idle_timeout_ms: u32,
+    /// Largest frame body accepted, bytes (at most 16384).
+    pub max_body_bytes: u32,
+    /// Actor threads (Arbiters); 0 = one per core.
+    pub arbiters: usize,
+    /// Application shards; 0 = one per core.
+    pub shards: usize,
+    /// Business-day offset from UTC in minutes (daily limits reset at its midnight).
+    pub day_offset_minutes: i32,
+    /// On shutdown, how long in-flight requests may take before connections are closed, ms.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7400".into(),
+            tls_listen: String::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            max_connections: 10_000,
+            inflight_window: 256,
+            heartbeat_interval_ms: 30_000,
+            idle_timeout_ms: 90_000,
+            max_body_bytes: 16_384,
+            arbiters: 0,
+            shards: 0,
+            day_offset_minutes: 540,
+            shutdown_grace_ms: 5_000,
+        }
+    }
+}
+
+/// `[[networks]]`: one VAN or carrier network allowed to log in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Network id sent in LOGIN.
+    pub id: String,
+    /// Argon2id PHC string of the credential (`paymesh hash-credential`).
+    pub credential_hash: String,
+}
+
+impl Config {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Parses config text.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let s = &self.server;
+        anyhow::ensure!(
+            !s.listen.is_empty() || !s.tls_listen.is_empty(),
+            "no listener configured"
+        );
+        anyhow::ensure!(s.inflight_window >= 1, "inflight_window must be at least 1");
+        anyhow::ensure!(
+            s.max_body_bytes >= 256 && s.max_body_bytes <= 16_384,
+            "max_body_bytes must be 256..=16384"
+        );
+        anyhow::ensure!(
+            s.tls_cert.is_some() == s.tls_key.is_some(),
+            "tls_cert and tls_key go together"
+        );
+        anyhow::ensure!(
+            s.idle_timeout_ms > s.heartbeat_interval_ms,
+            "idle_timeout_ms must exceed heartbeat_interval_ms"
+        );
+        for h in &self.hosts {
+            anyhow::ensure!(h.links >= 1, "host {}: links must be at least 1", h.name);
+        }
+        Ok(())
+    }
+
+    /// Arbiters to start.
+    pub fn arbiter_count(&self) -> usize {
+        match self.server.arbiters {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            n => n,
+        }
+    }
+
+    /// Shards to start.
+    pub fn shard_count(&self) -> usize {
+        match self.server.shards {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            n => n,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses() {
+        let text = include_str!("../paymesh.example.toml");
+        let c = Config::parse(text).unwrap();
+        assert!(!c.hosts.is_empty() && !c.routes.is_empty() && !c.merchants.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(Config::parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 1\n").is_err());
+        assert!(Config::parse("[server]\ninflight_window = 0\n").is_err());
+    }
+}

@@ -1,0 +1,75 @@
+//! `paymesh`: the PayMesh server binary.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use paymesh_router::config::Config;
+use paymesh_router::server::Router;
+use paymesh_router::{auth, demo, run_system, shutdown_signal};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// PayMesh: a mobile-payment transaction router.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve clients with a config file (see `paymesh example-config`).
+    Serve {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// The main job on the embedded default: gateway-sim hosts, the router and a short load over
+    /// loopback, ending with a summary.
+    Demo(demo::DemoArgs),
+    /// Prints the Argon2id hash of a credential (read from stdin) for a `[[networks]]` entry.
+    HashCredential,
+    /// Prints the commented example configuration.
+    ExampleConfig,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve { config } => {
+            let config = Config::load(&config)?;
+            run_system(|| async move {
+                let router = Router::start(config).await?;
+                shutdown_signal().await;
+                tracing::info!("shutting down: draining sessions");
+                router.shutdown().await;
+                actix::System::current().stop();
+                Ok(())
+            })
+        }
+        Command::Demo(args) => demo::run(args),
+        Command::HashCredential => {
+            let mut credential = String::new();
+            std::io::stdin().read_to_string(&mut credential)?;
+            println!(
+                "{}",
+                auth::hash_credential(credential.trim_end_matches(['\r', '\n']))?
+            );
+            Ok(())
+        }
+        Command::ExampleConfig => {
+            print!("{}", include_str!("../paymesh.example.toml"));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Starting the mesh and the listeners: Arbiters (one event-loop thread per core), shards and upstream
+//! pools spread over them, accepted connections handed to an Arbiter round-robin where their session
+//! actor and TLS handshake run. Shutdown: stop accepting, ask every session to drain (answer what is
+//! in flight, then close), wait up to the grace period, stop.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use actix::{Actor, Arbiter, ArbiterHandle, Recipient};
+use anyhow::Context as _;
+use paymesh_actors::core::config::CoreSettings;
+use paymesh_actors::core::shard::ShardCore;
+use paymesh_actors::mesh::messages::{UpstreamBatch, UpstreamResults};
+use paymesh_actors::mesh::pool::PoolActor;
+use paymesh_actors::mesh::session::{Drain, Session, SessionDeps, SessionSettings};
+use paymesh_actors::mesh::shard::{ShardActor, Shards};
+use paymesh_actors::metrics::Metrics;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::Credentials;
+use crate::config::Config;
+use crate::tls;
+
+/// TLS handshakes that may take before the connection is dropped.
+pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+
+/// A running router.
+pub struct Router {
+    /// Address of the plain TCP listener, if any.
+    pub tcp_addr: Option<SocketAddr>,
+    /// Address of the TLS listener, if any.
+    pub tls_addr: Option<SocketAddr>,
+    /// The dev certificate in use when none was configured (clients in tests trust it).
+    pub dev_cert_pem: Option<String>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    shutdown: watch::Sender<bool>,
+    arbiters: Vec<Arbiter>,
+    grace: Duration,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("tcp", &self.tcp_addr)
+            .field("tls", &self.tls_addr)
+            .finish()
+    }
+}
+
+impl Router {
+    /// Starts everything. Must run inside an actix `System` (see [`crate::run_system`]).
+    pub async fn start(config: Config) -> anyhow::Result<Router> {
+        config.validate()?;
+        let metrics = Arc::new(Metrics::default());
+        let host_names: Vec<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
+        let settings = CoreSettings::new(
+            &config.merchants,
+            &config.routes,
+            &host_names,
+            config.server.day_offset_minutes,
+        )?;
+        let arbiters: Vec<Arbiter> = (0..config.arbiter_count())
+            .map(|_| Arbiter::new())
+            .collect();
+        let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
+        let pick = |i: usize| {
+            handles
+                .get(i % handles.len())
+                .cloned()
+                .context("no arbiter")
+        };
+
+        // Pools first; they learn the shards' addresses once the shards exist.
+        let shard_results: Arc<OnceLock<Vec<Recipient<UpstreamResults>>>> =
+            Arc::new(OnceLock::new());
+        let mut pools: Vec<Recipient<UpstreamBatch>> = Vec::new();
+        for (i, host) in config.hosts.iter().enumerate() {
+            let pool = PoolActor::new(host, shard_results.clone(), metrics.clone())?;
+            let addr = PoolActor::start_in_arbiter(&pick(i + 1)?, move |_| pool);
+            pools.push(addr.recipient());
+        }
+        let pools = Arc::new(pools);
+        let seq_start = paymesh_actors::now_ms().saturating_mul(100);
+        let mut shard_addrs = Vec::new();
+        for i in 0..config.shard_count() {
+            let core = ShardCore::new(u16::try_from(i)?, settings.clone(), seq_start);
+            let (p, m) = (pools.clone(), metrics.clone());
+            let addr =
+                ShardActor::start_in_arbiter(&pick(i)?, move |_| ShardActor::new(core, p, m));
+            shard_addrs.push(addr);
+        }
+        let _ = shard_results.set(shard_addrs.iter().map(|a| a.clone().recipient()).collect());
+        let shards = Shards {
+            addrs: Arc::new(shard_addrs),
+        };
+
+        let auth = Arc::new(Credentials::new(
+            config
+                .networks
+                .iter()
+                .map(|n| (n.id.clone(), n.credential_hash.clone())),
+        )?);
+        let s = &config.server;
+        let deps = SessionDeps {
+            settings: Arc::new(SessionSettings {
+                inflight_window: s.inflight_window,
+                heartbeat_interval_ms: s.heartbeat_interval_ms,
+                idle_timeout_ms: s.idle_timeout_ms,
+                max_body_bytes: s.max_body_bytes,
+            }),
+            auth,
+            shards,
+            metrics: metrics.clone(),
+        };
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let accept = Arc::new(Acceptor {
+            handles: handles.clone(),
+            next: AtomicU64::new(0),
+            deps,
+            max_connections: s.max_connections,
+            shutdown: shutdown_rx.clone(),
+        });
+
+        let mut tcp_addr = None;
+        if !s.listen.is_empty() {
+            let listener = TcpListener::bind(&s.listen)
+                .await
+                .with_context(|| format!("binding {}", s.listen))?;
+            tcp_addr = Some(listener.local_addr()?);
+            tokio::spawn(accept_loop(
+                listener,
+                None,
+                accept.clone(),
+                shutdown_rx.clone(),
+            ));
+        }
+        let mut tls_addr = None;
+        let mut dev_cert_pem = None;
+        if !s.tls_listen.is_empty() {
+            let pair = match (&s.tls_cert, &s.tls_key) {
+                (Some(c), Some(k)) => tls::PemPair {
+                    cert_pem: tls::read_pem(c)?,
+                    key_pem: tls::read_pem(k)?,
+                },
+                _ => {
+                    let pair = tls::dev_certificate()?;
+                    tracing::warn!(
+                        "no tls_cert configured: using a generated self-signed dev certificate"
+                    );
+                    dev_cert_pem = Some(pair.cert_pem.clone());
+                    pair
+                }
+            };
+            let ca = match &s.tls_client_ca {
+                Some(p) => Some(tls::read_pem(p)?),
+                None => None,
+            };
+            let acceptor = TlsAcceptor::from(tls::server_config(&pair, ca.as_deref())?);
+            let listener = TcpListener::bind(&s.tls_listen)
+                .await
+                .with_context(|| format!("binding {}", s.tls_listen))?;
+            tls_addr = Some(listener.local_addr()?);
+            tokio::spawn(accept_loop(listener, Some(acceptor), accept, shutdown_rx));
+        }
+        tracing::info!(tcp = ?tcp_addr, tls = ?tls_addr, shards = config.shard_count(), arbiters = handles.len(), "paymesh serving");
+        Ok(Router {
+            tcp_addr,
+            tls_addr,
+            dev_cert_pem,
+            metrics,
+            shutdown,
+            arbiters,
+            grace: Duration::from_millis(s.shutdown_grace_ms),
+        })
+    }
+
+    /// Graceful shutdown: stop accepting, drain sessions, wait up to the grace period, stop threads.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let deadline = tokio::time::Instant::now() + self.grace;
+        while self.metrics.connections.get() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.metrics.connections.get();
+        if left > 0 {
+            tracing::warn!(connections = left, "grace period over; closing the rest");
+        }
+        for a in &self.arbiters {
+            a.stop();
+        }
+        for a in self.arbiters {
+            let _ = a.join();
+        }
+    }
+}
+
+struct Acceptor {
+    handles: Vec<ArbiterHandle>,
+    next: AtomicU64,
+    deps: SessionDeps,
+    max_connections: usize,
+    shutdown: watch::Receiver<bool>,
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    acceptor: Arc<Acceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if acceptor.deps.metrics.connections.get() as usize >= acceptor.max_connections {
+            tracing::warn!(%peer, "connection limit reached; closing");
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let Ok(std_stream) = stream.into_std() else {
+            continue;
+        };
+        let n = acceptor.next.fetch_add(1, Ordering::Relaxed);
+        let Some(handle) = acceptor
+            .handles
+            .get((n % acceptor.handles.len() as u64) as usize)
+        else {
+            continue;
+        };
+        let (deps, tls, shutdown) = (
+            acceptor.deps.clone(),
+            tls.clone(),
+            acceptor.shutdown.clone(),
+        );
+        handle.spawn(async move {
+            let Ok(stream) = TcpStream::from_std(std_stream) else {
+                return;
+            };
+            let addr = match tls {
+                None => Session::start(n, stream, deps),
+                Some(tls) => {
+                    let handshake = tokio::time::timeout(
+                        Duration::from_millis(TLS_HANDSHAKE_TIMEOUT_MS),
+                        tls.accept(stream),
+                    )
+                    .await;
+                    match handshake {
+                        Ok(Ok(s)) => Session::start(n, s, deps),
+                        Ok(Err(e)) => {
+                            tracing::info!(%peer, error = %e, "TLS handshake refused");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            watch_shutdown(addr, shutdown).await;
+        });
+    }
+}
+
+async fn watch_shutdown(addr: actix::Addr<Session>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if *shutdown.borrow() {
+            addr.do_send(Drain);
+            return;
+        }
+        tokio::select! {
+            r = shutdown.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => if !addr.connected() { return },
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! Test support: a minimal PayMesh protocol client over real loopback TCP/TLS, and an environment
+//! of gateway-sim hosts plus a router started in-process.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use paymesh_codecs::frame::decode_frame;
+use paymesh_codecs::message::{
+    Login, LoginAnswer, Message, PaymentMethod, TxnAnswer, TxnKind, TxnRequest,
+};
+use paymesh_codecs::types::{Pan, ResultCode, Secret};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long a test waits for any one frame before failing (generous: CI machines are slow).
+pub const RECV_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// A protocol client.
+pub struct Client {
+    stream: Box<dyn Stream>,
+    buf: BytesMut,
+    next_correlation: u64,
+}
+
+impl Client {
+    pub async fn tcp(addr: SocketAddr) -> Client {
+        let s = TcpStream::connect(addr).await.unwrap();
+        s.set_nodelay(true).unwrap();
+        Client {
+            stream: Box::new(s),
+            buf: BytesMut::new(),
+            next_correlation: 1,
+        }
+    }
+
+    pub async fn tls(
+        addr: SocketAddr,
+        ca_pem: &str,
+        identity: Option<(&str, &str)>,
+    ) -> std::io::Result<Client> {
+        paymesh_router::tls::install_provider();
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+        let config = match identity {
+            Some((cert, key)) => {
+                let certs = rustls_pemfile::certs(&mut cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap();
+                let key = rustls_pemfile::private_key(&mut key.as_bytes())
+                    .unwrap()
+                    .unwrap();
+                builder.with_client_auth_cert(certs, key).unwrap()
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = TcpStream::connect(addr).await?;
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let s = connector.connect(name, tcp).await?;
+        Ok(Client {
+            stream: Box::new(s),
+            buf: BytesMut::new(),
+            next_correlation: 1,
+        })
+    }
+
+    pub fn next_id(&mut self) -> u64 {
+        self.next_correlation += 1;
+        self.next_correlation
+    }
+
+    pub async fn send(&mut self, correlation_id: u64, msg: &Message) {
+        let mut out = BytesMut::new();
+        msg.encode(correlation_id, 0, &mut out);
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// The next frame, or `None` when the server closed the connection.
+    pub async fn recv(&mut self) -> Option<(u64, Message)> {
+        loop {
+            if let Some(frame) =
+                decode_frame(&mut self.buf, 16_384).expect("server sent a bad frame")
+            {
+                let msg = Message::decode(&frame).expect("server sent a bad body");
+                return Some((frame.header.correlation_id, msg));
+            }
+            let n = tokio::time::timeout(RECV_TIMEOUT, self.stream.read_buf(&mut self.buf))
+                .await
+                .expect("no frame from the server in time");
+            match n {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    pub async fn login(&mut self, network: &str, credential: &str) -> LoginAnswer {
+        let login = Login {
+            network_id: Bytes::copy_from_slice(network.as_bytes()),
+            credential: Secret::new(Bytes::copy_from_slice(credential.as_bytes())),
+            client_software: Some(Bytes::from_static(b"paymesh-tests")),
+        };
+        let id = self.next_id();
+        self.send(id, &Message::Login(login)).await;
+        match self.recv().await {
+            Some((cid, Message::LoginAnswer(a))) => {
+                assert_eq!(cid, id);
+                a
+            }
+            other => panic!("expected LOGIN_ANSWER, got {other:?}"),
+        }
+    }
+
+    /// Sends one request and waits for its answer (no other traffic in flight).
+    pub async fn call(&mut self, req: TxnRequest) -> TxnAnswer {
+        let id = self.next_id();
+        self.send(id, &Message::Request(req)).await;
+        match self.recv().await {
+            Some((cid, Message::Answer(a))) => {
+                assert_eq!(cid, id, "answer to another request");
+                a
+            }
+            other => panic!("expected an answer, got {other:?}"),
+        }
+    }
+}
+
+pub const NETWORK: &str = "VANTEST";
+pub const CREDENTIAL: &str = "test-credential";
+
+pub fn card(pan: &str) -> PaymentMethod {
+    PaymentMethod::Card {
+        pan: Pan::new(Bytes::copy_from_slice(pan.as_bytes())).unwrap(),
+        expiry: Bytes::from_static(b"3012"),
+        cvv: Some(Secret::new(Bytes::from_static(b"123"))),
+    }
+}
+
+/// A card without CVV (TOKENIZE and BALANCE_INQUIRY must not carry one).
+pub fn card_without_cvv(pan: &str) -> PaymentMethod {
+    PaymentMethod::Card {
+        pan: Pan::new(Bytes::copy_from_slice(pan.as_bytes())).unwrap(),
+        expiry: Bytes::from_static(b"3012"),
+        cvv: None,
+    }
+}
+
+pub fn request(
+    kind: TxnKind,
+    merchant: &str,
+    order: &str,
+    amount: Option<u64>,
+    payment: Option<PaymentMethod>,
+) -> TxnRequest {
+    let mut r = TxnRequest::new(
+        kind,
+        Bytes::copy_from_slice(merchant.as_bytes()),
+        Bytes::copy_from_slice(order.as_bytes()),
+    );
+    r.amount = amount;
+    if payment.is_some() {
+        r.currency = Some(410);
+    }
+    r.payment = payment;
+    r
+}
+
+pub fn assert_result(a: &TxnAnswer, code: ResultCode) {
+    assert_eq!(a.result, code, "answer: {a:?}");
+}
+
+pub const VAN_PAN: &str = "4111111111111111";
+pub const CARD_PAN: &str = "5400000000000005";
+pub const MERCHANT_SINGLE_LIMIT: u64 = 10_000_000;
+
+/// What a test environment looks like.
+#[derive(Debug, Clone)]
+pub struct EnvOptions {
+    /// Fixed latency of the "card" host (BIN 51-55); the others answer at once.
+    pub card_latency_ms: u64,
+    /// Answer timeout of every host.
+    pub host_timeout_ms: u64,
+    /// The router's per-connection window.
+    pub inflight_window: u32,
+    /// Start a TLS listener with a generated dev certificate.
+    pub tls: bool,
+    /// Start a TLS listener that requires client certificates signed by a test CA.
+    pub mutual_tls: bool,
+}
+
+impl Default for EnvOptions {
+    fn default() -> Self {
+        Self {
+            card_latency_ms: 0,
+            host_timeout_ms: 5_000,
+            inflight_window: 64,
+            tls: false,
+            mutual_tls: false,
+        }
+    }
+}
+
+/// gateway-sim hosts and a router, in this process, on loopback.
+pub struct Env {
+    router: Option<paymesh_router::server::Router>,
+    pub hosts: Vec<(String, sim::Host)>,
+    pub tcp: SocketAddr,
+    pub tls: Option<SocketAddr>,
+    pub dev_cert_pem: Option<String>,
+    pub server_ca_pem: Option<String>,
+    pub client_identity: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+/// A CA, a server certificate for localhost and a client certificate, as PEM.
+struct TestPki {
+    ca_pem: String,
+    server: (String, String),
+    client: (String, String),
+}
+
+fn test_pki() -> TestPki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issue = |names: Vec<String>| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    TestPki {
+        ca_pem: ca.pem(),
+        server: issue(vec!["localhost".into()]),
+        client: issue(vec!["van-client".into()]),
+    }
+}
+
+impl Env {
+    pub async fn start(opts: EnvOptions) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let mut hosts = Vec::new();
+        let mut host_toml = String::new();
+        for (name, profile, header, latency) in [
+            ("van", "ascii_1987", "binary2", 0),
+            ("card", "binary_bcd", "bcd2", opts.card_latency_ms),
+            ("bank", "ascii_1987", "ascii4", 0),
+            ("carrier", "ascii_1987", "binary2", 0),
+        ] {
+            let host = sim::start(name, profile, header, latency).await;
+            host_toml.push_str(&format!(
+                "[[hosts]]\nname = \"{name}\"\naddress = \"{}\"\nprofile = \"{profile}\"\nlength_header = \"{header}\"\nlinks = 2\ntimeout_ms = {}\n\n",
+                host.addr, opts.host_timeout_ms
+            ));
+            hosts.push((name.to_string(), host));
+        }
+        let hash = paymesh_router::auth::hash_credential(CREDENTIAL).unwrap();
+        let mut tls_toml = String::new();
+        let mut server_ca_pem = None;
+        let mut client_identity = None;
+        if opts.tls || opts.mutual_tls {
+            tls_toml.push_str("tls_listen = \"127.0.0.1:0\"\n");
+        }
+        if opts.mutual_tls {
+            let pki = test_pki();
+            let write = |name: &str, text: &str| {
+                let p = dir.path().join(name);
+                std::fs::write(&p, text).unwrap();
+                p.display().to_string()
+            };
+            tls_toml.push_str(&format!(
+                "tls_cert = \"{}\"\ntls_key = \"{}\"\ntls_client_ca = \"{}\"\n",
+                write("server.crt", &pki.server.0),
+                write("server.key", &pki.server.1),
+                write("ca.crt", &pki.ca_pem)
+            ));
+            server_ca_pem = Some(pki.ca_pem.clone());
+            client_identity = Some(pki.client);
+        }
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{tls_toml}inflight_window = {}\narbiters = 2\nshards = 2\nshutdown_grace_ms = 2000\n\n\
+             [[networks]]\nid = \"{NETWORK}\"\ncredential_hash = \"{hash}\"\n\n\
+             [[merchants]]\nid = \"M000001\"\nsingle_limit_minor = {MERCHANT_SINGLE_LIMIT}\n\n\
+             [[merchants]]\nid = \"MOFF\"\nenabled = false\n\n{host_toml}\
+             [[routes]]\nmethod = \"card\"\nbin_from = 400000\nbin_to = 499999\nhost = \"van\"\n\n\
+             [[routes]]\nmethod = \"card\"\nbin_from = 510000\nbin_to = 559999\nhost = \"card\"\n\n\
+             [[routes]]\nmethod = \"card\"\nbin_from = 620000\nbin_to = 629999\nhost = \"bank\"\n\n\
+             [[routes]]\nmethod = \"bank\"\nhost = \"bank\"\n\n\
+             [[routes]]\nmethod = \"carrier\"\nhost = \"carrier\"\n",
+            opts.inflight_window
+        );
+        let config = paymesh_router::config::Config::parse(&config).unwrap();
+        let router = paymesh_router::server::Router::start(config).await.unwrap();
+        // Wait until every upstream link is up, so tests do not race the pools' first connects.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while router.metrics.upstream_links_up.get() < 8 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Env {
+            tcp: router.tcp_addr.unwrap(),
+            tls: router.tls_addr,
+            dev_cert_pem: router.dev_cert_pem.clone(),
+            router: Some(router),
+            hosts,
+            server_ca_pem,
+            client_identity,
+            _dir: dir,
+        }
+    }
+
+    /// A logged-in client on the plain TCP listener.
+    pub async fn client(&self) -> Client {
+        let mut c = Client::tcp(self.tcp).await;
+        assert_eq!(
+            c.login(NETWORK, CREDENTIAL).await.result,
+            ResultCode::Approved
+        );
+        c
+    }
+
+    fn host(&self, name: &str) -> &sim::Host {
+        &self.hosts.iter().find(|(n, _)| n == name).unwrap().1
+    }
+
+    /// Authorizations, sales, refunds and reversals the host recorded for an order.
+    pub fn host_count(&self, host: &str, order: &str) -> usize {
+        self.host(host).count_order(order)
+    }
+
+    pub fn host_saw(&self, host: &str, order: &str) -> bool {
+        self.host_count(host, order) > 0
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.router.take() {
+            r.shutdown().await;
+        }
+    }
+}
+
+use std::time::Instant;
+
+/// The gateway-sim hosts as tests use them.
+pub mod sim {
+    use std::net::SocketAddr;
+
+    pub struct Host {
+        pub addr: SocketAddr,
+        pub handle: paymesh_gateway_sim::server::SimHostHandle,
+    }
+
+    impl Host {
+        pub fn count_order(&self, order: &str) -> usize {
+            self.handle
+                .record()
+                .count(|e| e.order_ref.as_deref() == Some(order))
+        }
+    }
+
+    pub async fn start(name: &str, profile: &str, header: &str, latency_ms: u64) -> Host {
+        let mut cfg = paymesh_gateway_sim::config::default_hosts()
+            .into_iter()
+            .next()
+            .unwrap();
+        cfg.name = name.to_string();
+        cfg.listen = "127.0.0.1:0".parse().unwrap();
+        cfg.profile = profile.parse().unwrap();
+        cfg.length_header = header.parse().unwrap();
+        cfg.latency = paymesh_gateway_sim::latency::Latency::Fixed { ms: latency_ms };
+        let handle = paymesh_gateway_sim::server::spawn_host(cfg).await.unwrap();
+        Host {
+            addr: handle.local_addr(),
+            handle,
+        }
+    }
+}
