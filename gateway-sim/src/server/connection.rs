@@ -73,6 +73,7 @@ pub(super) async fn serve(
             }
         }
     };
+    let mut writer_done = false;
     if let End::PeerDone = end {
         // Answers still waiting out their latency go out before the socket closes, unless the
         // host is stopped meanwhile.
@@ -82,12 +83,16 @@ pub(super) async fn serve(
             () = drained => {
                 drop(out);
                 let _ = (&mut writer_task).await;
+                writer_done = true;
             }
         }
     }
     delayed.shutdown().await;
-    writer_task.abort();
-    let _ = writer_task.await;
+    if !writer_done {
+        // A JoinHandle must not be polled again once it has completed.
+        writer_task.abort();
+        let _ = writer_task.await;
+    }
     tracing::debug!(host = %host.name, ?peer, "connection closed");
 }
 
