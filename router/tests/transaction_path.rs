@@ -187,8 +187,10 @@ async fn retransmission_gets_the_first_answer_and_one_upstream_request() {
 
 #[actix::test]
 async fn pipelined_answers_come_back_out_of_order_by_correlation_id() {
-    let mut opts = EnvOptions::default();
-    opts.card_latency_ms = 300;
+    let opts = EnvOptions {
+        card_latency_ms: 300,
+        ..EnvOptions::default()
+    };
     let env = Env::start(opts).await;
     let mut c = env.client().await;
     // The slow host's request goes first; the fast host's answer overtakes it.
@@ -226,9 +228,11 @@ async fn pipelined_answers_come_back_out_of_order_by_correlation_id() {
 
 #[actix::test]
 async fn an_upstream_timeout_is_answered_within_the_configured_time() {
-    let mut opts = EnvOptions::default();
-    opts.card_latency_ms = 3_000;
-    opts.host_timeout_ms = 300;
+    let opts = EnvOptions {
+        card_latency_ms: 3_000,
+        host_timeout_ms: 300,
+        ..EnvOptions::default()
+    };
     let env = Env::start(opts).await;
     let mut c = env.client().await;
     let started = Instant::now();
@@ -255,9 +259,11 @@ async fn an_upstream_timeout_is_answered_within_the_configured_time() {
 
 #[actix::test]
 async fn a_client_beyond_its_window_gets_busy() {
-    let mut opts = EnvOptions::default();
-    opts.card_latency_ms = 300;
-    opts.inflight_window = 4;
+    let opts = EnvOptions {
+        card_latency_ms: 300,
+        inflight_window: 4,
+        ..EnvOptions::default()
+    };
     let env = Env::start(opts).await;
     let mut c = env.client().await;
     for i in 0..10u64 {
@@ -390,8 +396,10 @@ async fn garbage_and_oversize_frames_are_rejected_and_others_keep_being_served()
 
 #[actix::test]
 async fn tls_and_mutual_tls() {
-    let mut opts = EnvOptions::default();
-    opts.tls = true;
+    let opts = EnvOptions {
+        tls: true,
+        ..EnvOptions::default()
+    };
     let env = Env::start(opts).await;
     let ca = env.dev_cert_pem.clone().unwrap();
     let mut c = Client::tls(env.tls.unwrap(), &ca, None).await.unwrap();
@@ -412,8 +420,10 @@ async fn tls_and_mutual_tls() {
     );
     env.stop().await;
 
-    let mut opts = EnvOptions::default();
-    opts.mutual_tls = true;
+    let opts = EnvOptions {
+        mutual_tls: true,
+        ..EnvOptions::default()
+    };
     let env = Env::start(opts).await;
     let (server_ca, client) = (
         env.server_ca_pem.clone().unwrap(),
