@@ -36,6 +36,12 @@ pub struct DemoArgs {
     /// Merchants the load spreads over.
     #[arg(long, default_value_t = 100)]
     pub merchants: u32,
+    /// Actor threads (Arbiters) of the router; 0 = one per core.
+    #[arg(long, default_value_t = 0)]
+    pub arbiters: usize,
+    /// Application shards; 0 = one per core.
+    #[arg(long, default_value_t = 0)]
+    pub shards: usize,
     /// Connect over TLS (the router's generated dev certificate).
     #[arg(long)]
     pub tls: bool,
@@ -51,10 +57,13 @@ pub struct DemoArgs {
 /// length header).
 pub fn demo_config(
     hosts: &[(String, String, String, String)],
-    merchants: u32,
-    tls: bool,
+    args: &DemoArgs,
 ) -> anyhow::Result<Config> {
-    let mut text = String::from("[server]\nlisten = \"127.0.0.1:0\"\ninflight_window = 1024\n");
+    let (merchants, tls) = (args.merchants, args.tls);
+    let mut text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ninflight_window = 1024\narbiters = {}\nshards = {}\n",
+        args.arbiters, args.shards
+    );
     if tls {
         text.push_str("tls_listen = \"127.0.0.1:0\"\n");
     }
@@ -120,7 +129,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     for (name, addr, profile, header) in &hosts {
         println!("gateway-sim host {name:<8} {addr} ({profile}, {header})");
     }
-    let config = demo_config(&hosts, args.merchants, args.tls)?;
+    let config = demo_config(&hosts, &args)?;
     let handle = outside.handle().clone();
     run_system(move || async move {
         let router = Router::start(config).await?;
