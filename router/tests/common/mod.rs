@@ -205,6 +205,8 @@ pub struct EnvOptions {
     pub tls: bool,
     /// Start a TLS listener that requires client certificates signed by a test CA.
     pub mutual_tls: bool,
+    /// The router's connection limit.
+    pub max_connections: usize,
 }
 
 impl Default for EnvOptions {
@@ -215,6 +217,7 @@ impl Default for EnvOptions {
             inflight_window: 64,
             tls: false,
             mutual_tls: false,
+            max_connections: 100,
         }
     }
 }
@@ -301,7 +304,7 @@ impl Env {
             client_identity = Some(pki.client);
         }
         let config = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n{tls_toml}inflight_window = {}\narbiters = 2\nshards = 2\nshutdown_grace_ms = 2000\n\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\n{tls_toml}inflight_window = {}\nmax_connections = {}\narbiters = 2\nshards = 2\nshutdown_grace_ms = 2000\n\n\
              [[networks]]\nid = \"{NETWORK}\"\ncredential_hash = \"{hash}\"\n\n\
              [[merchants]]\nid = \"M000001\"\nsingle_limit_minor = {MERCHANT_SINGLE_LIMIT}\n\n\
              [[merchants]]\nid = \"MOFF\"\nenabled = false\n\n{host_toml}\
@@ -310,7 +313,7 @@ impl Env {
              [[routes]]\nmethod = \"card\"\nbin_from = 620000\nbin_to = 629999\nhost = \"bank\"\n\n\
              [[routes]]\nmethod = \"bank\"\nhost = \"bank\"\n\n\
              [[routes]]\nmethod = \"carrier\"\nhost = \"carrier\"\n",
-            opts.inflight_window
+            opts.inflight_window, opts.max_connections
         );
         let config = paymesh_router::config::Config::parse(&config).unwrap();
         let router = paymesh_router::server::Router::start(config).await.unwrap();
@@ -352,6 +355,11 @@ impl Env {
 
     pub fn host_saw(&self, host: &str, order: &str) -> bool {
         self.host_count(host, order) > 0
+    }
+
+    /// Takes the router out, to shut it down by hand.
+    pub fn take_router(&mut self) -> paymesh_router::server::Router {
+        self.router.take().unwrap()
     }
 
     pub async fn stop(mut self) {
