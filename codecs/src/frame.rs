@@ -143,6 +143,31 @@ fn checksum(frame: &[u8]) -> u32 {
     let body = rest
         .get(FRAME_HEADER_BYTES - CHECKSUM_COVERED_HEADER_BYTES..)
         .unwrap_or_default();
+    checksum_parts(covered, body)
+}
+
+/// Frames up to this size are checksummed from an aligned copy, in one pass.
+const CHECKSUM_COPY_BYTES_MAX: usize = 256;
+
+/// Stack room for [`checksum_parts`]' copy, aligned for the CRC instruction's 8-byte steps.
+#[repr(align(8))]
+struct ChecksumScratch([u8; CHECKSUM_COPY_BYTES_MAX]);
+
+/// CRC-32C of `covered` followed by `body`. The SSE4.2 CRC steps 8 aligned bytes at a time and
+/// single bytes before and after; checksumming two unaligned pieces separately costs up to 28
+/// single-byte steps, more than copying a typical frame into one aligned piece.
+#[inline]
+fn checksum_parts(covered: &[u8], body: &[u8]) -> u32 {
+    let total = covered.len() + body.len();
+    if total <= CHECKSUM_COPY_BYTES_MAX {
+        let mut scratch = ChecksumScratch([0; CHECKSUM_COPY_BYTES_MAX]);
+        if let Some(joined) = scratch.0.get_mut(..total) {
+            let (head, tail) = joined.split_at_mut(covered.len());
+            head.copy_from_slice(covered);
+            tail.copy_from_slice(body);
+            return crc32c::crc32c(joined);
+        }
+    }
     crc32c::crc32c_append(crc32c::crc32c(covered), body)
 }
 
@@ -165,7 +190,7 @@ pub fn encode_frame(header: &FrameHeader, body: &[u8], dst: &mut BytesMut) {
     let covered = bytes
         .first_chunk::<CHECKSUM_COVERED_HEADER_BYTES>()
         .map_or(&[][..], |c| c);
-    let crc = crc32c::crc32c_append(crc32c::crc32c(covered), body);
+    let crc = checksum_parts(covered, body);
     if let Some(crc_field) = bytes.get_mut(CHECKSUM_COVERED_HEADER_BYTES..) {
         crc_field.copy_from_slice(&crc.to_be_bytes());
     }
@@ -235,6 +260,25 @@ mod tests {
     #[test]
     fn crc32c_is_the_iscsi_one() {
         assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+    }
+
+    #[test]
+    fn checksum_copy_and_two_pass_agree() {
+        let data: Vec<u8> = (0..700u32).map(|i| (i * 7 + 3) as u8).collect();
+        for len in [0, 1, 7, 8, 100, 236, 237, 580] {
+            for offset in 0..8 {
+                let (covered, body) = (
+                    &data[offset..offset + 20],
+                    &data[offset + 20..offset + 20 + len],
+                );
+                let expected = crc32c::crc32c(&data[offset..offset + 20 + len]);
+                assert_eq!(
+                    checksum_parts(covered, body),
+                    expected,
+                    "len {len} offset {offset}"
+                );
+            }
+        }
     }
 
     #[test]

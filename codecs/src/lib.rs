@@ -26,11 +26,16 @@
 //!
 //! # Napkin math (PayMesh frames)
 //!
-//! A typical AUTHORIZE is about 130 bytes: a 24-byte header and ten fields. Decoding it is two
-//! CRC-32C passes with the SSE4.2 instruction (~10 ns), one scan of ten field headers, and one
-//! reference-count increment per text field kept; encoding its answer writes ~200 bytes in place.
-//! One core therefore handles millions of frames a second, while a 1 Gbit/s link carries at most
-//! ~900 000 such requests a second: the codec is not where the switch's time goes.
+//! A typical AUTHORIZE (card with CVV) is 124 bytes: the 24-byte header and nine fields; its approved
+//! answer ~195 bytes. Per frame each way the codec computes a CRC-32C over header and body with
+//! the SSE4.2 instruction, a chain of 8-byte steps at 3 cycles each (~20 ns for 124 bytes; a small
+//! frame is copied to an aligned stack buffer first, which beats two unaligned passes). Typed
+//! decoding adds one scan of the field headers and one atomic reference-count increment (and, on
+//! drop, decrement) per text field kept, ~20 cycles each: the bulk of the ~150 ns a message takes.
+//! Measured (`benches/benches/frame.rs`, one 2.4 GHz EPYC vCPU shared with other builds, so
+//! pessimistic): frame decode + encode 8.5 million/s (124 B); typed decode + encode 2.9 million/s;
+//! request in, answer out 1.8 million/s. A 1 Gbit/s link carries at most ~900 000 such requests a
+//! second, so one core of codec keeps up with a saturated link.
 
 pub mod body;
 pub mod error;
