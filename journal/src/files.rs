@@ -1,0 +1,227 @@
+//! File names, directory listing and directory fsync, and the snapshot file format (encode and
+//! decode sans-IO, write as temporary file + fsync + rename + directory fsync).
+//!
+//! ```text
+//! journal-<first lsn, 20 digits>.seg      records, see `record`
+//! checkpoint-<lsn, 20 digits>.snap        snapshot:
+//!   offset 0  8  magic "PMJSNAP1"
+//!          8  8  lsn        u64 big-endian (equal to the name's)
+//!         16  8  length     u64 big-endian: bytes of state
+//!         24  4  crc32c     u32 big-endian: CRC-32C of lsn + length + state
+//!         28  n  state      the caller's opaque bytes
+//! checkpoint-<lsn>.snap.tmp               a checkpoint being written: deleted at open
+//! ```
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::config::{Durability, SNAPSHOT_BYTES_MAX};
+use crate::error::{CorruptReason, JournalError};
+use crate::record::Lsn;
+
+const SEGMENT_PREFIX: &str = "journal-";
+const SEGMENT_SUFFIX: &str = ".seg";
+const SNAPSHOT_PREFIX: &str = "checkpoint-";
+const SNAPSHOT_SUFFIX: &str = ".snap";
+const TEMPORARY_SUFFIX: &str = ".tmp";
+const LSN_DIGITS: usize = 20;
+const SNAPSHOT_MAGIC: [u8; 8] = *b"PMJSNAP1";
+/// Bytes of a snapshot before the state.
+pub const SNAPSHOT_HEADER_BYTES: usize = 28;
+
+/// The file name of the segment whose first record is `first`.
+pub fn segment_file_name(first: Lsn) -> String {
+    format!("{SEGMENT_PREFIX}{:020}{SEGMENT_SUFFIX}", first.0)
+}
+
+/// The file name of the snapshot at `lsn`.
+pub fn snapshot_file_name(lsn: Lsn) -> String {
+    format!("{SNAPSHOT_PREFIX}{:020}{SNAPSHOT_SUFFIX}", lsn.0)
+}
+
+fn parse_lsn(name: &str, prefix: &str, suffix: &str) -> Option<Lsn> {
+    let digits = name.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    if digits.len() != LSN_DIGITS || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().map(Lsn)
+}
+
+/// The journal files of a directory, each list sorted by LSN.
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    pub segments: Vec<(Lsn, PathBuf)>,
+    pub snapshots: Vec<(Lsn, PathBuf)>,
+    pub temporaries: Vec<PathBuf>,
+}
+
+pub(crate) fn list_dir(dir: &Path) -> Result<Listing, JournalError> {
+    let mut listing = Listing::default();
+    for entry in fs::read_dir(dir).map_err(JournalError::io("read directory", dir))? {
+        let entry = entry.map_err(JournalError::io("read directory", dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let path = entry.path();
+        if let Some(lsn) = parse_lsn(name, SEGMENT_PREFIX, SEGMENT_SUFFIX) {
+            listing.segments.push((lsn, path));
+        } else if let Some(lsn) = parse_lsn(name, SNAPSHOT_PREFIX, SNAPSHOT_SUFFIX) {
+            listing.snapshots.push((lsn, path));
+        } else if name.starts_with(SNAPSHOT_PREFIX) && name.ends_with(TEMPORARY_SUFFIX) {
+            listing.temporaries.push(path);
+        }
+    }
+    listing.segments.sort();
+    listing.snapshots.sort();
+    Ok(listing)
+}
+
+/// Makes creations, renames and deletions in `dir` durable (no-op when relaxed).
+pub(crate) fn sync_dir(dir: &Path, durability: Durability) -> Result<(), JournalError> {
+    if durability == Durability::Relaxed {
+        return Ok(());
+    }
+    File::open(dir)
+        .and_then(|handle| handle.sync_all())
+        .map_err(JournalError::io("fsync directory", dir))
+}
+
+/// The header of a snapshot holding `state` at `lsn`.
+pub fn encode_snapshot_header(lsn: Lsn, state: &[u8]) -> [u8; SNAPSHOT_HEADER_BYTES] {
+    let mut header = [0_u8; SNAPSHOT_HEADER_BYTES];
+    let (magic, rest) = header.split_at_mut(8);
+    magic.copy_from_slice(&SNAPSHOT_MAGIC);
+    let (checked, checksum) = rest.split_at_mut(16);
+    let (lsn_bytes, length) = checked.split_at_mut(8);
+    lsn_bytes.copy_from_slice(&lsn.0.to_be_bytes());
+    length.copy_from_slice(&(state.len() as u64).to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(checked), state);
+    checksum.copy_from_slice(&crc.to_be_bytes());
+    header
+}
+
+/// Checks a whole snapshot file's bytes and returns its LSN and state.
+pub fn decode_snapshot(bytes: &[u8]) -> Result<(Lsn, &[u8]), CorruptReason> {
+    let Some((header, state)) = bytes.split_first_chunk::<SNAPSHOT_HEADER_BYTES>() else {
+        return Err(CorruptReason::SnapshotHeader);
+    };
+    let (magic, rest) = header.split_at(8);
+    let (checked, checksum) = rest.split_at(16);
+    let (lsn_bytes, length) = checked.split_at(8);
+    let word = |slice: &[u8]| slice.try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX);
+    if magic != SNAPSHOT_MAGIC || word(length) != state.len() as u64 {
+        return Err(CorruptReason::SnapshotHeader);
+    }
+    let stored = checksum.try_into().map(u32::from_be_bytes).unwrap_or(0);
+    if crc32c::crc32c_append(crc32c::crc32c(checked), state) != stored {
+        return Err(CorruptReason::SnapshotChecksum);
+    }
+    Ok((Lsn(word(lsn_bytes)), state))
+}
+
+/// Writes a snapshot durably: temporary file, fsync, rename, directory fsync. A crash at any point
+/// leaves either the previous snapshot alone or both, never a half-written `.snap`.
+pub(crate) fn write_snapshot(
+    dir: &Path,
+    lsn: Lsn,
+    state: &[u8],
+    durability: Durability,
+) -> Result<PathBuf, JournalError> {
+    let path = dir.join(snapshot_file_name(lsn));
+    let temporary = dir.join(format!("{}{TEMPORARY_SUFFIX}", snapshot_file_name(lsn)));
+    let mut file = File::create(&temporary).map_err(JournalError::io("create", &temporary))?;
+    file.write_all(&encode_snapshot_header(lsn, state))
+        .and_then(|()| file.write_all(state))
+        .map_err(JournalError::io("write", &temporary))?;
+    if durability == Durability::Fsync {
+        file.sync_all()
+            .map_err(JournalError::io("fsync", &temporary))?;
+    }
+    drop(file);
+    fs::rename(&temporary, &path).map_err(JournalError::io("rename", &temporary))?;
+    sync_dir(dir, durability)?;
+    Ok(path)
+}
+
+/// Reads and checks the snapshot at `path`, named for `lsn`.
+pub(crate) fn read_snapshot(path: &Path, lsn: Lsn) -> Result<Vec<u8>, JournalError> {
+    let corrupt = |reason| JournalError::Corrupt {
+        file: path.to_path_buf(),
+        offset: 0,
+        reason,
+    };
+    let mut file = File::open(path).map_err(JournalError::io("open", path))?;
+    let bytes = file
+        .metadata()
+        .map_err(JournalError::io("stat", path))?
+        .len();
+    if bytes > (SNAPSHOT_HEADER_BYTES + SNAPSHOT_BYTES_MAX) as u64 {
+        return Err(corrupt(CorruptReason::FileTooLarge { bytes }));
+    }
+    let mut content = Vec::with_capacity(bytes as usize);
+    file.read_to_end(&mut content)
+        .map_err(JournalError::io("read", path))?;
+    let (stored_lsn, state) = decode_snapshot(&content).map_err(corrupt)?;
+    if stored_lsn != lsn {
+        return Err(corrupt(CorruptReason::SnapshotHeader));
+    }
+    Ok(state.to_vec())
+}
+
+/// Reads a whole segment file into `content` (cleared first, capacity kept), refusing sizes the
+/// journal never writes.
+pub(crate) fn read_segment(path: &Path, content: &mut Vec<u8>) -> Result<(), JournalError> {
+    let mut file = File::open(path).map_err(JournalError::io("open", path))?;
+    let bytes = file
+        .metadata()
+        .map_err(JournalError::io("stat", path))?
+        .len();
+    if bytes > crate::config::SEGMENT_FILE_BYTES_MAX {
+        let reason = CorruptReason::FileTooLarge { bytes };
+        return Err(JournalError::Corrupt {
+            file: path.to_path_buf(),
+            offset: 0,
+            reason,
+        });
+    }
+    content.clear();
+    content.reserve_exact(bytes as usize);
+    file.read_to_end(content)
+        .map_err(JournalError::io("read", path))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_sort_by_lsn() {
+        assert_eq!(
+            segment_file_name(Lsn(42)),
+            "journal-00000000000000000042.seg"
+        );
+        assert_eq!(
+            parse_lsn(&segment_file_name(Lsn(u64::MAX)), "journal-", ".seg"),
+            Some(Lsn(u64::MAX))
+        );
+        assert_eq!(parse_lsn("journal-42.seg", "journal-", ".seg"), None);
+        assert!(segment_file_name(Lsn(9)) < segment_file_name(Lsn(10)));
+    }
+
+    #[test]
+    fn snapshot_round_trips_and_detects_damage() {
+        let mut bytes = encode_snapshot_header(Lsn(7), b"state").to_vec();
+        bytes.extend_from_slice(b"state");
+        assert_eq!(decode_snapshot(&bytes), Ok((Lsn(7), &b"state"[..])));
+        bytes[30] ^= 1;
+        assert_eq!(
+            decode_snapshot(&bytes),
+            Err(CorruptReason::SnapshotChecksum)
+        );
+        assert_eq!(
+            decode_snapshot(&bytes[..20]),
+            Err(CorruptReason::SnapshotHeader)
+        );
+    }
+}

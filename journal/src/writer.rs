@@ -1,0 +1,370 @@
+//! Group commit: [`Journal::start_writer`] moves the journal into one dedicated thread fed by a
+//! bounded queue; [`JournalHandle`] (cheap to clone, shared by every shard) submits to it.
+//!
+//! The writer blocks for the first submission, then takes everything already queued up to the
+//! batch limits, writes the batch with one write call, makes it durable with one `fdatasync`, and
+//! only then calls each submission's `on_durable`, in LSN order. While it waits for the disk,
+//! new submissions queue up and form the next batch: the slower the disk, the larger the batches.
+//! Callbacks run on the writer thread: they must be quick (send on a channel, wake a task).
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use crossbeam::channel::{self, Receiver, Sender, TrySendError};
+
+use crate::config::JournalConfig;
+use crate::error::JournalError;
+use crate::journal::{Journal, check_submission};
+use crate::record::Lsn;
+use crate::stats::{Counters, JournalStats};
+
+/// Called once a submission is durable, with the LSN of its last record, or with the error that
+/// prevented it. Runs on the writer thread.
+pub type OnDurable = Box<dyn FnOnce(Result<Lsn, JournalError>) + Send>;
+/// Called once a checkpoint is durable (and retention applied), or with its error.
+pub type OnCheckpoint = Box<dyn FnOnce(Result<(), JournalError>) + Send>;
+
+/// A completion callback of either kind.
+type Callback<T> = Box<dyn FnOnce(Result<T, JournalError>) + Send>;
+
+/// A callback that is called exactly once: with the result, or with [`JournalError::Closed`] if
+/// it is dropped unanswered (writer gone, shutdown racing the submission).
+struct Completion<T> {
+    callback: Option<Callback<T>>,
+}
+
+impl<T> Completion<T> {
+    fn new(callback: Callback<T>) -> Self {
+        Completion {
+            callback: Some(callback),
+        }
+    }
+
+    fn complete(mut self, result: Result<T, JournalError>) {
+        if let Some(callback) = self.callback.take() {
+            run_callback(callback, result);
+        }
+    }
+
+    /// Drops the callback without calling it: the submitter got an error from `submit` instead.
+    fn disarm(mut self) {
+        self.callback = None;
+    }
+}
+
+impl<T> Drop for Completion<T> {
+    fn drop(&mut self) {
+        if let Some(callback) = self.callback.take() {
+            run_callback(callback, Err(JournalError::Closed));
+        }
+    }
+}
+
+/// A panicking callback must not take the writer, and every shard with it, down.
+fn run_callback<T>(callback: Callback<T>, result: Result<T, JournalError>) {
+    if catch_unwind(AssertUnwindSafe(move || callback(result))).is_err() {
+        tracing::error!("journal: a completion callback panicked; the writer carries on");
+    }
+}
+
+enum Message {
+    Submit {
+        records: Vec<(u8, Bytes)>,
+        bytes: usize,
+        done: Completion<Lsn>,
+    },
+    Checkpoint {
+        lsn: Lsn,
+        state: Bytes,
+        done: Completion<()>,
+    },
+    Shutdown,
+}
+
+impl Message {
+    fn disarm(self) {
+        match self {
+            Message::Submit { done, .. } => done.disarm(),
+            Message::Checkpoint { done, .. } => done.disarm(),
+            Message::Shutdown => {}
+        }
+    }
+}
+
+/// State shared by the writer thread and the handles. Holds no `Sender`, so dropping every
+/// handle disconnects the queue and lets the writer finish.
+#[derive(Debug)]
+struct Shared {
+    stats: Arc<Counters>,
+    queued_bytes: AtomicUsize,
+    failure: OnceLock<Arc<JournalError>>,
+}
+
+struct HandleInner {
+    sender: Sender<Message>,
+    shared: Arc<Shared>,
+    config: JournalConfig,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Submits records to the writer thread. `Clone + Send + Sync`; see the module docs.
+#[derive(Clone)]
+pub struct JournalHandle {
+    inner: Arc<HandleInner>,
+}
+
+impl std::fmt::Debug for JournalHandle {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("JournalHandle")
+            .field("dir", &self.inner.config.dir)
+            .field("queued", &self.inner.sender.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Journal {
+    /// Moves the journal into its writer thread (named `paymesh-journal`).
+    ///
+    /// # Errors
+    ///
+    /// When the operating system cannot start a thread.
+    pub fn start_writer(self) -> Result<JournalHandle, JournalError> {
+        let config = self.config.clone();
+        let (sender, receiver) = channel::bounded(config.queue_batches_max);
+        let shared = Arc::new(Shared {
+            stats: self.stats.clone(),
+            queued_bytes: AtomicUsize::new(0),
+            failure: OnceLock::new(),
+        });
+        let writer_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("paymesh-journal".to_owned())
+            .spawn(move || run(self, &receiver, &writer_shared))
+            .map_err(JournalError::io("spawn writer thread", &config.dir))?;
+        let inner = HandleInner {
+            sender,
+            shared,
+            config,
+            thread: Mutex::new(Some(thread)),
+        };
+        Ok(JournalHandle {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+impl JournalHandle {
+    /// Queues `records` (type, payload) for the next batch; `on_durable` gets the LSN of the last
+    /// one once they are on disk. Never blocks: a full queue (`queue_batches_max` submissions or
+    /// `queue_bytes_max` bytes) is [`JournalError::Busy`] at once, so the caller can answer BUSY.
+    /// On any `Err`, `on_durable` is dropped without being called.
+    pub fn submit(
+        &self,
+        records: Vec<(u8, Bytes)>,
+        on_durable: OnDurable,
+    ) -> Result<(), JournalError> {
+        let shared = &self.inner.shared;
+        if let Some(cause) = shared.failure.get() {
+            return Err(JournalError::Poisoned(cause.clone()));
+        }
+        let bytes = check_submission(&records, &self.inner.config)?;
+        let queued = shared.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        if queued.saturating_add(bytes) > self.inner.config.queue_bytes_max {
+            shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            shared.stats.busy();
+            return Err(JournalError::Busy);
+        }
+        let message = Message::Submit {
+            records,
+            bytes,
+            done: Completion::new(on_durable),
+        };
+        self.send(message).inspect_err(|_| {
+            shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        })
+    }
+
+    /// Queues a checkpoint: `state` is the caller's state with every record up to and including
+    /// `lsn` applied (see [`Journal::checkpoint`]). Ordered with the submissions before it. A full
+    /// queue is [`JournalError::Busy`]: try again at the next checkpoint interval.
+    pub fn checkpoint(
+        &self,
+        lsn: Lsn,
+        state: Bytes,
+        done: OnCheckpoint,
+    ) -> Result<(), JournalError> {
+        if let Some(cause) = self.inner.shared.failure.get() {
+            return Err(JournalError::Poisoned(cause.clone()));
+        }
+        self.send(Message::Checkpoint {
+            lsn,
+            state,
+            done: Completion::new(done),
+        })
+    }
+
+    fn send(&self, message: Message) -> Result<(), JournalError> {
+        match self.inner.sender.try_send(message) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(message)) => {
+                message.disarm();
+                self.inner.shared.stats.busy();
+                Err(JournalError::Busy)
+            }
+            Err(TrySendError::Disconnected(message)) => {
+                message.disarm();
+                Err(JournalError::Closed)
+            }
+        }
+    }
+
+    /// A copy of the counters.
+    pub fn stats(&self) -> JournalStats {
+        self.inner.shared.stats.snapshot()
+    }
+
+    /// Submissions waiting for the writer.
+    pub fn queued(&self) -> usize {
+        self.inner.sender.len()
+    }
+
+    /// Lets the writer finish everything queued before this call (completing it), then joins
+    /// it. Later submissions get [`JournalError::Closed`]. Returns the failure that poisoned the
+    /// journal, if one did, so the caller learns that acknowledged work stopped at that point.
+    pub fn shutdown(&self) -> Result<(), JournalError> {
+        // Blocking send: the writer is draining the queue, so room appears.
+        let _ = self.inner.sender.send(Message::Shutdown);
+        let thread = self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread
+            && thread.join().is_err()
+        {
+            tracing::error!("journal: the writer thread panicked");
+            return Err(JournalError::Closed);
+        }
+        match self.inner.shared.failure.get() {
+            Some(cause) => Err(JournalError::Poisoned(cause.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The submissions of the batch being formed.
+struct Batch {
+    done: Vec<(Lsn, Completion<Lsn>)>,
+    records: usize,
+    bytes: usize,
+}
+
+impl Batch {
+    fn fits(&self, records: usize, bytes: usize, config: &JournalConfig) -> bool {
+        // An empty submission (a durability barrier) counts as one record so that `done` stays
+        // bounded by batch_records_max.
+        self.records + records.max(1) <= config.batch_records_max
+            && self.bytes + bytes <= config.batch_bytes_max
+    }
+
+    fn stage(&mut self, journal: &mut Journal, records: Vec<(u8, Bytes)>, done: Completion<Lsn>) {
+        self.records += records.len().max(1);
+        for (kind, payload) in &records {
+            self.bytes += crate::record::encoded_len(payload.len());
+            journal.stage(*kind, payload);
+        }
+        self.done.push((journal.next_lsn().previous(), done));
+    }
+}
+
+fn dequeued(shared: &Shared, message: &Message) {
+    if let Message::Submit { bytes, .. } = message {
+        shared.queued_bytes.fetch_sub(*bytes, Ordering::AcqRel);
+    }
+}
+
+/// The writer thread.
+fn run(mut journal: Journal, receiver: &Receiver<Message>, shared: &Shared) {
+    let config = journal.config().clone();
+    let mut batch = Batch {
+        done: Vec::new(),
+        records: 0,
+        bytes: 0,
+    };
+    let mut carried: Option<Message> = None;
+    loop {
+        let message = match carried.take() {
+            Some(message) => message,
+            None => match receiver.recv() {
+                Ok(message) => {
+                    dequeued(shared, &message);
+                    message
+                }
+                Err(_) => break,
+            },
+        };
+        match message {
+            Message::Shutdown => break,
+            Message::Checkpoint { lsn, state, done } => {
+                let result = journal.checkpoint(lsn, &state);
+                done.complete(result);
+            }
+            Message::Submit { records, done, .. } => {
+                batch.stage(&mut journal, records, done);
+                carried = fill(&mut batch, &mut journal, receiver, shared, &config);
+                commit(&mut batch, &mut journal, shared);
+            }
+        }
+    }
+    // Whatever raced the shutdown is answered Closed by `Completion::drop`.
+    while let Ok(message) = receiver.try_recv() {
+        dequeued(shared, &message);
+    }
+    tracing::debug!(next_lsn = journal.next_lsn().0, "journal: writer stopped");
+}
+
+/// Adds queued submissions to the batch until it is full or the queue empty; returns a message
+/// that must wait for the next round (a checkpoint, a shutdown, a submission that does not fit).
+fn fill(
+    batch: &mut Batch,
+    journal: &mut Journal,
+    receiver: &Receiver<Message>,
+    shared: &Shared,
+    config: &JournalConfig,
+) -> Option<Message> {
+    loop {
+        let message = receiver.try_recv().ok()?;
+        dequeued(shared, &message);
+        match message {
+            Message::Submit {
+                records,
+                bytes,
+                done,
+            } if batch.fits(records.len(), bytes, config) => {
+                batch.stage(journal, records, done);
+            }
+            other => return Some(other),
+        }
+    }
+}
+
+fn commit(batch: &mut Batch, journal: &mut Journal, shared: &Shared) {
+    let result = journal.commit(batch.done.len() as u64);
+    if let Err(error) = &result {
+        let cause = match error {
+            JournalError::Poisoned(cause) => cause.clone(),
+            other => Arc::new(other.clone()),
+        };
+        let _ = shared.failure.set(cause);
+    }
+    for (lsn, done) in batch.done.drain(..) {
+        done.complete(result.clone().map(|_| lsn));
+    }
+    batch.records = 0;
+    batch.bytes = 0;
+}
