@@ -14,6 +14,9 @@ pub enum MeshError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A journal record could not be written or read back.
+    #[error("journal: {0}")]
+    Journal(String),
     /// An ISO 8583 message from or to an upstream host was malformed.
     #[error("ISO 8583: {0}")]
     Iso(#[from] paymesh_codecs::iso8583::IsoError),

@@ -25,6 +25,9 @@ pub struct Config {
     /// Route table rows.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// The durable journal.
+    #[serde(default)]
+    pub journal: crate::journal::JournalSection,
 }
 
 /// `[server]`.

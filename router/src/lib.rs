@@ -3,6 +3,7 @@
 //! - [`config`]: the TOML configuration and its defaults (`paymesh.example.toml` is the commented example).
 //! - [`auth`]: network credentials (Argon2id hashes) checked at login.
 //! - [`tls`]: rustls server configuration, dev certificates, mutual TLS.
+//! - [`journal`]: opening, recovering and replaying the durable journal.
 //! - [`server`]: starting Arbiters, shards, upstream pools and listeners; graceful shutdown.
 //! - [`demo`]: the main job: gateway-sim hosts + router + a short load, on loopback.
 //!
@@ -11,6 +12,7 @@
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod journal;
 pub mod server;
 pub mod tls;
 

@@ -40,6 +40,7 @@ pub struct Router {
     pub metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
     arbiters: Vec<Arbiter>,
+    journal: Option<paymesh_journal::JournalHandle>,
     grace: Duration,
 }
 
@@ -85,13 +86,31 @@ impl Router {
             pools.push(addr.recipient());
         }
         let pools = Arc::new(pools);
-        let seq_start = paymesh_actors::now_ms().saturating_mul(100);
+        let (cores, journal) = if config.journal.dir.as_os_str().is_empty() {
+            tracing::warn!(
+                "no journal configured: answers leave without a durable record (tests and benchmarks only)"
+            );
+            // Without a journal, ids must still not repeat across restarts: start from the clock.
+            let seq_start = paymesh_actors::now_ms().saturating_mul(100);
+            let cores = (0..config.shard_count())
+                .map(|i| {
+                    Ok(ShardCore::new(
+                        u16::try_from(i)?,
+                        settings.clone(),
+                        seq_start,
+                    ))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            (cores, None)
+        } else {
+            let opened = crate::journal::open(&config.journal, &settings, config.shard_count())?;
+            (opened.cores, Some(opened.journal))
+        };
         let mut shard_addrs = Vec::new();
-        for i in 0..config.shard_count() {
-            let core = ShardCore::new(u16::try_from(i)?, settings.clone(), seq_start);
-            let (p, m) = (pools.clone(), metrics.clone());
+        for (i, core) in cores.into_iter().enumerate() {
+            let (p, m, j) = (pools.clone(), metrics.clone(), journal.clone());
             let addr =
-                ShardActor::start_in_arbiter(&pick(i)?, move |_| ShardActor::new(core, p, m));
+                ShardActor::start_in_arbiter(&pick(i)?, move |_| ShardActor::new(core, p, m, j));
             shard_addrs.push(addr);
         }
         let _ = shard_results.set(shard_addrs.iter().map(|a| a.clone().recipient()).collect());
@@ -175,6 +194,7 @@ impl Router {
             metrics,
             shutdown,
             arbiters,
+            journal: journal.map(|j| j.handle),
             grace: Duration::from_millis(s.shutdown_grace_ms),
         })
     }
@@ -192,6 +212,11 @@ impl Router {
         }
         for a in &self.arbiters {
             a.stop();
+        }
+        if let Some(j) = &self.journal
+            && let Err(e) = j.shutdown()
+        {
+            tracing::error!(error = %e, "journal shutdown");
         }
         for a in self.arbiters {
             let _ = a.join();

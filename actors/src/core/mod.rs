@@ -6,11 +6,15 @@
 //! - [`order`]: orders and operations, the records behind idempotency.
 //! - [`shard`]: the shard state machine.
 //! - [`upstream`]: the shard ↔ upstream-pool contract and response-code mapping.
+//! - [`recovery`]: rebuilding shards from the journal; in-doubt operations.
+//! - [`journal_codec`]: the shard inputs as journal records (requests encrypted, CVV never written).
 
 pub mod clock;
 pub mod config;
+pub mod journal_codec;
 pub mod order;
 pub mod pool;
+pub mod recovery;
 pub mod route;
 pub mod shard;
 pub mod upstream;

@@ -64,6 +64,17 @@ pub struct ShardCore<R> {
 /// Bits of a server transaction id that carry the sequence; the shard index sits above them.
 pub const TXN_SEQ_BITS: u32 = 48;
 
+/// The shard owning a merchant: a stable hash of the merchant id (FNV-1a, so it never changes
+/// between builds or restarts; the journal's replay relies on it).
+pub fn shard_for_merchant(merchant_id: &[u8], shards: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in merchant_id {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % shards.max(1) as u64) as usize
+}
+
 /// The shard that owns a server transaction id.
 pub fn shard_of_txn_id(txn_id: u64) -> u16 {
     (txn_id >> TXN_SEQ_BITS) as u16
@@ -93,6 +104,13 @@ impl<R: Clone> ShardCore<R> {
     /// Number of operations waiting for an upstream host.
     pub fn pending_count(&self) -> usize {
         self.by_op_id.len()
+    }
+
+    /// Operations waiting for an upstream host, in op id order (recovery resolves them as in doubt).
+    pub fn pending_ops(&self) -> Vec<u64> {
+        let mut ops: Vec<u64> = self.by_op_id.keys().copied().collect();
+        ops.sort_unstable();
+        ops
     }
 
     /// Looks an order up (for tests and the simulation's invariant checks).
@@ -219,6 +237,19 @@ impl<R: Clone> ShardCore<R> {
                         order.state = OrderState::InDoubt;
                         order.authorized = op_amount;
                         order.sent = Some(sent);
+                    }
+                    TxnKind::Refund => order.refund_in_doubt += op_amount,
+                    TxnKind::BalanceInquiry => order.state = OrderState::Done,
+                    _ => {}
+                }
+            }
+            UpstreamOutcome::Unknown => {
+                // Sent before a crash, no answer journaled: in doubt until reversed or resolved.
+                answer.result = ResultCode::InDoubt;
+                match kind {
+                    TxnKind::Authorize | TxnKind::Sale => {
+                        order.state = OrderState::InDoubt;
+                        order.authorized = op_amount;
                     }
                     TxnKind::Refund => order.refund_in_doubt += op_amount,
                     TxnKind::BalanceInquiry => order.state = OrderState::Done,

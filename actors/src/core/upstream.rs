@@ -106,6 +106,8 @@ pub enum UpstreamOutcome {
         /// What identifies the message sent, for the reversal.
         sent: OriginalRef,
     },
+    /// Found pending at recovery after a crash: it may or may not have reached the host.
+    Unknown,
     /// Never sent (no link up: UPSTREAM_UNAVAILABLE; pool full: BUSY): safe to retry.
     NotSent {
         /// What the client is told.

@@ -1,15 +1,28 @@
 //! The application shard actor: a thin shell around [`ShardCore`] that timestamps messages, runs the
 //! core, and moves its outputs: answers to session actors, upstream requests to pool actors.
+//!
+//! With a journal, nothing a step produced leaves the shard before the step's inputs are durable:
+//! the outputs wait in `held` (in step order) until the journal writer's group commit calls back.
+//! So an answer a client heard, and a request a host saw, are always in the journal; after a crash
+//! the replay rebuilds exactly the state they came from. A journal that fails stops the shard:
+//! every later request is answered INTERNAL_ERROR rather than acknowledged without a record.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use actix::{Actor, Addr, Context, Handler, Recipient};
-use paymesh_codecs::message::TxnAnswer;
+use actix::{Actor, Addr, AsyncContext, Context, Handler, Message, Recipient};
+use bytes::Bytes;
+use paymesh_codecs::message::{TxnAnswer, TxnKind};
 use paymesh_codecs::types::ResultCode;
+use paymesh_journal::{JournalError, JournalHandle};
 
 use super::messages::{
     AnswerBatch, ReplyTo, SessionAnswer, ShardBatch, UpstreamBatch, UpstreamResults,
+};
+use crate::core::journal_codec::{
+    JournalKey, RECORD_REQUEST, RECORD_UPSTREAM, encode_request, encode_upstream,
 };
 use crate::core::shard::{Output, ShardCore};
 use crate::core::upstream::{UpstreamRequest, UpstreamResult, not_sent};
@@ -18,6 +31,24 @@ use crate::now_ms;
 
 /// Messages a shard's mailbox holds before senders get BUSY.
 pub const SHARD_MAILBOX_MAX: usize = 1_024;
+/// Journal submissions queued (all shards) above which a shard answers new requests BUSY.
+pub const JOURNAL_QUEUE_HIGH_WATER: usize = 1_024;
+/// How long a step waits for room in a full journal queue before the shard fails (100 µs steps).
+pub const JOURNAL_SUBMIT_RETRIES_MAX: u32 = 10_000;
+
+/// The shard core as the actors use it: `None` requesters are replayed requests (recovery).
+pub type MeshShardCore = ShardCore<Option<ReplyTo>>;
+
+/// What a shard needs to journal its inputs.
+#[derive(Clone, Debug)]
+pub struct ShardJournal {
+    /// The group-commit writer.
+    pub handle: JournalHandle,
+    /// Encryption key for request records.
+    pub key: JournalKey,
+    /// Nonce counter shared by every shard using `key`.
+    pub counter: Arc<AtomicU64>,
+}
 
 /// Answers gathered for one session during one step.
 type SessionAnswers = (Recipient<AnswerBatch>, Vec<SessionAnswer>);
@@ -39,13 +70,26 @@ fn push_answer(
         });
 }
 
+/// The journal made a step durable (or failed).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Durable {
+    step: u64,
+    ok: bool,
+}
+
 /// A shard actor.
 pub struct ShardActor {
-    core: ShardCore<ReplyTo>,
-    /// Upstream pools by host id; set once the pools exist.
+    core: MeshShardCore,
+    /// Upstream pools by host id.
     pools: Arc<Vec<Recipient<UpstreamBatch>>>,
     metrics: Arc<Metrics>,
-    out: Vec<Output<ReplyTo>>,
+    journal: Option<ShardJournal>,
+    out: Vec<Output<Option<ReplyTo>>>,
+    /// Outputs of steps whose journal records are not yet durable, oldest first.
+    held: VecDeque<(u64, Vec<Output<Option<ReplyTo>>>)>,
+    next_step: u64,
+    failed: bool,
 }
 
 impl std::fmt::Debug for ShardActor {
@@ -57,65 +101,136 @@ impl std::fmt::Debug for ShardActor {
 }
 
 impl ShardActor {
-    /// A shard around its core.
+    /// A shard around its core (rebuilt from the journal, or empty).
     pub fn new(
-        core: ShardCore<ReplyTo>,
+        core: MeshShardCore,
         pools: Arc<Vec<Recipient<UpstreamBatch>>>,
         metrics: Arc<Metrics>,
+        journal: Option<ShardJournal>,
     ) -> Self {
         Self {
             core,
             pools,
             metrics,
+            journal,
             out: Vec::new(),
+            held: VecDeque::new(),
+            next_step: 0,
+            failed: false,
         }
     }
 
-    /// Moves the core's outputs: answers grouped per session, upstream requests grouped per host.
-    fn dispatch(&mut self) {
+    /// Ends a step: its outputs leave now (no journal) or once `records` are durable.
+    fn commit(&mut self, records: Vec<(u8, Bytes)>, ctx: &mut Context<Self>) {
+        let outputs = std::mem::take(&mut self.out);
+        let Some(journal) = &self.journal else {
+            self.release(outputs, ctx);
+            return;
+        };
+        if records.is_empty() {
+            // Nothing new to write: these outputs follow the step before them, if it is still
+            // waiting for the disk, or leave now.
+            match self.held.back_mut() {
+                Some((_, last)) => last.extend(outputs),
+                None => self.release(outputs, ctx),
+            }
+            return;
+        }
+        self.next_step += 1;
+        let step = self.next_step;
+        self.held.push_back((step, outputs));
+        let addr = ctx.address();
+        let mut records = Some(records);
+        for _ in 0..JOURNAL_SUBMIT_RETRIES_MAX {
+            let Some(batch) = records.take() else { break };
+            let addr = addr.clone();
+            let on_durable = Box::new(move |r: Result<_, JournalError>| {
+                addr.do_send(Durable {
+                    step,
+                    ok: r.is_ok(),
+                });
+            });
+            match journal.handle.submit(batch.clone(), on_durable) {
+                Ok(()) => return,
+                Err(JournalError::Busy) => {
+                    // The step has already changed the core: it must be journaled, so wait.
+                    records = Some(batch);
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "journal failed: shard stops acknowledging");
+                    break;
+                }
+            }
+        }
+        ctx.address().do_send(Durable { step, ok: false });
+    }
+
+    /// Sends answers to sessions and requests to pools; requests a pool refused come back as
+    /// outcomes, which are a new (journaled) step.
+    fn release(&mut self, outputs: Vec<Output<Option<ReplyTo>>>, ctx: &mut Context<Self>) {
         let mut answers: HashMap<u64, SessionAnswers> = HashMap::new();
         let mut upstream: HashMap<u16, Vec<UpstreamRequest>> = HashMap::new();
+        for output in outputs {
+            match output {
+                Output::Reply(Some(to), answer) => push_answer(&mut answers, to, answer, false),
+                Output::Replay(Some(to), answer) => push_answer(&mut answers, to, answer, true),
+                Output::Reply(None, _) | Output::Replay(None, _) => {}
+                Output::Upstream(req) => upstream.entry(req.host).or_default().push(*req),
+            }
+        }
         let mut refused: Vec<UpstreamResult> = Vec::new();
-        loop {
-            for output in self.out.drain(..) {
-                match output {
-                    Output::Reply(to, answer) => push_answer(&mut answers, to, answer, false),
-                    Output::Replay(to, answer) => push_answer(&mut answers, to, answer, true),
-                    Output::Upstream(req) => upstream.entry(req.host).or_default().push(*req),
-                }
-            }
-            for (host, items) in upstream.drain() {
-                let Some(pool) = self.pools.get(usize::from(host)) else {
-                    refused.extend(
-                        items
-                            .iter()
-                            .map(|r| not_sent(r.op_id, ResultCode::Unroutable)),
-                    );
-                    continue;
-                };
-                if let Err(e) = pool.try_send(UpstreamBatch { items }) {
-                    let (actix::prelude::SendError::Full(batch)
-                    | actix::prelude::SendError::Closed(batch)) = e;
-                    self.metrics.busy_pool.inc();
-                    refused.extend(
-                        batch
-                            .items
-                            .iter()
-                            .map(|r| not_sent(r.op_id, ResultCode::Busy)),
-                    );
-                }
-            }
-            if refused.is_empty() {
-                break;
-            }
-            let now = now_ms();
-            for r in refused.drain(..) {
-                self.core.handle_upstream(now, r, &mut self.out);
+        for (host, items) in upstream {
+            let Some(pool) = self.pools.get(usize::from(host)) else {
+                refused.extend(
+                    items
+                        .iter()
+                        .map(|r| not_sent(r.op_id, ResultCode::Unroutable)),
+                );
+                continue;
+            };
+            if let Err(e) = pool.try_send(UpstreamBatch { items }) {
+                let (actix::prelude::SendError::Full(batch)
+                | actix::prelude::SendError::Closed(batch)) = e;
+                self.metrics.busy_pool.inc();
+                refused.extend(
+                    batch
+                        .items
+                        .iter()
+                        .map(|r| not_sent(r.op_id, ResultCode::Busy)),
+                );
             }
         }
         for (_, (session, items)) in answers {
             // Answers are bounded by the session's in-flight window, so this send cannot grow
             // without bound; a closed session means the client left (it can inquire later).
+            session.do_send(AnswerBatch { items });
+        }
+        if !refused.is_empty() {
+            self.apply_upstream(refused, ctx);
+        }
+    }
+
+    fn apply_upstream(&mut self, results: Vec<UpstreamResult>, ctx: &mut Context<Self>) {
+        let now = now_ms();
+        let mut records = Vec::with_capacity(results.len());
+        for r in results {
+            if self.journal.is_some() {
+                records.push((RECORD_UPSTREAM, encode_upstream(now, &r)));
+            }
+            self.core.handle_upstream(now, r, &mut self.out);
+        }
+        self.commit(records, ctx);
+    }
+
+    /// Answers every request of a batch with `code`, without touching the core.
+    fn refuse_all(batch: ShardBatch, code: ResultCode) {
+        let mut answers: HashMap<u64, SessionAnswers> = HashMap::new();
+        for (to, req) in batch.items {
+            let answer = Box::new(TxnAnswer::echo(&req, code));
+            push_answer(&mut answers, to, answer, false);
+        }
+        for (_, (session, items)) in answers {
             session.do_send(AnswerBatch { items });
         }
     }
@@ -132,25 +247,82 @@ impl Actor for ShardActor {
 impl Handler<ShardBatch> for ShardActor {
     type Result = ();
 
-    fn handle(&mut self, batch: ShardBatch, _ctx: &mut Context<Self>) {
-        let now = now_ms();
-        for (to, req) in batch.items {
-            self.core.handle_request(now, to, &req, &mut self.out);
+    fn handle(&mut self, batch: ShardBatch, ctx: &mut Context<Self>) {
+        if self.failed {
+            return Self::refuse_all(batch, ResultCode::InternalError);
         }
-        self.dispatch();
+        if let Some(j) = &self.journal
+            && j.handle.queued() >= JOURNAL_QUEUE_HIGH_WATER
+        {
+            self.metrics.busy_shard.add(batch.items.len() as u64);
+            return Self::refuse_all(batch, ResultCode::Busy);
+        }
+        let now = now_ms();
+        let mut records = Vec::new();
+        for (to, req) in batch.items {
+            if let Some(j) = &self.journal
+                && req.kind != TxnKind::Inquiry
+            {
+                let n = j.counter.fetch_add(1, Ordering::Relaxed);
+                match encode_request(&j.key, n, now, &req) {
+                    Ok(rec) => records.push((RECORD_REQUEST, rec)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot journal a request");
+                        let a = Box::new(TxnAnswer::echo(&req, ResultCode::InternalError));
+                        self.out.push(Output::Reply(Some(to), a));
+                        continue;
+                    }
+                }
+            }
+            self.core.handle_request(now, Some(to), &req, &mut self.out);
+        }
+        self.commit(records, ctx);
     }
 }
 
 impl Handler<UpstreamResults> for ShardActor {
     type Result = ();
 
-    fn handle(&mut self, batch: UpstreamResults, _ctx: &mut Context<Self>) {
-        let now = now_ms();
-        for r in batch.items {
-            self.core.handle_upstream(now, r, &mut self.out);
-        }
-        self.dispatch();
+    fn handle(&mut self, batch: UpstreamResults, ctx: &mut Context<Self>) {
+        self.apply_upstream(batch.items, ctx);
     }
+}
+
+impl Handler<Durable> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Durable, ctx: &mut Context<Self>) {
+        if !msg.ok {
+            self.failed = true;
+            // Nothing of these steps is known to be on disk: answer INTERNAL_ERROR, send nothing
+            // upstream. Their outcome after a restart is what the journal holds.
+            for (_, outputs) in self.held.drain(..) {
+                for output in outputs {
+                    if let Output::Reply(Some(to), a) | Output::Replay(Some(to), a) = output {
+                        let mut a = *a;
+                        a.result = ResultCode::InternalError;
+                        a.approval_code = None;
+                        session_send(to, a);
+                    }
+                }
+            }
+            return;
+        }
+        while self.held.front().is_some_and(|(step, _)| *step <= msg.step) {
+            if let Some((_, outputs)) = self.held.pop_front() {
+                self.release(outputs, ctx);
+            }
+        }
+    }
+}
+
+fn session_send(to: ReplyTo, answer: TxnAnswer) {
+    let item = SessionAnswer {
+        correlation_id: to.correlation_id,
+        answer: Box::new(answer),
+        retransmit: false,
+    };
+    to.session.do_send(AnswerBatch { items: vec![item] });
 }
 
 /// Addresses of all shards, with the rule that picks one.
@@ -161,14 +333,8 @@ pub struct Shards {
 }
 
 impl Shards {
-    /// The shard owning a merchant: a stable hash of the merchant id (FNV-1a, so it never changes
-    /// between builds or restarts).
+    /// The shard owning a merchant (see [`crate::core::shard::shard_for_merchant`]).
     pub fn index_for_merchant(&self, merchant_id: &[u8]) -> usize {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in merchant_id {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        (h % self.addrs.len().max(1) as u64) as usize
+        crate::core::shard::shard_for_merchant(merchant_id, self.addrs.len())
     }
 }

@@ -207,6 +207,12 @@ pub struct EnvOptions {
     pub mutual_tls: bool,
     /// The router's connection limit.
     pub max_connections: usize,
+    /// Journal directory to use (to restart on the same journal); a fresh one when `None`.
+    pub journal_dir: Option<std::path::PathBuf>,
+    /// The plain TCP listener address.
+    pub listen: String,
+    /// Start the router in this process (else only the hosts and `config_text`).
+    pub start_router: bool,
 }
 
 impl Default for EnvOptions {
@@ -218,6 +224,9 @@ impl Default for EnvOptions {
             tls: false,
             mutual_tls: false,
             max_connections: 100,
+            journal_dir: None,
+            listen: "127.0.0.1:0".into(),
+            start_router: true,
         }
     }
 }
@@ -231,6 +240,8 @@ pub struct Env {
     pub dev_cert_pem: Option<String>,
     pub server_ca_pem: Option<String>,
     pub client_identity: Option<(String, String)>,
+    /// The router configuration (TOML) this environment uses.
+    pub config_text: String,
     _dir: tempfile::TempDir,
 }
 
@@ -303,8 +314,12 @@ impl Env {
             server_ca_pem = Some(pki.ca_pem.clone());
             client_identity = Some(pki.client);
         }
+        let journal_dir = opts
+            .journal_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("journal"));
         let config = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n{tls_toml}inflight_window = {}\nmax_connections = {}\narbiters = 2\nshards = 2\nshutdown_grace_ms = 2000\n\n\
+            "[journal]\ndir = \"{}\"\n\n[server]\nlisten = \"{}\"\n{tls_toml}inflight_window = {}\nmax_connections = {}\narbiters = 2\nshards = 2\nshutdown_grace_ms = 2000\n\n\
              [[networks]]\nid = \"{NETWORK}\"\ncredential_hash = \"{hash}\"\n\n\
              [[merchants]]\nid = \"M000001\"\nsingle_limit_minor = {MERCHANT_SINGLE_LIMIT}\n\n\
              [[merchants]]\nid = \"MOFF\"\nenabled = false\n\n{host_toml}\
@@ -313,9 +328,26 @@ impl Env {
              [[routes]]\nmethod = \"card\"\nbin_from = 620000\nbin_to = 629999\nhost = \"bank\"\n\n\
              [[routes]]\nmethod = \"bank\"\nhost = \"bank\"\n\n\
              [[routes]]\nmethod = \"carrier\"\nhost = \"carrier\"\n",
-            opts.inflight_window, opts.max_connections
+            journal_dir.display(),
+            opts.listen,
+            opts.inflight_window,
+            opts.max_connections
         );
-        let config = paymesh_router::config::Config::parse(&config).unwrap();
+        let config_text = config;
+        if !opts.start_router {
+            return Env {
+                tcp: opts.listen.parse().unwrap(),
+                tls: None,
+                dev_cert_pem: None,
+                router: None,
+                hosts,
+                server_ca_pem,
+                client_identity,
+                config_text,
+                _dir: dir,
+            };
+        }
+        let config = paymesh_router::config::Config::parse(&config_text).unwrap();
         let router = paymesh_router::server::Router::start(config).await.unwrap();
         // Wait until every upstream link is up, so tests do not race the pools' first connects.
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -330,6 +362,7 @@ impl Env {
             hosts,
             server_ca_pem,
             client_identity,
+            config_text,
             _dir: dir,
         }
     }
@@ -351,6 +384,10 @@ impl Env {
     /// Authorizations, sales, refunds and reversals the host recorded for an order.
     pub fn host_count(&self, host: &str, order: &str) -> usize {
         self.host(host).count_order(order)
+    }
+
+    pub fn host_authorizations(&self, host: &str, order: &str) -> usize {
+        self.host(host).count_authorizations(order)
     }
 
     pub fn host_saw(&self, host: &str, order: &str) -> bool {
@@ -381,6 +418,15 @@ pub mod sim {
     }
 
     impl Host {
+        /// Authorizations and sales (not refunds or reversals) the host saw for an order.
+        pub fn count_authorizations(&self, order: &str) -> usize {
+            self.handle.record().count(|e| {
+                e.order_ref.as_deref() == Some(order)
+                    && (e.mti == 100 || e.mti == 200)
+                    && e.processing_code.starts_with("00")
+            })
+        }
+
         pub fn count_order(&self, order: &str) -> usize {
             self.handle
                 .record()

@@ -1,0 +1,375 @@
+//! What a shard writes to the journal, and reads back at recovery: its inputs. The shard core is
+//! deterministic given its inputs and their times, so replaying the journaled requests and upstream
+//! outcomes in order rebuilds every order, amount and idempotency record, and reproduces every
+//! answer given. Inquiries change nothing and are not journaled.
+//!
+//! Record payloads (all integers big-endian):
+//! - [`RECORD_REQUEST`]: `key_id u32 | nonce [12] | ChaCha20-Poly1305(now_ms u64 | msg_type u8 |
+//!   PayMesh body of the request, CVV removed)`. Requests carry card numbers, so they are encrypted
+//!   at rest; the key id lets keys rotate. The CVV is never written anywhere.
+//! - [`RECORD_UPSTREAM`]: `now_ms u64 | op_id u64 | outcome` (no card data, written in clear).
+//! - [`RECORD_META`]: `format u8 | shards u16`, written once when a journal is created: replay
+//!   routes by merchant hash, so the shard count of a journal is fixed.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use paymesh_codecs::body::FieldWriter;
+use paymesh_codecs::message::{Message, PaymentMethod, TxnRequest};
+use paymesh_codecs::types::ResultCode;
+
+use super::upstream::{OriginalRef, UpstreamOutcome, UpstreamResult};
+use crate::error::MeshError;
+
+/// A client request that reached a shard.
+pub const RECORD_REQUEST: u8 = 1;
+/// An upstream outcome that reached a shard.
+pub const RECORD_UPSTREAM: u8 = 2;
+/// The journal's shape (shard count).
+pub const RECORD_META: u8 = 3;
+
+const META_FORMAT: u8 = 1;
+const NONCE_BYTES: usize = 12;
+
+/// The journal encryption key (32 bytes) and its id. `Debug` never shows the key.
+#[derive(Clone)]
+pub struct JournalKey {
+    id: u32,
+    cipher: ChaCha20Poly1305,
+    nonce_prefix: [u8; 4],
+}
+
+impl std::fmt::Debug for JournalKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JournalKey(id {}, ***)", self.id)
+    }
+}
+
+impl JournalKey {
+    /// A key with its id. `nonce_prefix` must differ between processes using the same key (take it
+    /// from the OS random source); with a per-record counter it makes every nonce unique.
+    pub fn new(id: u32, key: &[u8; 32], nonce_prefix: [u8; 4]) -> Self {
+        Self {
+            id,
+            cipher: ChaCha20Poly1305::new(Key::from_slice(key)),
+            nonce_prefix,
+        }
+    }
+
+    /// The key's id, stored with every ciphertext.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+}
+
+/// Encodes the META record.
+pub fn encode_meta(shards: u16) -> Bytes {
+    let mut b = BytesMut::with_capacity(3);
+    b.put_u8(META_FORMAT);
+    b.put_u16(shards);
+    b.freeze()
+}
+
+/// Decodes the META record: the shard count.
+pub fn decode_meta(mut p: &[u8]) -> Result<u16, MeshError> {
+    if p.len() != 3 || p.get_u8() != META_FORMAT {
+        return Err(MeshError::Journal("unknown journal meta record".into()));
+    }
+    Ok(p.get_u16())
+}
+
+/// Encodes a request record. `counter` must be unique per record for this key and prefix.
+pub fn encode_request(
+    key: &JournalKey,
+    counter: u64,
+    now_ms: u64,
+    req: &TxnRequest,
+) -> Result<Bytes, MeshError> {
+    let mut clear = BytesMut::with_capacity(256);
+    clear.put_u64(now_ms);
+    clear.put_u8(req.kind.request_type());
+    // The CVV was needed for this one authorization only: it is never written anywhere.
+    let stripped;
+    let req = match &req.payment {
+        Some(PaymentMethod::Card {
+            cvv: Some(_),
+            pan,
+            expiry,
+        }) => {
+            let mut r = req.clone();
+            r.payment = Some(PaymentMethod::Card {
+                pan: pan.clone(),
+                expiry: expiry.clone(),
+                cvv: None,
+            });
+            stripped = r;
+            &stripped
+        }
+        _ => req,
+    };
+    req.encode_body(&mut FieldWriter::new(&mut clear));
+    let mut nonce = [0u8; NONCE_BYTES];
+    nonce[..4].copy_from_slice(&key.nonce_prefix);
+    nonce[4..].copy_from_slice(&counter.to_be_bytes());
+    let sealed = key
+        .cipher
+        .encrypt(Nonce::from_slice(&nonce), clear.as_ref())
+        .map_err(|_| MeshError::Journal("encryption failed".into()))?;
+    let mut out = BytesMut::with_capacity(4 + NONCE_BYTES + sealed.len());
+    out.put_u32(key.id);
+    out.put_slice(&nonce);
+    out.put_slice(&sealed);
+    Ok(out.freeze())
+}
+
+/// Decodes a request record: (now_ms, request).
+pub fn decode_request(keys: &[JournalKey], mut p: &[u8]) -> Result<(u64, TxnRequest), MeshError> {
+    let bad = |why: &str| MeshError::Journal(format!("request record: {why}"));
+    if p.len() < 4 + NONCE_BYTES {
+        return Err(bad("too short"));
+    }
+    let key_id = p.get_u32();
+    let key = keys
+        .iter()
+        .find(|k| k.id == key_id)
+        .ok_or_else(|| bad(&format!("no key with id {key_id}")))?;
+    let (nonce, sealed) = p.split_at(NONCE_BYTES);
+    let clear = key
+        .cipher
+        .decrypt(Nonce::from_slice(nonce), sealed)
+        .map_err(|_| bad("authentication failed (wrong key or damaged record)"))?;
+    let mut c = clear.as_slice();
+    if c.len() < 9 {
+        return Err(bad("too short"));
+    }
+    let now_ms = c.get_u64();
+    let msg_type = c.get_u8();
+    match Message::decode_body(msg_type, &Bytes::copy_from_slice(c)) {
+        Ok(Message::Request(req)) => Ok((now_ms, req)),
+        Ok(_) => Err(bad("not a request")),
+        Err(e) => Err(bad(&e.to_string())),
+    }
+}
+
+const OUTCOME_ANSWERED: u8 = 1;
+const OUTCOME_TIMEOUT: u8 = 2;
+const OUTCOME_NOT_SENT: u8 = 3;
+const OUTCOME_UNKNOWN: u8 = 4;
+
+fn put_short(b: &mut BytesMut, v: &[u8]) {
+    let len = v.len().min(255);
+    b.put_u8(len as u8);
+    b.put_slice(v.get(..len).unwrap_or_default());
+}
+
+fn get_short(p: &mut &[u8]) -> Option<Bytes> {
+    let len = usize::from(*p.first()?);
+    let v = p.get(1..1 + len)?;
+    let out = Bytes::copy_from_slice(v);
+    p.advance(1 + len);
+    Some(out)
+}
+
+fn put_sent(b: &mut BytesMut, s: &OriginalRef) {
+    b.put_u16(s.mti);
+    b.put_u32(s.stan);
+    put_short(b, &s.transmitted);
+    put_short(b, &s.rrn);
+}
+
+fn get_sent(p: &mut &[u8]) -> Option<OriginalRef> {
+    if p.len() < 6 {
+        return None;
+    }
+    let mti = p.get_u16();
+    let stan = p.get_u32();
+    Some(OriginalRef {
+        mti,
+        stan,
+        transmitted: get_short(p)?,
+        rrn: get_short(p)?,
+    })
+}
+
+/// Encodes an upstream outcome record.
+pub fn encode_upstream(now_ms: u64, r: &UpstreamResult) -> Bytes {
+    let mut b = BytesMut::with_capacity(64);
+    b.put_u64(now_ms);
+    b.put_u64(r.op_id);
+    match &r.outcome {
+        UpstreamOutcome::Answered {
+            result,
+            response_code,
+            approval_code,
+            sent,
+            balance,
+        } => {
+            b.put_u8(OUTCOME_ANSWERED);
+            b.put_u16(result.as_u16());
+            put_short(&mut b, response_code);
+            put_short(&mut b, approval_code);
+            put_sent(&mut b, sent);
+            match balance {
+                Some(v) => {
+                    b.put_u8(1);
+                    b.put_u64(*v);
+                }
+                None => b.put_u8(0),
+            }
+        }
+        UpstreamOutcome::Timeout { sent } => {
+            b.put_u8(OUTCOME_TIMEOUT);
+            put_sent(&mut b, sent);
+        }
+        UpstreamOutcome::NotSent { result } => {
+            b.put_u8(OUTCOME_NOT_SENT);
+            b.put_u16(result.as_u16());
+        }
+        UpstreamOutcome::Unknown => b.put_u8(OUTCOME_UNKNOWN),
+    }
+    b.freeze()
+}
+
+/// Decodes an upstream outcome record: (now_ms, result).
+pub fn decode_upstream(p: &[u8]) -> Result<(u64, UpstreamResult), MeshError> {
+    decode_upstream_inner(p).ok_or_else(|| MeshError::Journal("malformed upstream record".into()))
+}
+
+fn decode_upstream_inner(mut p: &[u8]) -> Option<(u64, UpstreamResult)> {
+    if p.len() < 17 {
+        return None;
+    }
+    let now_ms = p.get_u64();
+    let op_id = p.get_u64();
+    let outcome = match p.get_u8() {
+        OUTCOME_ANSWERED => {
+            if p.len() < 2 {
+                return None;
+            }
+            let result = ResultCode::from_u16(p.get_u16());
+            let response_code = get_short(&mut p)?;
+            let approval_code = get_short(&mut p)?;
+            let sent = get_sent(&mut p)?;
+            let balance = match *p.first()? {
+                0 => None,
+                _ => {
+                    p.advance(1);
+                    if p.len() < 8 {
+                        return None;
+                    }
+                    Some(p.get_u64())
+                }
+            };
+            UpstreamOutcome::Answered {
+                result,
+                response_code,
+                approval_code,
+                sent,
+                balance,
+            }
+        }
+        OUTCOME_TIMEOUT => UpstreamOutcome::Timeout {
+            sent: get_sent(&mut p)?,
+        },
+        OUTCOME_NOT_SENT => {
+            if p.len() < 2 {
+                return None;
+            }
+            UpstreamOutcome::NotSent {
+                result: ResultCode::from_u16(p.get_u16()),
+            }
+        }
+        OUTCOME_UNKNOWN => UpstreamOutcome::Unknown,
+        _ => return None,
+    };
+    Some((now_ms, UpstreamResult { op_id, outcome }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paymesh_codecs::message::TxnKind;
+    use paymesh_codecs::types::{Pan, Secret};
+
+    fn key(id: u32) -> JournalKey {
+        JournalKey::new(id, &[7u8; 32], [1, 2, 3, 4])
+    }
+
+    #[test]
+    fn requests_round_trip_encrypted_without_cvv() {
+        let mut r = TxnRequest::new(
+            TxnKind::Authorize,
+            Bytes::from_static(b"M1"),
+            Bytes::from_static(b"O1"),
+        );
+        r.amount = Some(1234);
+        r.currency = Some(410);
+        r.payment = Some(PaymentMethod::Card {
+            pan: Pan::new(Bytes::from_static(b"4111111111111111")).unwrap(),
+            expiry: Bytes::from_static(b"3012"),
+            cvv: Some(Secret::new(Bytes::from_static(b"987"))),
+        });
+        let rec = encode_request(&key(9), 1, 42, &r).unwrap();
+        let window = |needle: &[u8]| rec.windows(needle.len()).any(|w| w == needle);
+        assert!(
+            !window(b"4111111111111111") && !window(b"987"),
+            "card data in clear"
+        );
+        let (now, back) = decode_request(&[key(1), key(9)], &rec).unwrap();
+        assert_eq!(now, 42);
+        assert_eq!(back.amount, Some(1234));
+        match back.payment {
+            Some(PaymentMethod::Card { pan, cvv, .. }) => {
+                assert_eq!(pan.digits(), b"4111111111111111");
+                assert!(cvv.is_none(), "the CVV must never be journaled");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(decode_request(&[key(1)], &rec).is_err(), "unknown key id");
+        let mut damaged = rec.to_vec();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 1;
+        assert!(
+            decode_request(&[key(9)], &damaged).is_err(),
+            "tampering is detected"
+        );
+    }
+
+    #[test]
+    fn upstream_outcomes_round_trip() {
+        let sent = OriginalRef {
+            mti: 100,
+            stan: 42,
+            transmitted: Bytes::from_static(b"1126213956"),
+            rrn: Bytes::from_static(b"633021000042"),
+        };
+        for outcome in [
+            UpstreamOutcome::Answered {
+                result: ResultCode::Approved,
+                response_code: Bytes::from_static(b"00"),
+                approval_code: Bytes::from_static(b"A1B2C3"),
+                sent: sent.clone(),
+                balance: Some(77),
+            },
+            UpstreamOutcome::Answered {
+                result: ResultCode::InsufficientFunds,
+                response_code: Bytes::from_static(b"51"),
+                approval_code: Bytes::new(),
+                sent: sent.clone(),
+                balance: None,
+            },
+            UpstreamOutcome::Timeout { sent },
+            UpstreamOutcome::NotSent {
+                result: ResultCode::Busy,
+            },
+            UpstreamOutcome::Unknown,
+        ] {
+            let r = UpstreamResult { op_id: 99, outcome };
+            let (now, back) = decode_upstream(&encode_upstream(5, &r)).unwrap();
+            assert_eq!(now, 5);
+            assert_eq!(format!("{:?}", back), format!("{:?}", r));
+        }
+        assert!(decode_upstream(b"short").is_err());
+        assert_eq!(decode_meta(&encode_meta(3)).unwrap(), 3);
+    }
+}

@@ -1,0 +1,90 @@
+//! Durability over restarts: the journal rebuilds every order, amount and idempotency record, so a
+//! retry after a restart gets the original answer and never a second upstream authorization.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use paymesh_codecs::message::TxnKind;
+use paymesh_codecs::types::ResultCode;
+
+#[actix::test]
+async fn a_restart_keeps_approvals_amounts_and_idempotency() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = EnvOptions {
+        journal_dir: Some(dir.path().join("journal")),
+        ..EnvOptions::default()
+    };
+    let env = Env::start(opts.clone()).await;
+    let mut c = env.client().await;
+    let auth = request(
+        TxnKind::Authorize,
+        "M000001",
+        "D1",
+        Some(7_000),
+        Some(card(VAN_PAN)),
+    );
+    let first = c.call(auth.clone()).await;
+    assert_result(&first, ResultCode::Approved);
+    assert_result(
+        &c.call(request(
+            TxnKind::Capture,
+            "M000001",
+            "D1",
+            Some(5_000),
+            None,
+        ))
+        .await,
+        ResultCode::Approved,
+    );
+    let mut refund = request(TxnKind::Refund, "M000001", "D1", Some(1_000), None);
+    refund.request_id = Some(Bytes::from_static(b"R1"));
+    assert_result(&c.call(refund.clone()).await, ResultCode::Approved);
+    env.stop().await;
+
+    // Same journal, fresh hosts (their records start empty): state comes from the journal alone.
+    let env = Env::start(opts).await;
+    let mut c = env.client().await;
+    let again = c.call(auth).await;
+    assert_result(&again, ResultCode::Approved);
+    assert_eq!(
+        (again.server_txn_id, again.approval_code.clone()),
+        (first.server_txn_id, first.approval_code.clone())
+    );
+    assert_eq!(
+        env.host_authorizations("van", "D1"),
+        0,
+        "the retry went upstream again"
+    );
+    let inq = c
+        .call(request(TxnKind::Inquiry, "M000001", "D1", None, None))
+        .await;
+    assert_eq!(
+        (inq.captured_amount, inq.refunded_amount),
+        (Some(5_000), Some(1_000))
+    );
+    // The refund retried is the same refund; a too-large one is still refused.
+    assert_result(&c.call(refund).await, ResultCode::Approved);
+    let mut big = request(TxnKind::Refund, "M000001", "D1", Some(4_001), None);
+    big.request_id = Some(Bytes::from_static(b"R2"));
+    assert_result(&c.call(big).await, ResultCode::AmountExceedsAvailable);
+    // New orders get new ids.
+    let next = c
+        .call(request(
+            TxnKind::Authorize,
+            "M000001",
+            "D2",
+            Some(1_000),
+            Some(card(VAN_PAN)),
+        ))
+        .await;
+    assert_result(&next, ResultCode::Approved);
+    assert_ne!(next.server_txn_id, first.server_txn_id);
+    env.stop().await;
+}
