@@ -42,6 +42,12 @@ pub struct DemoArgs {
     /// Application shards; 0 = one per core.
     #[arg(long, default_value_t = 0)]
     pub shards: usize,
+    /// Journal directory (default: a fresh one under the system temp dir, removed at the end).
+    #[arg(long)]
+    pub journal_dir: Option<PathBuf>,
+    /// Journal without fsync (UNSAFE: for measuring what durability costs).
+    #[arg(long)]
+    pub relaxed: bool,
     /// Connect over TLS (the router's generated dev certificate).
     #[arg(long)]
     pub tls: bool,
@@ -60,9 +66,15 @@ pub fn demo_config(
     args: &DemoArgs,
 ) -> anyhow::Result<Config> {
     let (merchants, tls) = (args.merchants, args.tls);
+    let journal = match &args.journal_dir {
+        Some(dir) => dir.display().to_string(),
+        None => String::new(),
+    };
     let mut text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ninflight_window = 1024\narbiters = {}\nshards = {}\n",
-        args.arbiters, args.shards
+        "[journal]\ndir = \"{journal}\"\ndurability = \"{}\"\n\n[server]\nlisten = \"127.0.0.1:0\"\ninflight_window = 1024\narbiters = {}\nshards = {}\n",
+        if args.relaxed { "relaxed" } else { "fsync" },
+        args.arbiters,
+        args.shards
     );
     if tls {
         text.push_str("tls_listen = \"127.0.0.1:0\"\n");
@@ -129,7 +141,21 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     for (name, addr, profile, header) in &hosts {
         println!("gateway-sim host {name:<8} {addr} ({profile}, {header})");
     }
+    let mut args = args;
+    let scratch = match &args.journal_dir {
+        Some(_) => None,
+        None => {
+            let dir = std::env::temp_dir().join(format!("paymesh-demo-{}", std::process::id()));
+            args.journal_dir = Some(dir.clone());
+            Some(dir)
+        }
+    };
     let config = demo_config(&hosts, &args)?;
+    println!(
+        "journal: {} ({})",
+        args.journal_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
+        if args.relaxed { "relaxed, no fsync: UNSAFE" } else { "fsync per group commit" }
+    );
     let handle = outside.handle().clone();
     run_system(move || async move {
         let router = Router::start(config).await?;
@@ -182,5 +208,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     })?;
     drop(sims);
     outside.shutdown_timeout(Duration::from_secs(2));
+    if let Some(dir) = scratch {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok(())
 }
