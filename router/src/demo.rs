@@ -153,8 +153,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let config = demo_config(&hosts, &args)?;
     println!(
         "journal: {} ({})",
-        args.journal_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
-        if args.relaxed { "relaxed, no fsync: UNSAFE" } else { "fsync per group commit" }
+        args.journal_dir
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+        if args.relaxed {
+            "relaxed, no fsync: UNSAFE"
+        } else {
+            "fsync per group commit"
+        }
     );
     let handle = outside.handle().clone();
     run_system(move || async move {

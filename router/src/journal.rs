@@ -77,6 +77,22 @@ fn dev_key(dir: &Path) -> anyhow::Result<[u8; 32]> {
     Ok(key)
 }
 
+/// The journal key of `section` (from `key_file`, or the dev key beside the journal).
+pub fn key_for(section: &JournalSection) -> anyhow::Result<JournalKey> {
+    let key_bytes = match &section.key_file {
+        Some(path) => read_key(path)?,
+        None => {
+            tracing::warn!(dir = %section.dir.display(), "no journal key_file: using a generated dev key stored beside the journal");
+            std::fs::create_dir_all(&section.dir)
+                .with_context(|| format!("creating {}", section.dir.display()))?;
+            dev_key(&section.dir)?
+        }
+    };
+    let mut prefix = [0u8; 4];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut prefix);
+    Ok(JournalKey::new(section.key_id, &key_bytes, prefix))
+}
+
 /// Opens, recovers and replays the journal of `section` for `shards` shards.
 pub fn open(
     section: &JournalSection,
@@ -98,16 +114,7 @@ pub fn open(
         }
         other => anyhow::bail!("journal durability must be fsync or relaxed, not {other:?}"),
     };
-    let key_bytes = match &section.key_file {
-        Some(path) => read_key(path)?,
-        None => {
-            tracing::warn!(dir = %section.dir.display(), "no journal key_file: using a generated dev key stored beside the journal");
-            dev_key(&section.dir)?
-        }
-    };
-    let mut prefix = [0u8; 4];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut prefix);
-    let key = JournalKey::new(section.key_id, &key_bytes, prefix);
+    let key = key_for(section)?;
     let (mut journal, recovered) = Journal::open(config).context("opening the journal")?;
     if recovered.truncated_tail_bytes > 0 {
         tracing::warn!(

@@ -5,11 +5,13 @@
 //! - [`tls`]: rustls server configuration, dev certificates, mutual TLS.
 //! - [`journal`]: opening, recovering and replaying the durable journal.
 //! - [`server`]: starting Arbiters, shards, upstream pools and listeners; graceful shutdown.
+//! - [`bench_recovery`]: timing journal recovery for N transactions.
 //! - [`demo`]: the main job: gateway-sim hosts + router + a short load, on loopback.
 //!
 //! The binary (`src/main.rs`) is a thin clap front end over these.
 
 pub mod auth;
+pub mod bench_recovery;
 pub mod config;
 pub mod demo;
 pub mod journal;

@@ -34,6 +34,8 @@ enum Command {
     HashCredential,
     /// Prints the commented example configuration.
     ExampleConfig,
+    /// Times journal recovery and replay of N journaled transactions (docs/PERFORMANCE.md).
+    BenchRecovery(paymesh_router::bench_recovery::BenchRecoveryArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,6 +69,7 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::BenchRecovery(args) => paymesh_router::bench_recovery::run(args),
         Command::ExampleConfig => {
             print!("{}", include_str!("../paymesh.example.toml"));
             Ok(())
