@@ -62,6 +62,8 @@ pub struct Metrics {
     pub busy_shard: Counter,
     /// Requests refused BUSY because an upstream pool mailbox was full.
     pub busy_pool: Counter,
+    /// Answer batches the query store's full queue dropped (the store lags; the journal has them).
+    pub store_dropped: Counter,
     /// Frames rejected at the protocol level.
     pub rejects: Counter,
     /// Upstream links connected.

@@ -28,6 +28,25 @@ pub struct Config {
     /// The durable journal.
     #[serde(default)]
     pub journal: crate::journal::JournalSection,
+    /// The query store.
+    #[serde(default)]
+    pub store: StoreSection,
+}
+
+/// `[store]`: the embedded SQLite query store (docs/STORE.md), fed after the journal, off the hot path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// SQLite file; "" = no store.
+    pub path: PathBuf,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("paymesh-store.sqlite"),
+        }
+    }
 }
 
 /// `[server]`.

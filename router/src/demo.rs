@@ -45,6 +45,9 @@ pub struct DemoArgs {
     /// Journal directory (default: a fresh one under the system temp dir, removed at the end).
     #[arg(long)]
     pub journal_dir: Option<PathBuf>,
+    /// Run without the query store (to measure that it stays off the hot path).
+    #[arg(long)]
+    pub no_store: bool,
     /// Journal without fsync (UNSAFE: for measuring what durability costs).
     #[arg(long)]
     pub relaxed: bool,
@@ -70,8 +73,12 @@ pub fn demo_config(
         Some(dir) => dir.display().to_string(),
         None => String::new(),
     };
+    let store = match (&args.journal_dir, args.no_store) {
+        (Some(dir), false) => dir.join("store.sqlite").display().to_string(),
+        _ => String::new(),
+    };
     let mut text = format!(
-        "[journal]\ndir = \"{journal}\"\ndurability = \"{}\"\n\n[server]\nlisten = \"127.0.0.1:0\"\ninflight_window = 1024\narbiters = {}\nshards = {}\n",
+        "[journal]\ndir = \"{journal}\"\ndurability = \"{}\"\n\n[store]\npath = \"{store}\"\n\n[server]\nlisten = \"127.0.0.1:0\"\ninflight_window = 1024\narbiters = {}\nshards = {}\n",
         if args.relaxed { "relaxed" } else { "fsync" },
         args.arbiters,
         args.shards

@@ -41,6 +41,7 @@ pub struct Router {
     shutdown: watch::Sender<bool>,
     arbiters: Vec<Arbiter>,
     journal: Option<paymesh_journal::JournalHandle>,
+    store: Option<paymesh_store::StoreHandle>,
     grace: Duration,
 }
 
@@ -106,11 +107,18 @@ impl Router {
             let opened = crate::journal::open(&config.journal, &settings, config.shard_count())?;
             (opened.cores, Some(opened.journal))
         };
+        let store = open_store(&config)?;
         let mut shard_addrs = Vec::new();
         for (i, core) in cores.into_iter().enumerate() {
-            let (p, m, j) = (pools.clone(), metrics.clone(), journal.clone());
-            let addr =
-                ShardActor::start_in_arbiter(&pick(i)?, move |_| ShardActor::new(core, p, m, j));
+            let (p, m, j, st) = (
+                pools.clone(),
+                metrics.clone(),
+                journal.clone(),
+                store.clone(),
+            );
+            let addr = ShardActor::start_in_arbiter(&pick(i)?, move |_| {
+                ShardActor::new(core, p, m, j).with_store(st)
+            });
             shard_addrs.push(addr);
         }
         let _ = shard_results.set(shard_addrs.iter().map(|a| a.clone().recipient()).collect());
@@ -195,6 +203,7 @@ impl Router {
             shutdown,
             arbiters,
             journal: journal.map(|j| j.handle),
+            store,
             grace: Duration::from_millis(s.shutdown_grace_ms),
         })
     }
@@ -213,6 +222,9 @@ impl Router {
         for a in &self.arbiters {
             a.stop();
         }
+        if let Some(st) = &self.store {
+            st.shutdown();
+        }
         if let Some(j) = &self.journal
             && let Err(e) = j.shutdown()
         {
@@ -222,6 +234,40 @@ impl Router {
             let _ = a.join();
         }
     }
+}
+
+/// Opens the query store and records merchants and networks (never credentials) in it.
+fn open_store(config: &Config) -> anyhow::Result<Option<paymesh_store::StoreHandle>> {
+    if config.store.path.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let store = paymesh_store::Store::open(paymesh_store::StoreConfig::new(&config.store.path))
+        .with_context(|| format!("opening the query store {}", config.store.path.display()))?;
+    let merchants: Vec<_> = config
+        .merchants
+        .iter()
+        .map(|m| paymesh_store::MerchantRow {
+            id: m.id.clone(),
+            enabled: m.enabled,
+            single_limit_minor: m
+                .single_limit_minor
+                .map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX)),
+            daily_limit_minor: m
+                .daily_limit_minor
+                .map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX)),
+        })
+        .collect();
+    store.upsert_merchants(&merchants)?;
+    let networks: Vec<_> = config
+        .networks
+        .iter()
+        .map(|n| paymesh_store::NetworkRow {
+            id: n.id.clone(),
+            description: String::new(),
+        })
+        .collect();
+    store.upsert_networks(&networks)?;
+    Ok(Some(store))
 }
 
 struct Acceptor {

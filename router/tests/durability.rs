@@ -88,3 +88,41 @@ async fn a_restart_keeps_approvals_amounts_and_idempotency() {
     assert_ne!(next.server_txn_id, first.server_txn_id);
     env.stop().await;
 }
+
+#[actix::test]
+async fn the_query_store_holds_answers_with_masked_pans_only() {
+    let mut env = Env::start(EnvOptions::default()).await;
+    let mut c = env.client().await;
+    let a = c
+        .call(request(
+            TxnKind::Sale,
+            "M000001",
+            "Q1",
+            Some(2_500),
+            Some(card(VAN_PAN)),
+        ))
+        .await;
+    assert_result(&a, ResultCode::Approved);
+    let mut refund = request(TxnKind::Refund, "M000001", "Q1", Some(500), None);
+    refund.request_id = Some(Bytes::from_static(b"R1"));
+    assert_result(&c.call(refund).await, ResultCode::Approved);
+    env.stop_router().await;
+    let reader = paymesh_store::Store::reader(&env.store_path).unwrap();
+    let row = reader
+        .by_order("M000001", "Q1")
+        .unwrap()
+        .expect("order in the store");
+    assert_eq!(row.server_txn_id, a.server_txn_id.unwrap() as i64);
+    assert_eq!(
+        (row.captured_amount, row.refunded_amount),
+        (Some(2_500), Some(500))
+    );
+    assert_eq!(row.masked_pan.as_deref(), Some("411111******1111"));
+    assert!(reader.merchant("M000001").unwrap().is_some());
+    // No full PAN anywhere in the database file.
+    let bytes = std::fs::read(&env.store_path).unwrap();
+    assert!(
+        !bytes.windows(16).any(|w| w == VAN_PAN.as_bytes()),
+        "full PAN in the store file"
+    );
+}

@@ -85,6 +85,8 @@ pub struct ShardActor {
     pools: Arc<Vec<Recipient<UpstreamBatch>>>,
     metrics: Arc<Metrics>,
     journal: Option<ShardJournal>,
+    /// The query store, fed with every released answer (never waited for).
+    store: Option<paymesh_store::StoreHandle>,
     out: Vec<Output<Option<ReplyTo>>>,
     /// Outputs of steps whose journal records are not yet durable, oldest first.
     held: VecDeque<(u64, Vec<Output<Option<ReplyTo>>>)>,
@@ -113,11 +115,18 @@ impl ShardActor {
             pools,
             metrics,
             journal,
+            store: None,
             out: Vec::new(),
             held: VecDeque::new(),
             next_step: 0,
             failed: false,
         }
+    }
+
+    /// Feeds released answers to the query store (off the hot path: a full store queue drops).
+    pub fn with_store(mut self, store: Option<paymesh_store::StoreHandle>) -> Self {
+        self.store = store;
+        self
     }
 
     /// Ends a step: its outputs leave now (no journal) or once `records` are durable.
@@ -171,6 +180,19 @@ impl ShardActor {
     fn release(&mut self, outputs: Vec<Output<Option<ReplyTo>>>, ctx: &mut Context<Self>) {
         let mut answers: HashMap<u64, SessionAnswers> = HashMap::new();
         let mut upstream: HashMap<u16, Vec<UpstreamRequest>> = HashMap::new();
+        if let Some(store) = &self.store {
+            let now = now_ms();
+            let rows: Vec<_> = outputs
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Reply(_, a) => paymesh_store::TxnRow::from_answer(a, now),
+                    _ => None,
+                })
+                .collect();
+            if !rows.is_empty() && !store.offer(rows) {
+                self.metrics.store_dropped.inc();
+            }
+        }
         for output in outputs {
             match output {
                 Output::Reply(Some(to), answer) => push_answer(&mut answers, to, answer, false),

@@ -242,6 +242,8 @@ pub struct Env {
     pub client_identity: Option<(String, String)>,
     /// The router configuration (TOML) this environment uses.
     pub config_text: String,
+    /// The query store's SQLite file.
+    pub store_path: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -318,8 +320,9 @@ impl Env {
             .journal_dir
             .clone()
             .unwrap_or_else(|| dir.path().join("journal"));
+        let store_path = dir.path().join("store.sqlite");
         let config = format!(
-            "[journal]\ndir = \"{}\"\n\n[server]\nlisten = \"{}\"\n{tls_toml}inflight_window = {}\nmax_connections = {}\narbiters = 2\nshards = 2\nshutdown_grace_ms = 2000\n\n\
+            "[journal]\ndir = \"{}\"\n\n[store]\npath = \"{}\"\n\n[server]\nlisten = \"{}\"\n{tls_toml}inflight_window = {}\nmax_connections = {}\narbiters = 2\nshards = 2\nshutdown_grace_ms = 2000\n\n\
              [[networks]]\nid = \"{NETWORK}\"\ncredential_hash = \"{hash}\"\n\n\
              [[merchants]]\nid = \"M000001\"\nsingle_limit_minor = {MERCHANT_SINGLE_LIMIT}\n\n\
              [[merchants]]\nid = \"MOFF\"\nenabled = false\n\n{host_toml}\
@@ -329,6 +332,7 @@ impl Env {
              [[routes]]\nmethod = \"bank\"\nhost = \"bank\"\n\n\
              [[routes]]\nmethod = \"carrier\"\nhost = \"carrier\"\n",
             journal_dir.display(),
+            store_path.display(),
             opts.listen,
             opts.inflight_window,
             opts.max_connections
@@ -344,6 +348,7 @@ impl Env {
                 server_ca_pem,
                 client_identity,
                 config_text,
+                store_path,
                 _dir: dir,
             };
         }
@@ -363,6 +368,7 @@ impl Env {
             server_ca_pem,
             client_identity,
             config_text,
+            store_path,
             _dir: dir,
         }
     }
@@ -400,6 +406,13 @@ impl Env {
     }
 
     pub async fn stop(mut self) {
+        if let Some(r) = self.router.take() {
+            r.shutdown().await;
+        }
+    }
+
+    /// Shuts the router down (flushing the query store) and hands back the environment.
+    pub async fn stop_router(&mut self) {
         if let Some(r) = self.router.take() {
             r.shutdown().await;
         }

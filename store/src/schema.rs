@@ -1,0 +1,165 @@
+//! The schema, its migrations and how connections are opened.
+//!
+//! `MIGRATIONS[i]` takes the database from version `i` to `i + 1`; the `schema_version` table
+//! holds one row with the current version. A writer applies the missing steps in one
+//! transaction at open; a reader only checks the version.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use crate::config::{BUSY_TIMEOUT_MS, WRITER_CACHE_KIB};
+use crate::error::StoreError;
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Step `i` migrates version `i` to `i + 1`. Append, never edit: a shipped step is history.
+const MIGRATIONS: [&str; 1] = [r#"
+-- One row per payment, holding its latest state. No column can hold a full card number:
+-- masked_pan refuses a run of more than 10 digits (the writer also checks the digit total).
+CREATE TABLE transactions (
+    server_txn_id          INTEGER PRIMARY KEY,
+    merchant_id            TEXT NOT NULL,
+    order_id               TEXT NOT NULL,
+    kind                   TEXT NOT NULL,
+    result_code            INTEGER NOT NULL,
+    state                  INTEGER,
+    amount                 INTEGER,
+    currency               INTEGER,
+    authorized_amount      INTEGER,
+    captured_amount        INTEGER,
+    refunded_amount        INTEGER,
+    approval_code          TEXT,
+    rrn                    TEXT,
+    upstream_response_code TEXT,
+    masked_pan             TEXT CHECK (masked_pan NOT GLOB
+                               '*[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]*'),
+    token                  TEXT,
+    updated_at_ms          INTEGER NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX transactions_merchant_order ON transactions (merchant_id, order_id);
+CREATE INDEX transactions_merchant_updated ON transactions (merchant_id, updated_at_ms);
+
+CREATE TABLE merchants (
+    id                 TEXT PRIMARY KEY,
+    enabled            INTEGER NOT NULL,
+    single_limit_minor INTEGER NOT NULL,
+    daily_limit_minor  INTEGER NOT NULL
+) STRICT;
+
+-- Networks (clients): never the credential nor its hash.
+CREATE TABLE networks (
+    id          TEXT PRIMARY KEY,
+    description TEXT NOT NULL
+) STRICT;
+"#];
+
+/// Opens (creating if needed) the database for the writer: WAL, `synchronous=NORMAL`, migrated.
+///
+/// `synchronous=NORMAL` in WAL mode may lose the last transactions on power loss but never
+/// corrupts the file: the journal is the durable record and the store can be rebuilt from it.
+pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::NotWal { mode });
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // A negative cache_size is in KiB.
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens the database read-only and checks that its schema is the one this build reads.
+pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
+    let found = schema_version(&conn)?;
+    if found != SCHEMA_VERSION {
+        return Err(StoreError::SchemaVersion {
+            found,
+            expected: SCHEMA_VERSION,
+        });
+    }
+    Ok(conn)
+}
+
+/// The version recorded in the database; 0 for a database without a `schema_version` table.
+pub fn schema_version(conn: &Connection) -> Result<i64, StoreError> {
+    let has_table: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if has_table.is_none() {
+        return Ok(0);
+    }
+    let version: Option<i64> = conn
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .optional()?;
+    Ok(version.unwrap_or(0))
+}
+
+/// Applies the missing migration steps in one transaction; refuses a newer database.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+    let found = schema_version(&tx)?;
+    if !(0..=SCHEMA_VERSION).contains(&found) {
+        return Err(StoreError::SchemaVersion {
+            found,
+            expected: SCHEMA_VERSION,
+        });
+    }
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let first = usize::try_from(found).unwrap_or(usize::MAX);
+    for step in MIGRATIONS.iter().skip(first) {
+        tx.execute_batch(step)?;
+    }
+    tx.execute("DELETE FROM schema_version", [])?;
+    tx.execute(
+        "INSERT INTO schema_version (version) VALUES (?1)",
+        [SCHEMA_VERSION],
+    )?;
+    tx.commit()?;
+    tracing::info!(
+        from = found,
+        to = SCHEMA_VERSION,
+        "query store schema migrated"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_migration_per_version() {
+        assert_eq!(MIGRATIONS.len() as i64, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn the_masked_pan_check_refuses_a_full_pan_in_sql() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_writer(&dir.path().join("s.db")).unwrap();
+        let insert = |pan: &str| {
+            conn.execute(
+                "INSERT INTO transactions (server_txn_id, merchant_id, order_id, kind, \
+                 result_code, masked_pan, updated_at_ms) VALUES (1, 'm', 'o', 'SALE', 0, ?1, 1)",
+                [pan],
+            )
+        };
+        assert!(insert("4111111111111111").is_err());
+        assert!(insert("411111******1111").is_ok());
+    }
+}
