@@ -41,13 +41,15 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// A configuration with the defaults: 65 536 rows queued, batches of 4 096, 100 ms.
+    /// A configuration with the defaults: 65 536 rows queued (1.6 s of 40 k TPS), batches of
+    /// 16 384 rows, 250 ms. Larger batches cost the writer less CPU per row (fewer index pages
+    /// rewritten per row, fewer commits): see docs/STORE.md for the figures.
     pub fn new(path: impl Into<PathBuf>) -> StoreConfig {
         StoreConfig {
             path: path.into(),
             queue_max: 1 << 16,
-            batch_max: 4_096,
-            flush_interval_ms: 100,
+            batch_max: 1 << 14,
+            flush_interval_ms: 250,
         }
     }
 

@@ -16,8 +16,8 @@
 //!
 //! - [`config`]: [`StoreConfig`] and the bounds (`*_LIMIT`, `*_MAX`).
 //! - `handle.rs`: [`Store::open`] (opens, migrates, starts the writer thread) and
-//!   [`StoreHandle`] (`offer`, `upsert_merchants`, `upsert_networks`, `flush`, `shutdown`,
-//!   `stats`).
+//!   [`StoreHandle`] (`offer`, `offer_wait` for rebuilds, `upsert_merchants`,
+//!   `upsert_networks`, `flush`, `shutdown`, `stats`).
 //! - `writer.rs`: the writer thread's loop: a batch is committed at `batch_max` rows or
 //!   `flush_interval_ms` after its first row, and the writer is woken at most once per batch.
 //! - `write.rs`: the SQL the writer runs: upsert by `server_txn_id` where the newest

@@ -1,9 +1,11 @@
 //! Measures the query store: rows/s written (inserts, then updates of the same payments), the
-//! cost of `offer` on the caller's thread, and point reads/s.
+//! writer's CPU time at a fixed offered rate, the cost of `offer` on the caller's thread, and
+//! point reads/s.
 //!
 //! `cargo run --release -p paymesh-store --bin store-bench -- [ROWS] [OFFER_ROWS] [BATCH_MAX]
-//! [FLUSH_INTERVAL_MS]` (defaults 1 000 000, 64, and `StoreConfig::new`'s 4 096 and 100 ms). The database goes to a fresh directory under the system
-//! temp dir and is deleted afterwards.
+//! [FLUSH_INTERVAL_MS]` (defaults: 1 000 000 rows, 64 per offer, and `StoreConfig::new`'s batch
+//! and interval). The database goes to a fresh directory under the system temp dir and is
+//! deleted afterwards.
 
 use std::time::{Duration, Instant};
 
@@ -182,7 +184,7 @@ fn paced_phase(
 
 /// Seconds of each paced phase.
 const PACED_SECONDS: u64 = 5;
-/// Linux's USER_HZ, the unit of /proc/<pid>/task/<tid>/stat times.
+/// Linux's USER_HZ, the unit of `/proc/<pid>/task/<tid>/stat` times.
 const TICKS_PER_SECOND: f64 = 100.0;
 
 /// utime + stime of the `paymesh-store` thread, in ticks (Linux only).
