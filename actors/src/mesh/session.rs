@@ -324,7 +324,7 @@ impl Session {
         }
         if self.inflight.len() >= self.deps.settings.inflight_window as usize {
             self.deps.metrics.busy_window.inc();
-            let a = echo(&req, ResultCode::Busy);
+            let a = TxnAnswer::echo(&req, ResultCode::Busy);
             self.answer(correlation_id, a, 0);
             return;
         }
@@ -359,7 +359,7 @@ impl Session {
                 for (to, req) in batch.items {
                     self.deps.metrics.busy_shard.inc();
                     self.inflight.remove(&to.correlation_id);
-                    let a = echo(&req, ResultCode::Busy);
+                    let a = TxnAnswer::echo(&req, ResultCode::Busy);
                     self.answer(to.correlation_id, a, 0);
                 }
             }
@@ -375,17 +375,6 @@ impl Session {
             self.close(ctx);
         }
     }
-}
-
-/// An answer that echoes the request's identifying fields.
-fn echo(req: &TxnRequest, result: ResultCode) -> TxnAnswer {
-    let mut a = TxnAnswer::new(req.kind, result);
-    a.merchant_id = Some(req.merchant_id.clone());
-    a.order_id = Some(req.order_id.clone());
-    a.request_id = req.request_id.clone();
-    a.amount = req.amount;
-    a.currency = req.currency;
-    a
 }
 
 #[derive(Message)]
