@@ -27,6 +27,10 @@ impl Counter {
 pub struct Gauge(AtomicU64);
 
 impl Gauge {
+    /// Sets the value.
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
     /// Adds one.
     pub fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
@@ -76,4 +80,171 @@ pub struct Metrics {
     pub upstream_timeouts: Counter,
     /// Upstream answers that matched nothing (late, duplicate, foreign).
     pub upstream_unmatched: Counter,
+}
+
+/// Upper bounds (inclusive, microseconds) of the latency histogram buckets; one more bucket counts
+/// everything above the last bound (Prometheus `le="+Inf"`).
+pub const LATENCY_BUCKETS_US: [u64; 14] = [
+    250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000,
+    2_000_000, 5_000_000,
+];
+
+/// A fixed-bucket latency histogram (cumulative buckets are computed when rendered).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe_us(&self, us: u64) {
+        let index = LATENCY_BUCKETS_US
+            .iter()
+            .position(|bound| us <= *bound)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
+        if let Some(b) = self.buckets.get(index) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Per-bucket counts (not cumulative), the last one being the overflow bucket.
+    pub fn buckets(&self) -> [u64; LATENCY_BUCKETS_US.len() + 1] {
+        std::array::from_fn(|i| self.buckets.get(i).map_or(0, |b| b.load(Ordering::Relaxed)))
+    }
+    /// Sum of all observations, microseconds.
+    pub fn sum_us(&self) -> u64 {
+        self.sum_us.load(Ordering::Relaxed)
+    }
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+/// State of one upstream link, as [`LinkMetrics::state`] stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum LinkState {
+    /// Not connected (waiting for the next attempt).
+    Down = 0,
+    /// TCP connect in progress.
+    Connecting = 1,
+    /// Connected, sign-on sent, not yet answered: carries no transactions.
+    SigningOn = 2,
+    /// Signed on: carries transactions.
+    Up = 3,
+}
+
+impl LinkState {
+    /// From the stored byte (unknown values read as `Down`).
+    pub fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Connecting,
+            2 => Self::SigningOn,
+            3 => Self::Up,
+            _ => Self::Down,
+        }
+    }
+    /// Lower-case name for metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Down => "down",
+            Self::Connecting => "connecting",
+            Self::SigningOn => "signing_on",
+            Self::Up => "up",
+        }
+    }
+}
+
+/// Counters of one upstream link.
+#[derive(Debug, Default)]
+pub struct LinkMetrics {
+    /// A [`LinkState`] as u8.
+    pub state: std::sync::atomic::AtomicU8,
+    /// Requests in flight on the link.
+    pub inflight: Gauge,
+    /// Requests sent on the link (transactions, reversals and network management).
+    pub requests: Counter,
+    /// Times the link was (re)connected.
+    pub connects: Counter,
+}
+
+/// Circuit breaker state, as [`HostMetrics::breaker`] stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum BreakerState {
+    /// Traffic flows.
+    Closed = 0,
+    /// Refusing traffic after consecutive failures.
+    Open = 1,
+    /// Letting a probe through.
+    HalfOpen = 2,
+}
+
+/// Counters of one upstream host (one pool), labelled by host name when rendered.
+#[derive(Debug)]
+pub struct HostMetrics {
+    /// Host name from the configuration.
+    pub name: String,
+    /// One entry per configured link.
+    pub links: Vec<LinkMetrics>,
+    /// A [`BreakerState`] as u8.
+    pub breaker: std::sync::atomic::AtomicU8,
+    /// Requests in flight on all links.
+    pub inflight: Gauge,
+    /// Transaction requests sent (not counting reversals and network management).
+    pub requests: Counter,
+    /// Answers mapped to APPROVED.
+    pub approvals: Counter,
+    /// Answers mapped to anything else.
+    pub declines: Counter,
+    /// Requests that got no answer in time (or whose link dropped).
+    pub timeouts: Counter,
+    /// Requests refused before sending (no link, breaker open, host limits).
+    pub refused: Counter,
+    /// Answers that matched nothing (late, duplicate, foreign).
+    pub unmatched: Counter,
+    /// Reversals waiting to be sent or acknowledged (store-and-forward queue).
+    pub reversals_pending: Gauge,
+    /// Reversal messages sent (0400 and repeats 0401).
+    pub reversals_sent: Counter,
+    /// Reversals the host acknowledged.
+    pub reversals_acknowledged: Counter,
+    /// Request → answer latency of answered requests.
+    pub latency: Histogram,
+}
+
+impl HostMetrics {
+    /// Counters for a host with `links` links, all down.
+    pub fn new(name: impl Into<String>, links: usize) -> Self {
+        Self {
+            name: name.into(),
+            links: (0..links).map(|_| LinkMetrics::default()).collect(),
+            breaker: std::sync::atomic::AtomicU8::new(BreakerState::Closed as u8),
+            inflight: Gauge::default(),
+            requests: Counter::default(),
+            approvals: Counter::default(),
+            declines: Counter::default(),
+            timeouts: Counter::default(),
+            refused: Counter::default(),
+            unmatched: Counter::default(),
+            reversals_pending: Gauge::default(),
+            reversals_sent: Counter::default(),
+            reversals_acknowledged: Counter::default(),
+            latency: Histogram::default(),
+        }
+    }
+    /// Sets a link's state.
+    pub fn set_link_state(&self, link: usize, state: LinkState) {
+        if let Some(l) = self.links.get(link) {
+            l.state.store(state as u8, Ordering::Relaxed);
+        }
+    }
+    /// Sets the breaker state.
+    pub fn set_breaker(&self, state: BreakerState) {
+        self.breaker.store(state as u8, Ordering::Relaxed);
+    }
 }
