@@ -39,6 +39,7 @@ fn request(op_id: u64, kind: UpstreamKind) -> UpstreamRequest {
         merchant_id: Bytes::from_static(b"M000001"),
         order_id: Bytes::from_static(b"ORDER-1"),
         original: None,
+        repeat: false,
     }
 }
 

@@ -435,6 +435,7 @@ impl<R: Clone> ShardCore<R> {
             order_id: key.1.clone(),
             merchant_id: key.0,
             original: None,
+            repeat: false,
         })));
     }
 
@@ -562,6 +563,7 @@ impl<R: Clone> ShardCore<R> {
                     order_id: key.1.clone(),
                     merchant_id: key.0,
                     original,
+                    repeat: false,
                 })));
             }
             _ => out.push(refuse(ResultCode::InvalidRequest, order)),

@@ -83,6 +83,8 @@ pub struct UpstreamRequest {
     pub order_id: Bytes,
     /// The original message, for reversals and refunds.
     pub original: Option<OriginalRef>,
+    /// A repeat of a reversal already sent once (ISO 8583 0401 instead of 0400).
+    pub repeat: bool,
 }
 
 /// Outcome of an upstream request.
