@@ -69,7 +69,8 @@ impl Journal {
     /// [`JournalError::Corrupt`].
     pub fn open(config: JournalConfig) -> Result<(Journal, Recovered), JournalError> {
         let mut records = Vec::new();
-        let (journal, mut recovered) = Self::recover(config, Target::Collect(&mut records))?;
+        let (journal, mut recovered) =
+            Self::recover(config, Target::Collect(&mut records), None)?;
         recovered.records = records;
         Ok((journal, recovered))
     }
@@ -82,12 +83,26 @@ impl Journal {
         config: JournalConfig,
         mut visit: impl FnMut(RecordView<'_>),
     ) -> Result<(Journal, Recovered), JournalError> {
-        Self::recover(config, Target::Visit(&mut visit))
+        Self::recover(config, Target::Visit(&mut visit), None)
+    }
+
+    /// [`Journal::open_with`] for callers that rebuild from a checkpoint: `on_snapshot` gets the
+    /// newest snapshot (its LSN and the state bytes) before the first record is visited, so the
+    /// visitor can apply records on top of it. The bytes are dropped once it returns:
+    /// [`Recovered::snapshot`] then holds the LSN with an empty state, and memory stays bounded by
+    /// one snapshot plus one segment.
+    pub fn open_with_snapshot(
+        config: JournalConfig,
+        mut on_snapshot: impl FnMut(Lsn, &[u8]),
+        mut visit: impl FnMut(RecordView<'_>),
+    ) -> Result<(Journal, Recovered), JournalError> {
+        Self::recover(config, Target::Visit(&mut visit), Some(&mut on_snapshot))
     }
 
     fn recover(
         config: JournalConfig,
         target: Target<'_>,
+        on_snapshot: Option<&mut dyn FnMut(Lsn, &[u8])>,
     ) -> Result<(Journal, Recovered), JournalError> {
         let started = Instant::now();
         config.validate()?;
@@ -103,6 +118,13 @@ impl Journal {
             None => None,
         };
         let start = snapshot.as_ref().map_or(Lsn::FIRST, |(lsn, _)| lsn.next());
+        let snapshot = match (snapshot, on_snapshot) {
+            (Some((lsn, state)), Some(callback)) => {
+                callback(lsn, &state);
+                Some((lsn, Vec::new()))
+            }
+            (snapshot, _) => snapshot,
+        };
         let replay = replay(&dir, &segments, start, config.durability, target)?;
         if replay.next_lsn < start {
             let (file, offset) = match segments.last() {

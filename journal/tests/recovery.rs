@@ -316,6 +316,32 @@ fn open_with_visits_the_same_records_as_open() {
 }
 
 #[test]
+fn open_with_snapshot_hands_the_snapshot_over_before_the_first_record() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = small_config(temp.path());
+    let (mut journal, _) = open(&config);
+    append_range(&mut journal, 1, 301);
+    journal.checkpoint(Lsn(120), b"state at 120").unwrap();
+    drop(journal);
+
+    // One log of events, in the order recovery produced them.
+    let events = std::cell::RefCell::new(Vec::new());
+    let (_, recovered) = Journal::open_with_snapshot(
+        config.clone(),
+        |lsn, state| events.borrow_mut().push((lsn.0, state.to_vec())),
+        |view| events.borrow_mut().push((view.lsn.0, Vec::new())),
+    )
+    .unwrap();
+    let events = events.into_inner();
+    assert_eq!(events.first(), Some(&(120, b"state at 120".to_vec())));
+    let lsns: Vec<u64> = events.iter().skip(1).map(|(lsn, _)| *lsn).collect();
+    assert_eq!(lsns, (121..=300).collect::<Vec<_>>());
+    // The state bytes are not kept twice.
+    assert_eq!(recovered.snapshot, Some((Lsn(120), Vec::new())));
+    assert_eq!(recovered.next_lsn, Lsn(301));
+}
+
+#[test]
 fn empty_segment_left_by_a_crash_after_rotation_is_reused() {
     let temp = tempfile::tempdir().unwrap();
     let config = small_config(temp.path());
