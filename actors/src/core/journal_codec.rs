@@ -108,12 +108,18 @@ pub fn encode_request(
         _ => req,
     };
     req.encode_body(&mut FieldWriter::new(&mut clear));
+    seal(key, counter, &clear)
+}
+
+/// Encrypts `clear` as `key_id u32 | nonce [12] | ChaCha20-Poly1305 ciphertext and tag`.
+/// `counter` must be unique per call for this key and prefix.
+pub fn seal(key: &JournalKey, counter: u64, clear: &[u8]) -> Result<Bytes, MeshError> {
     let mut nonce = [0u8; NONCE_BYTES];
     nonce[..4].copy_from_slice(&key.nonce_prefix);
     nonce[4..].copy_from_slice(&counter.to_be_bytes());
     let sealed = key
         .cipher
-        .encrypt(Nonce::from_slice(&nonce), clear.as_ref())
+        .encrypt(Nonce::from_slice(&nonce), clear)
         .map_err(|_| MeshError::Journal("encryption failed".into()))?;
     let mut out = BytesMut::with_capacity(4 + NONCE_BYTES + sealed.len());
     out.put_u32(key.id);
@@ -122,9 +128,9 @@ pub fn encode_request(
     Ok(out.freeze())
 }
 
-/// Decodes a request record: (now_ms, request).
-pub fn decode_request(keys: &[JournalKey], mut p: &[u8]) -> Result<(u64, TxnRequest), MeshError> {
-    let bad = |why: &str| MeshError::Journal(format!("request record: {why}"));
+/// Decrypts what [`seal`] produced, with the key its id names.
+pub fn unseal(keys: &[JournalKey], mut p: &[u8]) -> Result<Vec<u8>, MeshError> {
+    let bad = |why: &str| MeshError::Journal(format!("sealed data: {why}"));
     if p.len() < 4 + NONCE_BYTES {
         return Err(bad("too short"));
     }
@@ -134,10 +140,15 @@ pub fn decode_request(keys: &[JournalKey], mut p: &[u8]) -> Result<(u64, TxnRequ
         .find(|k| k.id == key_id)
         .ok_or_else(|| bad(&format!("no key with id {key_id}")))?;
     let (nonce, sealed) = p.split_at(NONCE_BYTES);
-    let clear = key
-        .cipher
+    key.cipher
         .decrypt(Nonce::from_slice(nonce), sealed)
-        .map_err(|_| bad("authentication failed (wrong key or damaged record)"))?;
+        .map_err(|_| bad("authentication failed (wrong key or damaged data)"))
+}
+
+/// Decodes a request record: (now_ms, request).
+pub fn decode_request(keys: &[JournalKey], p: &[u8]) -> Result<(u64, TxnRequest), MeshError> {
+    let bad = |why: &str| MeshError::Journal(format!("request record: {why}"));
+    let clear = unseal(keys, p)?;
     let mut c = clear.as_slice();
     if c.len() < 9 {
         return Err(bad("too short"));

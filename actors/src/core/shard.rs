@@ -21,6 +21,8 @@ use super::order::{OpStatus, Operation, Order, OrderKey, OrderState, wire_state}
 use super::route::RouteKey;
 use super::upstream::{Account, UpstreamKind, UpstreamOutcome, UpstreamRequest, UpstreamResult};
 
+mod snapshot;
+
 /// What the shard core asks its shell to do.
 #[derive(Debug)]
 pub enum Output<R> {
@@ -94,6 +96,11 @@ impl<R: Clone> ShardCore<R> {
             vault: HashMap::new(),
             next_seq: seq_start & ((1 << TXN_SEQ_BITS) - 1),
         }
+    }
+
+    /// The settings it runs with.
+    pub fn settings(&self) -> &Arc<CoreSettings> {
+        &self.settings
     }
 
     /// Number of orders held.

@@ -1,0 +1,377 @@
+//! A shard's state as bytes, for journal checkpoints: every order in the window with its
+//! operations and stored answers, the daily totals, the wallet vault and the id sequence. Recovery
+//! loads it and replays only the records journaled after it, so start-up time and disk stay
+//! bounded however long the router has run.
+//!
+//! The bytes hold card numbers (for reversals and refunds), so the caller seals them with the
+//! journal key ([`crate::core::journal_codec::seal`]) before they reach the disk. Waiters of
+//! pending operations are not kept: their answers were given before a crash, or never.
+//!
+//! Layout (integers big-endian, `bytes` = `u32 length | data`): `format u8 | shard u16 |
+//! next_seq u64 | daily count u32 × (merchant bytes, day u64, total u64) | vault count u32 ×
+//! (token bytes, account, masked bytes) | order count u32 × order`, orders oldest first (the
+//! eviction order). An order: `merchant bytes | order id bytes | txn_id u64 | kind u8 | currency
+//! u16 | host u16 (0xFFFF none) | account? | masked? | state u8 | authorized u64 | captured u64 |
+//! refunded u64 | refund_in_doubt u64 | approval bytes | sent? | day u64 | received_ms u64 | ops
+//! u16 × (kind u8, request id bytes, fingerprint u64, amount u64, status)`; a status is `0 |
+//! op_id u64` (pending) or `1 | answer type u8 | answer body bytes` (done).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use paymesh_codecs::body::FieldWriter;
+use paymesh_codecs::message::{Message, TxnAnswer, TxnKind};
+use paymesh_codecs::types::Pan;
+
+use super::{DailyTotal, ShardCore, TXN_SEQ_BITS, VaultEntry};
+use crate::core::config::CoreSettings;
+use crate::core::order::{OpStatus, Operation, Order, OrderKey, OrderState};
+use crate::core::upstream::{Account, OriginalRef};
+use crate::error::MeshError;
+
+const SNAPSHOT_FORMAT: u8 = 1;
+const NO_HOST: u16 = u16::MAX;
+
+fn put_bytes(out: &mut BytesMut, b: &[u8]) {
+    out.put_u32(b.len() as u32);
+    out.put_slice(b);
+}
+
+fn put_opt_bytes(out: &mut BytesMut, b: Option<&Bytes>) {
+    match b {
+        Some(b) => {
+            out.put_u8(1);
+            put_bytes(out, b);
+        }
+        None => out.put_u8(0),
+    }
+}
+
+fn put_account(out: &mut BytesMut, account: &Account) {
+    match account {
+        Account::Card { pan, expiry } => {
+            out.put_u8(1);
+            put_bytes(out, pan.digits());
+            put_bytes(out, expiry);
+        }
+        Account::Phone { phone, carrier } => {
+            out.put_u8(2);
+            put_bytes(out, phone);
+            put_bytes(out, carrier);
+        }
+        Account::Bank { bank_code, account } => {
+            out.put_u8(3);
+            put_bytes(out, bank_code);
+            put_bytes(out, account);
+        }
+    }
+}
+
+fn state_code(state: OrderState) -> u8 {
+    match state {
+        OrderState::Authorizing => 0,
+        OrderState::Authorized => 1,
+        OrderState::Captured => 2,
+        OrderState::Cancelled => 3,
+        OrderState::Declined => 4,
+        OrderState::InDoubt => 5,
+        OrderState::Done => 6,
+    }
+}
+
+fn state_from(code: u8) -> Option<OrderState> {
+    Some(match code {
+        0 => OrderState::Authorizing,
+        1 => OrderState::Authorized,
+        2 => OrderState::Captured,
+        3 => OrderState::Cancelled,
+        4 => OrderState::Declined,
+        5 => OrderState::InDoubt,
+        6 => OrderState::Done,
+        _ => return None,
+    })
+}
+
+fn put_order<R>(out: &mut BytesMut, key: &OrderKey, order: &Order<R>) {
+    put_bytes(out, &key.0);
+    put_bytes(out, &key.1);
+    out.put_u64(order.txn_id);
+    out.put_u8(order.kind.request_type());
+    out.put_u16(order.currency);
+    out.put_u16(order.host.unwrap_or(NO_HOST));
+    match &order.account {
+        Some(a) => {
+            out.put_u8(1);
+            put_account(out, a);
+        }
+        None => out.put_u8(0),
+    }
+    put_opt_bytes(out, order.masked_pan.as_ref());
+    out.put_u8(state_code(order.state));
+    out.put_u64(order.authorized);
+    out.put_u64(order.captured);
+    out.put_u64(order.refunded);
+    out.put_u64(order.refund_in_doubt);
+    put_bytes(out, &order.approval_code);
+    match &order.sent {
+        Some(s) => {
+            out.put_u8(1);
+            out.put_u16(s.mti);
+            out.put_u32(s.stan);
+            put_bytes(out, &s.transmitted);
+            put_bytes(out, &s.rrn);
+        }
+        None => out.put_u8(0),
+    }
+    out.put_u64(order.day);
+    out.put_u64(order.received_ms);
+    out.put_u16(order.ops.len() as u16);
+    for op in &order.ops {
+        out.put_u8(op.kind.request_type());
+        put_bytes(out, &op.request_id);
+        out.put_u64(op.fingerprint);
+        out.put_u64(op.amount);
+        match &op.status {
+            OpStatus::Pending { op_id, .. } => {
+                out.put_u8(0);
+                out.put_u64(*op_id);
+            }
+            OpStatus::Done(answer) => {
+                out.put_u8(1);
+                out.put_u8(answer.kind.answer_type());
+                let at = out.len();
+                out.put_u32(0);
+                answer.encode_body(&mut FieldWriter::new(out));
+                let len = (out.len() - at - 4) as u32;
+                if let Some(slot) = out.get_mut(at..at + 4) {
+                    slot.copy_from_slice(&len.to_be_bytes());
+                }
+            }
+        }
+    }
+}
+
+/// Bounds-checked reads over the snapshot bytes: `None` means truncated or malformed.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn u8(&mut self) -> Option<u8> {
+        (self.0.remaining() >= 1).then(|| self.0.get_u8())
+    }
+    fn u16(&mut self) -> Option<u16> {
+        (self.0.remaining() >= 2).then(|| self.0.get_u16())
+    }
+    fn u32(&mut self) -> Option<u32> {
+        (self.0.remaining() >= 4).then(|| self.0.get_u32())
+    }
+    fn u64(&mut self) -> Option<u64> {
+        (self.0.remaining() >= 8).then(|| self.0.get_u64())
+    }
+    fn slice(&mut self) -> Option<&[u8]> {
+        let len = self.u32()? as usize;
+        let (head, tail) = (self.0.get(..len)?, self.0.get(len..)?);
+        self.0 = tail;
+        Some(head)
+    }
+    fn bytes(&mut self) -> Option<Bytes> {
+        self.slice().map(Bytes::copy_from_slice)
+    }
+    fn opt_bytes(&mut self) -> Option<Option<Bytes>> {
+        match self.u8()? {
+            0 => Some(None),
+            1 => Some(Some(self.bytes()?)),
+            _ => None,
+        }
+    }
+    fn kind(&mut self) -> Option<TxnKind> {
+        TxnKind::from_request_type(self.u8()?)
+    }
+    fn account(&mut self) -> Option<Account> {
+        Some(match self.u8()? {
+            1 => Account::Card {
+                pan: Pan::new(self.bytes()?)?,
+                expiry: self.bytes()?,
+            },
+            2 => Account::Phone {
+                phone: self.bytes()?,
+                carrier: self.bytes()?,
+            },
+            3 => Account::Bank {
+                bank_code: self.bytes()?,
+                account: self.bytes()?,
+            },
+            _ => return None,
+        })
+    }
+    fn answer(&mut self) -> Option<TxnAnswer> {
+        let msg_type = self.u8()?;
+        let body = self.bytes()?;
+        match Message::decode_body(msg_type, &body) {
+            Ok(Message::Answer(a)) => Some(a),
+            _ => None,
+        }
+    }
+    fn order<R>(&mut self) -> Option<(OrderKey, Order<R>)> {
+        let key = (self.bytes()?, self.bytes()?);
+        let txn_id = self.u64()?;
+        let kind = self.kind()?;
+        let currency = self.u16()?;
+        let host = Some(self.u16()?).filter(|h| *h != NO_HOST);
+        let account = match self.u8()? {
+            0 => None,
+            1 => Some(self.account()?),
+            _ => return None,
+        };
+        let masked_pan = self.opt_bytes()?;
+        let state = state_from(self.u8()?)?;
+        let (authorized, captured) = (self.u64()?, self.u64()?);
+        let (refunded, refund_in_doubt) = (self.u64()?, self.u64()?);
+        let approval_code = self.bytes()?;
+        let sent = match self.u8()? {
+            0 => None,
+            1 => Some(OriginalRef {
+                mti: self.u16()?,
+                stan: self.u32()?,
+                transmitted: self.bytes()?,
+                rrn: self.bytes()?,
+            }),
+            _ => return None,
+        };
+        let (day, received_ms) = (self.u64()?, self.u64()?);
+        let count = self.u16()?;
+        let mut ops = Vec::with_capacity(usize::from(count));
+        for _ in 0..count {
+            let kind = self.kind()?;
+            let request_id = self.bytes()?;
+            let (fingerprint, amount) = (self.u64()?, self.u64()?);
+            let status = match self.u8()? {
+                0 => OpStatus::Pending {
+                    op_id: self.u64()?,
+                    waiters: Vec::new(),
+                },
+                1 => OpStatus::Done(Box::new(self.answer()?)),
+                _ => return None,
+            };
+            ops.push(Operation {
+                kind,
+                request_id,
+                fingerprint,
+                amount,
+                status,
+            });
+        }
+        let order = Order {
+            txn_id,
+            kind,
+            currency,
+            host,
+            account,
+            masked_pan,
+            state,
+            authorized,
+            captured,
+            refunded,
+            refund_in_doubt,
+            approval_code,
+            sent,
+            day,
+            received_ms,
+            ops,
+        };
+        Some((key, order))
+    }
+}
+
+impl<R: Clone> ShardCore<R> {
+    /// The shard's state as bytes (clear text: seal it before writing it anywhere).
+    pub fn encode_snapshot(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(64 + self.orders.len() * 320);
+        out.put_u8(SNAPSHOT_FORMAT);
+        out.put_u16(self.shard);
+        out.put_u64(self.next_seq);
+        out.put_u32(self.daily.len() as u32);
+        for (merchant, d) in &self.daily {
+            put_bytes(&mut out, merchant);
+            out.put_u64(d.day);
+            out.put_u64(d.total);
+        }
+        out.put_u32(self.vault.len() as u32);
+        for (token, v) in &self.vault {
+            put_bytes(&mut out, token);
+            put_account(&mut out, &v.account);
+            put_bytes(&mut out, &v.masked);
+        }
+        // Oldest first; a key can sit in `age` twice (forgotten and created again) or not at all.
+        let mut seen: HashSet<&OrderKey> = HashSet::with_capacity(self.orders.len());
+        let count_at = out.len();
+        out.put_u32(0);
+        let mut count = 0u32;
+        let oldest_first = self.age.iter().chain(self.orders.keys());
+        for key in oldest_first {
+            if let Some(order) = self.orders.get(key)
+                && seen.insert(key)
+            {
+                put_order(&mut out, key, order);
+                count += 1;
+            }
+        }
+        if let Some(slot) = out.get_mut(count_at..count_at + 4) {
+            slot.copy_from_slice(&count.to_be_bytes());
+        }
+        out.freeze()
+    }
+
+    /// Rebuilds a shard from [`ShardCore::encode_snapshot`]'s bytes.
+    pub fn decode_snapshot(settings: Arc<CoreSettings>, bytes: &[u8]) -> Result<Self, MeshError> {
+        Self::decode_inner(settings, bytes)
+            .ok_or_else(|| MeshError::Journal("malformed shard snapshot".into()))
+    }
+
+    fn decode_inner(settings: Arc<CoreSettings>, bytes: &[u8]) -> Option<Self> {
+        let mut r = Reader(bytes);
+        if r.u8()? != SNAPSHOT_FORMAT {
+            return None;
+        }
+        let shard = r.u16()?;
+        let next_seq = r.u64()? & ((1 << TXN_SEQ_BITS) - 1);
+        let mut daily = HashMap::new();
+        for _ in 0..r.u32()? {
+            let merchant = r.bytes()?;
+            let total = DailyTotal {
+                day: r.u64()?,
+                total: r.u64()?,
+            };
+            daily.insert(merchant, total);
+        }
+        let mut vault = HashMap::new();
+        for _ in 0..r.u32()? {
+            let token = r.bytes()?;
+            let entry = VaultEntry {
+                account: r.account()?,
+                masked: r.bytes()?,
+            };
+            vault.insert(token, entry);
+        }
+        let count = r.u32()? as usize;
+        let mut core = ShardCore::new(shard, settings, 0);
+        core.next_seq = next_seq;
+        core.daily = daily;
+        core.vault = vault;
+        core.orders.reserve(count);
+        core.by_txn_id.reserve(count);
+        core.age = VecDeque::with_capacity(count);
+        for _ in 0..count {
+            let (key, order) = r.order::<R>()?;
+            for op in &order.ops {
+                if let OpStatus::Pending { op_id, .. } = op.status {
+                    core.by_op_id.insert(op_id, key.clone());
+                }
+            }
+            core.by_txn_id.insert(order.txn_id, key.clone());
+            core.age.push_back(key.clone());
+            core.orders.insert(key, order);
+        }
+        r.0.is_empty().then_some(core)
+    }
+}
