@@ -28,7 +28,7 @@
 //!   [`JournalHandle::submit`] queues records with an `on_durable` callback over a bounded queue
 //!   ([`JournalError::Busy`] at once when full).
 //! - [`stats`]: [`JournalStats`], counters kept with relaxed atomics (records, batches, fsyncs,
-//!   bytes, batch-size histogram, fsync latency).
+//!   bytes, batch-size histogram, fsync latency sum, maximum and histogram).
 //! - [`error`]: [`JournalError`], the one error enum, and [`CorruptReason`].
 //! - `bin/journal-bench.rs`: a load generator printing records/s, fsyncs/s and batch sizes.
 //!
@@ -121,5 +121,7 @@ pub use record::{
 };
 pub use recover::Recovered;
 pub use scan::{Defect, ScanEnd, SegmentScan, scan_segment, scan_segment_with};
-pub use stats::{BATCH_HISTOGRAM_BUCKETS, JournalStats};
+pub use stats::{
+    BATCH_HISTOGRAM_BUCKETS, FSYNC_HISTOGRAM_BUCKETS, FSYNC_LATENCY_BUCKETS_US, JournalStats,
+};
 pub use writer::{JournalHandle, OnCheckpoint, OnDurable};

@@ -6,6 +6,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// records (1, 2-3, 4-7, ...); the last one counts everything from `2^16` up.
 pub const BATCH_HISTOGRAM_BUCKETS: usize = 17;
 
+/// Upper bounds (inclusive, microseconds) of the `fdatasync` latency histogram; one more bucket
+/// counts everything above the last bound.
+pub const FSYNC_LATENCY_BUCKETS_US: [u64; 14] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000,
+];
+/// Buckets of the `fdatasync` latency histogram: the bounds plus the overflow bucket.
+pub const FSYNC_HISTOGRAM_BUCKETS: usize = FSYNC_LATENCY_BUCKETS_US.len() + 1;
+
 /// The live counters, shared between the writer and every handle.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -20,6 +29,7 @@ pub(crate) struct Counters {
     checkpoints: AtomicU64,
     segments_deleted: AtomicU64,
     batch_records: [AtomicU64; BATCH_HISTOGRAM_BUCKETS],
+    fsync_micros: [AtomicU64; FSYNC_HISTOGRAM_BUCKETS],
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -41,6 +51,9 @@ impl Counters {
         bump(&self.fsyncs, 1);
         bump(&self.fsync_micros_sum, micros);
         self.fsync_micros_max.fetch_max(micros, Ordering::Relaxed);
+        if let Some(bucket) = self.fsync_micros.get(fsync_bucket(micros)) {
+            bump(bucket, 1);
+        }
     }
 
     pub(crate) fn busy(&self) {
@@ -66,8 +79,17 @@ impl Counters {
             checkpoints: load(&self.checkpoints),
             segments_deleted: load(&self.segments_deleted),
             batch_records_histogram: self.batch_records.each_ref().map(load),
+            fsync_micros_histogram: self.fsync_micros.each_ref().map(load),
         }
     }
+}
+
+/// The bucket of an `fdatasync` that took `micros` microseconds.
+pub fn fsync_bucket(micros: u64) -> usize {
+    FSYNC_LATENCY_BUCKETS_US
+        .iter()
+        .position(|bound| micros <= *bound)
+        .unwrap_or(FSYNC_LATENCY_BUCKETS_US.len())
 }
 
 /// The bucket of a batch of `records` records.
@@ -100,6 +122,9 @@ pub struct JournalStats {
     pub segments_deleted: u64,
     /// Batches by size in records, see [`BATCH_HISTOGRAM_BUCKETS`].
     pub batch_records_histogram: [u64; BATCH_HISTOGRAM_BUCKETS],
+    /// `fdatasync` calls by duration, see [`FSYNC_LATENCY_BUCKETS_US`] (not cumulative; the last
+    /// bucket counts everything above the last bound).
+    pub fsync_micros_histogram: [u64; FSYNC_HISTOGRAM_BUCKETS],
 }
 
 impl JournalStats {
@@ -137,5 +162,24 @@ mod tests {
         assert_eq!(histogram_bucket(u64::MAX), BATCH_HISTOGRAM_BUCKETS - 1);
         assert_eq!(JournalStats::bucket_label(2), "4-7");
         assert_eq!(JournalStats::bucket_label(16), "65536+");
+    }
+
+    #[test]
+    fn fsync_latencies_fall_in_their_bucket() {
+        assert_eq!(fsync_bucket(0), 0);
+        assert_eq!(fsync_bucket(50), 0);
+        assert_eq!(fsync_bucket(51), 1);
+        assert_eq!(fsync_bucket(1_000_000), FSYNC_LATENCY_BUCKETS_US.len() - 1);
+        assert_eq!(fsync_bucket(u64::MAX), FSYNC_HISTOGRAM_BUCKETS - 1);
+        let counters = Counters::default();
+        counters.fsync_done(70);
+        counters.fsync_done(2_000_000);
+        let stats = counters.snapshot();
+        assert_eq!(stats.fsync_micros_histogram[1], 1);
+        assert_eq!(stats.fsync_micros_histogram[FSYNC_HISTOGRAM_BUCKETS - 1], 1);
+        assert_eq!(
+            stats.fsync_micros_histogram.iter().sum::<u64>(),
+            stats.fsyncs
+        );
     }
 }
