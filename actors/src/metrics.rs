@@ -1,7 +1,9 @@
-//! Counters the actors bump and the router reports (the Prometheus endpoint comes with the Service
-//! Gateway issue). Relaxed atomics: each is an independent monotonic count.
+//! Counters the actors bump and the router reports on its admin port (Prometheus text, rendered by
+//! `paymesh-router`'s `admin` module). Relaxed atomics: each is an independent count.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use paymesh_codecs::message::TxnKind;
 
 /// A monotonic counter.
 #[derive(Debug, Default)]
@@ -80,6 +82,58 @@ pub struct Metrics {
     pub upstream_timeouts: Counter,
     /// Upstream answers that matched nothing (late, duplicate, foreign).
     pub upstream_unmatched: Counter,
+    /// Transaction requests accepted into the mesh by kind, indexed as [`TxnKind::ALL`].
+    pub requests_by_kind: [Counter; TXN_KINDS],
+    /// Messages in each shard's mailbox (sent by sessions, not yet handled), by shard index.
+    /// Empty when built with `Default`: see [`Metrics::new`].
+    pub shard_queued: Vec<Gauge>,
+}
+
+/// Transaction kinds counted apart in [`Metrics::requests_by_kind`].
+pub const TXN_KINDS: usize = TxnKind::ALL.len();
+
+impl Metrics {
+    /// Counters for a mesh of `shards` shards.
+    pub fn new(shards: usize) -> Self {
+        Self {
+            shard_queued: (0..shards).map(|_| Gauge::default()).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Counts a transaction request accepted into the mesh.
+    pub fn request_accepted(&self, kind: TxnKind) {
+        self.requests.inc();
+        if let Some(counter) = kind_index(kind).and_then(|i| self.requests_by_kind.get(i)) {
+            counter.inc();
+        }
+    }
+
+    /// Requests of `kind` accepted so far.
+    pub fn requests_of_kind(&self, kind: TxnKind) -> u64 {
+        kind_index(kind)
+            .and_then(|i| self.requests_by_kind.get(i))
+            .map_or(0, Counter::get)
+    }
+
+    /// A session is about to send a message to shard `shard` (counted before the send, so the
+    /// shard's decrement can never come first).
+    pub fn shard_enqueued(&self, shard: usize) {
+        if let Some(gauge) = self.shard_queued.get(shard) {
+            gauge.inc();
+        }
+    }
+
+    /// Shard `shard` took a message from its mailbox, or a send to it failed.
+    pub fn shard_dequeued(&self, shard: usize) {
+        if let Some(gauge) = self.shard_queued.get(shard) {
+            gauge.dec();
+        }
+    }
+}
+
+fn kind_index(kind: TxnKind) -> Option<usize> {
+    TxnKind::ALL.iter().position(|k| *k == kind)
 }
 
 /// Upper bounds (inclusive, microseconds) of the latency histogram buckets; one more bucket counts
@@ -139,6 +193,9 @@ pub enum LinkState {
 }
 
 impl LinkState {
+    /// Every state, for rendering one series per state.
+    pub const ALL: [LinkState; 4] = [Self::Down, Self::Connecting, Self::SigningOn, Self::Up];
+
     /// From the stored byte (unknown values read as `Down`).
     pub fn from_u8(v: u8) -> Self {
         match v {
@@ -182,6 +239,28 @@ pub enum BreakerState {
     Open = 1,
     /// Letting a probe through.
     HalfOpen = 2,
+}
+
+impl BreakerState {
+    /// Every state, for rendering one series per state.
+    pub const ALL: [BreakerState; 3] = [Self::Closed, Self::Open, Self::HalfOpen];
+
+    /// From the stored byte (unknown values read as `Closed`).
+    pub fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Open,
+            2 => Self::HalfOpen,
+            _ => Self::Closed,
+        }
+    }
+    /// Lower-case name for metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+        }
+    }
 }
 
 /// Counters of one upstream host (one pool), labelled by host name when rendered.

@@ -27,6 +27,8 @@ impl std::fmt::Debug for ReplyTo {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct ShardBatch {
+    /// Index of the shard it is sent to (for its mailbox-depth gauge).
+    pub shard: usize,
     /// Each request with where to answer it.
     pub items: Vec<(ReplyTo, TxnRequest)>,
 }

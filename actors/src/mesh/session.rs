@@ -339,7 +339,7 @@ impl Session {
             batches.resize_with(shards.addrs.len(), Vec::new);
         }
         self.inflight.insert(correlation_id, req.kind);
-        self.deps.metrics.requests.inc();
+        self.deps.metrics.request_accepted(req.kind);
         let to = self.reply_to(ctx, correlation_id);
         if let Some(batch) = batches.get_mut(index) {
             batch.push((to, req));
@@ -354,7 +354,13 @@ impl Session {
             let Some(shard) = self.deps.shards.addrs.get(index) else {
                 continue;
             };
-            if let Err(e) = shard.try_send(ShardBatch { items }) {
+            // Counted before the send: the shard may handle (and uncount) it before we return.
+            self.deps.metrics.shard_enqueued(index);
+            if let Err(e) = shard.try_send(ShardBatch {
+                shard: index,
+                items,
+            }) {
+                self.deps.metrics.shard_dequeued(index);
                 let (SendError::Full(batch) | SendError::Closed(batch)) = e;
                 for (to, req) in batch.items {
                     self.deps.metrics.busy_shard.inc();

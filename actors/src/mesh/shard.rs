@@ -270,6 +270,7 @@ impl Handler<ShardBatch> for ShardActor {
     type Result = ();
 
     fn handle(&mut self, batch: ShardBatch, ctx: &mut Context<Self>) {
+        self.metrics.shard_dequeued(batch.shard);
         if self.failed {
             return Self::refuse_all(batch, ResultCode::InternalError);
         }
