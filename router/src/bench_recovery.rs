@@ -1,7 +1,10 @@
 //! `paymesh bench-recovery`: how long start-up takes to recover and replay a journal of N
 //! transactions (one authorization request and its approved upstream answer each), for
-//! docs/PERFORMANCE.md. It writes the journal with the same encoders the shards use, then times
-//! [`crate::journal::open`] exactly as `paymesh serve` runs it.
+//! docs/PERFORMANCE.md. It writes the journal with the same encoders the shards use, taking
+//! checkpoints (every shard's sealed snapshot behind a MARK record) every `checkpoint_records`
+//! records as the router's checkpointer does, then times [`crate::journal::open`] exactly as
+//! `paymesh serve` runs it. `--recover-only` times the recovery of a directory written before,
+//! so that its memory can be measured alone (`/usr/bin/time -v`).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -10,13 +13,15 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use paymesh_actors::core::config::{CoreSettings, MerchantConfig, RouteConfig, RouteMethod};
 use paymesh_actors::core::journal_codec::{
-    RECORD_META, RECORD_REQUEST, RECORD_UPSTREAM, encode_meta, encode_request, encode_upstream,
+    RECORD_MARK, RECORD_META, RECORD_REQUEST, RECORD_UPSTREAM, encode_mark, encode_meta,
+    encode_request, encode_upstream, seal,
 };
+use paymesh_actors::core::recovery::{ShardSnapshot, encode_checkpoint};
 use paymesh_actors::core::shard::{Output, ShardCore, shard_for_merchant};
 use paymesh_actors::core::upstream::{OriginalRef, UpstreamOutcome, UpstreamResult};
 use paymesh_codecs::message::{PaymentMethod, TxnKind, TxnRequest};
 use paymesh_codecs::types::{Pan, ResultCode};
-use paymesh_journal::{Durability, Journal, JournalConfig};
+use paymesh_journal::{Durability, Journal, JournalConfig, Lsn};
 
 use crate::journal::JournalSection;
 
@@ -35,6 +40,12 @@ pub struct BenchRecoveryArgs {
     /// Merchants the orders spread over.
     #[arg(long, default_value_t = 1_000)]
     pub merchants: u32,
+    /// Checkpoint every this many records (0: never), like `[journal] checkpoint_records`.
+    #[arg(long, default_value_t = crate::journal::CHECKPOINT_RECORDS_DEFAULT)]
+    pub checkpoint_records: u64,
+    /// Only time the recovery of `dir` (written by an earlier run with the same options).
+    #[arg(long)]
+    pub recover_only: bool,
 }
 
 /// Records appended per write while generating.
@@ -42,8 +53,10 @@ const GENERATE_BATCH_RECORDS: usize = 4_096;
 
 /// Writes the journal, then times recovery.
 pub fn run(args: BenchRecoveryArgs) -> anyhow::Result<()> {
-    let _ = std::fs::remove_dir_all(&args.dir);
-    std::fs::create_dir_all(&args.dir)?;
+    if !args.recover_only {
+        let _ = std::fs::remove_dir_all(&args.dir);
+        std::fs::create_dir_all(&args.dir)?;
+    }
     let merchants: Vec<MerchantConfig> = (1..=args.merchants)
         .map(|m| MerchantConfig {
             id: format!("M{m:06}"),
@@ -59,6 +72,7 @@ pub fn run(args: BenchRecoveryArgs) -> anyhow::Result<()> {
         bin_to: None,
         key: None,
         host: "van".into(),
+        failover: vec![],
     }];
     let settings = CoreSettings::new(&merchants, &routes, &["van".to_string()], 540)?;
     let section = JournalSection {
@@ -67,6 +81,37 @@ pub fn run(args: BenchRecoveryArgs) -> anyhow::Result<()> {
     };
     // The key the replay will use: generated once, beside the journal (dev key), read back here.
     let key = crate::journal::key_for(&section)?;
+    if !args.recover_only {
+        generate(&args, &settings, &key)?;
+    }
+    let started = Instant::now();
+    let opened = crate::journal::open(&section, &settings, args.shards)?;
+    let elapsed = started.elapsed();
+    let orders: usize = opened.cores.iter().map(|c| c.order_count()).sum();
+    println!(
+        "recovered {} transactions into {} orders (the shards' window) in {:.2} s",
+        args.transactions,
+        orders,
+        elapsed.as_secs_f64()
+    );
+    opened.journal.handle.shutdown()?;
+    Ok(())
+}
+
+/// Total bytes of the files in `dir`.
+fn dir_bytes(dir: &std::path::Path) -> anyhow::Result<u64> {
+    Ok(std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum())
+}
+
+/// Writes the journal of `args.transactions` approved authorizations, with checkpoints.
+fn generate(
+    args: &BenchRecoveryArgs,
+    settings: &std::sync::Arc<CoreSettings>,
+    key: &paymesh_actors::core::journal_codec::JournalKey,
+) -> anyhow::Result<()> {
     let mut config = JournalConfig::new(&args.dir);
     config.durability = Durability::Relaxed;
     let (mut journal, _) = Journal::open(config)?;
@@ -80,6 +125,9 @@ pub fn run(args: BenchRecoveryArgs) -> anyhow::Result<()> {
     let pan = Pan::new(Bytes::from_static(b"4111111111111111")).context("pan")?;
     let mut batch = Vec::with_capacity(GENERATE_BATCH_RECORDS);
     let mut out = Vec::new();
+    let mut since_checkpoint = 0u64;
+    let mut checkpoints = 0u64;
+    let mut seal_counter = args.transactions;
     for n in 0..args.transactions {
         let merchant = format!("M{:06}", n % u64::from(args.merchants) + 1);
         let mut req = TxnRequest::new(
@@ -94,7 +142,7 @@ pub fn run(args: BenchRecoveryArgs) -> anyhow::Result<()> {
             expiry: Bytes::from_static(b"3012"),
             cvv: None,
         });
-        batch.push((RECORD_REQUEST, encode_request(&key, n, now, &req)?));
+        batch.push((RECORD_REQUEST, encode_request(key, n, now, &req)?));
         let shard = shard_for_merchant(&req.merchant_id, args.shards);
         let core = cores.get_mut(shard).context("shard")?;
         core.handle_request(now, (), &req, &mut out);
@@ -120,34 +168,40 @@ pub fn run(args: BenchRecoveryArgs) -> anyhow::Result<()> {
                 core.handle_upstream(now, result, &mut Vec::new());
             }
         }
+        since_checkpoint += 2;
         if batch.len() >= GENERATE_BATCH_RECORDS {
             journal.append(&batch)?;
             batch.clear();
+        }
+        if args.checkpoint_records > 0 && since_checkpoint >= args.checkpoint_records {
+            journal.append(&batch)?;
+            batch.clear();
+            // As the checkpointer does: each shard snapshots and journals its mark; the
+            // checkpoint is filed at the oldest mark.
+            let mut parts = Vec::with_capacity(cores.len());
+            for (i, core) in cores.iter().enumerate() {
+                let sealed = seal(key, seal_counter, &core.encode_snapshot())?;
+                seal_counter += 1;
+                let lsn = journal.append(&[(RECORD_MARK, encode_mark(i as u16, checkpoints))])?;
+                parts.push(ShardSnapshot {
+                    mark_lsn: lsn.0,
+                    sealed,
+                });
+            }
+            let lsn = parts.iter().map(|p| p.mark_lsn).min().unwrap_or(0);
+            journal.checkpoint(Lsn(lsn), &encode_checkpoint(&parts, true))?;
+            checkpoints += 1;
+            since_checkpoint = 0;
         }
     }
     journal.append(&batch)?;
     drop(journal);
     drop(cores);
-    let size: u64 = std::fs::read_dir(&args.dir)?
-        .filter_map(|e| e.ok()?.metadata().ok())
-        .map(|m| m.len())
-        .sum();
     println!(
-        "wrote {} transactions ({} MiB) in {:.1} s",
+        "wrote {} transactions with {checkpoints} checkpoints in {:.1} s; on disk now {} MiB",
         args.transactions,
-        size >> 20,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        dir_bytes(&args.dir)? >> 20
     );
-    let started = Instant::now();
-    let opened = crate::journal::open(&section, &settings, args.shards)?;
-    let elapsed = started.elapsed();
-    let orders: usize = opened.cores.iter().map(|c| c.order_count()).sum();
-    println!(
-        "recovered and replayed {} transactions into {} orders in {:.2} s",
-        args.transactions,
-        orders,
-        elapsed.as_secs_f64()
-    );
-    opened.journal.handle.shutdown()?;
     Ok(())
 }

@@ -1,5 +1,7 @@
-//! Opening the journal at start-up: recovery (torn tail truncated, corruption refused), replay into
-//! the shard cores, in-doubt resolution journaled, then the group-commit writer started.
+//! Opening the journal at start-up: recovery (torn tail truncated, corruption refused), the newest
+//! checkpoint loaded and the records after it streamed into the shard cores (memory bounded by the
+//! shards' state plus one segment), in-doubt resolution journaled, then the group-commit writer
+//! started. Also the query store's catch-up from what recovery replayed ([`feed_store`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,8 +11,10 @@ use std::time::Instant;
 use anyhow::Context as _;
 use paymesh_actors::core::config::CoreSettings;
 use paymesh_actors::core::journal_codec::JournalKey;
-use paymesh_actors::core::recovery;
+use paymesh_actors::core::order::OpStatus;
+use paymesh_actors::core::recovery::Recovery;
 use paymesh_actors::mesh::shard::{MeshShardCore, ShardJournal};
+use paymesh_codecs::message::TxnAnswer;
 use paymesh_journal::{Durability, Journal, JournalConfig};
 use serde::Deserialize;
 
@@ -32,6 +36,14 @@ pub struct JournalSection {
     pub key_id: u32,
     /// Segment size before rotation, bytes.
     pub segment_bytes_max: u64,
+    /// Take a checkpoint (every shard's snapshot) once this many records were journaled since
+    /// the last one: bounds recovery time and, with retention, the disk footprint.
+    pub checkpoint_records: u64,
+    /// ...or once this many seconds passed with anything journaled (0 = only by records).
+    pub checkpoint_interval_secs: u64,
+    /// Closed segments kept after a checkpoint covers them (for inspection); older ones are
+    /// deleted.
+    pub segments_retained: usize,
 }
 
 impl Default for JournalSection {
@@ -42,9 +54,22 @@ impl Default for JournalSection {
             key_file: None,
             key_id: 1,
             segment_bytes_max: 64 * 1024 * 1024,
+            checkpoint_records: CHECKPOINT_RECORDS_DEFAULT,
+            checkpoint_interval_secs: CHECKPOINT_INTERVAL_SECS_DEFAULT,
+            segments_retained: 2,
         }
     }
 }
+
+/// Default of `checkpoint_records`.
+pub const CHECKPOINT_RECORDS_DEFAULT: u64 = 2_000_000;
+/// Default of `checkpoint_interval_secs`.
+pub const CHECKPOINT_INTERVAL_SECS_DEFAULT: u64 = 300;
+/// Answers recovery keeps for the query store's catch-up; past it the store is rebuilt from the
+/// shards instead.
+pub const STORE_CATCH_UP_ANSWERS_MAX: usize = 4_000_000;
+/// Rows handed to the store per call while catching up.
+const STORE_CATCH_UP_ROWS_PER_OFFER: usize = 4_096;
 
 /// What start-up gets from the journal.
 #[derive(Debug)]
@@ -53,6 +78,10 @@ pub struct Opened {
     pub cores: Vec<MeshShardCore>,
     /// What the shards journal through.
     pub journal: ShardJournal,
+    /// Answers the replayed records produced (for the query store's catch-up).
+    pub answers: Vec<Box<TxnAnswer>>,
+    /// Whether `answers` is all the store may lack (false: rebuild it from the cores).
+    pub store_complete: bool,
 }
 
 fn read_key(path: &Path) -> anyhow::Result<[u8; 32]> {
@@ -115,29 +144,58 @@ pub fn open(
         other => anyhow::bail!("journal durability must be fsync or relaxed, not {other:?}"),
     };
     let key = key_for(section)?;
-    let (mut journal, recovered) = Journal::open(config).context("opening the journal")?;
+    config.segments_retained_max = section.segments_retained;
+    let recovery = std::cell::RefCell::new(Recovery::new(
+        std::slice::from_ref(&key),
+        settings,
+        shards,
+        None,
+    )?);
+    recovery.borrow_mut().collect_answers(STORE_CATCH_UP_ANSWERS_MAX);
+    let failure = std::cell::RefCell::new(None);
+    let fail = |e| {
+        failure.borrow_mut().get_or_insert(e);
+    };
+    let (mut journal, recovered) = Journal::open_with_snapshot(
+        config,
+        |lsn, state| {
+            if failure.borrow().is_none()
+                && let Err(e) = recovery.borrow_mut().checkpoint(lsn.0, state)
+            {
+                fail(e);
+            }
+        },
+        |view| {
+            if failure.borrow().is_none()
+                && let Err(e) = recovery
+                    .borrow_mut()
+                    .record(view.lsn.0, view.kind, view.payload)
+            {
+                fail(e);
+            }
+        },
+    )
+    .context("opening the journal")?;
+    if let Some(e) = failure.into_inner() {
+        return Err(e).context("replaying the journal");
+    }
     if recovered.truncated_tail_bytes > 0 {
         tracing::warn!(
             bytes = recovered.truncated_tail_bytes,
             "journal: torn tail record truncated at recovery"
         );
     }
-    let replayed = recovery::replay(
-        &recovered.records,
-        std::slice::from_ref(&key),
-        settings,
-        shards,
-        None,
-        paymesh_actors::now_ms(),
-    )?;
+    let replayed = recovery.into_inner().finish(paymesh_actors::now_ms())?;
     if !replayed.to_append.is_empty() {
         journal
             .append(&replayed.to_append)
             .context("journaling the recovery")?;
     }
     tracing::info!(
+        checkpoint_lsn = replayed.checkpoint_lsn,
         requests = replayed.requests,
         outcomes = replayed.outcomes,
+        skipped = replayed.skipped,
         in_doubt = replayed.in_doubt,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "journal recovered"
@@ -152,5 +210,53 @@ pub fn open(
             key,
             counter: Arc::new(AtomicU64::new(0)),
         },
+        answers: replayed.answers,
+        store_complete: replayed.store_complete,
     })
+}
+
+/// Brings the query store up to date after recovery: the answers the replay produced (the store
+/// may have lost its last batches in a crash; rows are upserts, so repeats are harmless), or, when
+/// those are not enough (`complete` false: the store dropped rows, or is new), every stored
+/// answer of every order the shards hold. Waits for room rather than dropping; returns the rows
+/// handed over.
+pub fn feed_store(
+    store: &paymesh_store::StoreHandle,
+    answers: &[Box<TxnAnswer>],
+    complete: bool,
+    cores: &[MeshShardCore],
+) -> anyhow::Result<u64> {
+    let now = paymesh_actors::now_ms();
+    let mut rows = Vec::with_capacity(STORE_CATCH_UP_ROWS_PER_OFFER);
+    let mut fed = 0u64;
+    let mut push = |a: &TxnAnswer, rows: &mut Vec<_>| -> anyhow::Result<()> {
+        if let Some(row) = paymesh_store::TxnRow::from_answer(a, now) {
+            rows.push(row);
+        }
+        if rows.len() >= STORE_CATCH_UP_ROWS_PER_OFFER {
+            fed += rows.len() as u64;
+            store.offer_wait(std::mem::take(rows))?;
+        }
+        Ok(())
+    };
+    if complete {
+        for a in answers {
+            push(a, &mut rows)?;
+        }
+    } else {
+        for core in cores {
+            for (_, order) in core.orders() {
+                for op in &order.ops {
+                    if let OpStatus::Done(a) = &op.status {
+                        push(a, &mut rows)?;
+                    }
+                }
+            }
+        }
+    }
+    let last = rows.len() as u64;
+    if !rows.is_empty() {
+        store.offer_wait(rows)?;
+    }
+    Ok(fed + last)
 }

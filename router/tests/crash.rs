@@ -37,6 +37,21 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The log text without terminal colour codes.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_escape = false;
+    for ch in text.chars() {
+        match (in_escape, ch) {
+            (false, '\x1b') => in_escape = true,
+            (false, c) => out.push(c),
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+        }
+    }
+    out
+}
+
 fn spawn_router(config: &Path, log: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_paymesh"))
         .args(["serve", "--config"])
@@ -85,6 +100,8 @@ async fn kill_dash_nine_loses_no_approval_and_doubles_nothing() {
     let opts = EnvOptions {
         start_router: false,
         listen: format!("127.0.0.1:{port}"),
+        // Checkpoints during the rounds: recovery starts from one and replays the tail after it.
+        journal_toml: "checkpoint_records = 20\n".into(),
         ..EnvOptions::default()
     };
     let env = Env::start(opts).await;
@@ -131,6 +148,17 @@ async fn kill_dash_nine_loses_no_approval_and_doubles_nothing() {
     // Final restart: retry every order ever sent, by the same request.
     let mut child = spawn_router(&config_path, &dir.path().join("final.log"));
     let mut c = connect(&env).await;
+    let log = strip_ansi(&std::fs::read_to_string(dir.path().join("final.log")).unwrap());
+    let checkpoint_lsn: u64 = log
+        .split("checkpoint_lsn=")
+        .nth(1)
+        .and_then(|rest| rest.split(|ch: char| !ch.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .expect("recovery log line with checkpoint_lsn");
+    assert!(
+        checkpoint_lsn > 0,
+        "no checkpoint was taken during the rounds: recovery from one is untested\n{log}"
+    );
     let mut outcomes: HashMap<ResultCode, usize> = HashMap::new();
     for n in 0..sent_orders {
         let a = c.call(order_request(n)).await;

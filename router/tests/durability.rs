@@ -126,3 +126,88 @@ async fn the_query_store_holds_answers_with_masked_pans_only() {
         "full PAN in the store file"
     );
 }
+
+/// Segment and checkpoint files in a journal directory.
+fn journal_files(dir: &std::path::Path) -> (usize, usize) {
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let count = |suffix: &str| names.iter().filter(|n| n.ends_with(suffix)).count();
+    (count(".seg"), count(".snap"))
+}
+
+#[actix::test]
+async fn checkpoints_bound_the_journal_and_the_store_is_rebuilt_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal_dir = dir.path().join("journal");
+    let opts = EnvOptions {
+        journal_dir: Some(journal_dir.clone()),
+        // A checkpoint every 40 records, 8 KiB segments, one closed segment kept.
+        journal_toml: "checkpoint_records = 40\nsegment_bytes_max = 8192\nsegments_retained = 1\n"
+            .into(),
+        ..EnvOptions::default()
+    };
+    let env = Env::start(opts.clone()).await;
+    let mut c = env.client().await;
+    const ORDERS: usize = 240;
+    let mut first = Vec::new();
+    for i in 0..ORDERS {
+        let kind = if i % 2 == 0 {
+            TxnKind::Authorize
+        } else {
+            TxnKind::Sale
+        };
+        let r = request(
+            kind,
+            "M000001",
+            &format!("K{i}"),
+            Some(1_000 + 10 * i as u64),
+            Some(card(VAN_PAN)),
+        );
+        let a = c.call(r.clone()).await;
+        assert_result(&a, ResultCode::Approved);
+        first.push((r, a));
+    }
+    // Wait for the checkpointer (it polls every 50 ms) to have filed one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while journal_files(&journal_dir).1 == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (segments, snapshots) = journal_files(&journal_dir);
+    assert_eq!(snapshots, 1, "one checkpoint, older ones deleted");
+    // ~480 records of ~250 bytes are ~15 segments of 8 KiB without retention.
+    assert!(
+        segments <= 4,
+        "retention keeps the journal bounded: {segments} segments"
+    );
+    env.stop().await;
+
+    // A new environment has a new, empty query store: start-up rebuilds it from the checkpoint
+    // and the records after it.
+    let mut env = Env::start(opts).await;
+    let mut c = env.client().await;
+    for (r, a) in first.iter().step_by(37) {
+        let again = c.call(r.clone()).await;
+        assert_eq!(
+            (again.result, again.server_txn_id, again.approval_code.clone()),
+            (a.result, a.server_txn_id, a.approval_code.clone())
+        );
+    }
+    let inquiry = c
+        .call(request(TxnKind::Inquiry, "M000001", "K1", None, None))
+        .await;
+    assert_eq!(inquiry.captured_amount, Some(1_010));
+    for i in 0..ORDERS {
+        assert_eq!(
+            env.host_authorizations("van", &format!("K{i}")),
+            0,
+            "K{i} went upstream again after the restart"
+        );
+    }
+    env.stop_router().await;
+    let reader = paymesh_store::Store::reader(&env.store_path).unwrap();
+    assert_eq!(reader.count().unwrap(), ORDERS as u64);
+    let row = reader.by_order("M000001", "K1").unwrap().unwrap();
+    assert_eq!(row.captured_amount, Some(1_010));
+}

@@ -10,6 +10,7 @@
 //! - [`RECORD_UPSTREAM`]: `now_ms u64 | op_id u64 | outcome` (no card data, written in clear).
 //! - [`RECORD_META`]: `format u8 | shards u16`, written once when a journal is created: replay
 //!   routes by merchant hash, so the shard count of a journal is fixed.
+//! - [`RECORD_MARK`]: `shard u16 | round u64`, where a shard took its checkpoint snapshot.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use chacha20poly1305::aead::{Aead, KeyInit};
@@ -27,6 +28,8 @@ pub const RECORD_REQUEST: u8 = 1;
 pub const RECORD_UPSTREAM: u8 = 2;
 /// The journal's shape (shard count).
 pub const RECORD_META: u8 = 3;
+/// A shard took its snapshot here (see [`crate::core::recovery`]).
+pub const RECORD_MARK: u8 = 4;
 
 const META_FORMAT: u8 = 1;
 const NONCE_BYTES: usize = 12;
@@ -76,6 +79,22 @@ pub fn decode_meta(mut p: &[u8]) -> Result<u16, MeshError> {
         return Err(MeshError::Journal("unknown journal meta record".into()));
     }
     Ok(p.get_u16())
+}
+
+/// Encodes a MARK record: the shard and the checkpoint round.
+pub fn encode_mark(shard: u16, round: u64) -> Bytes {
+    let mut b = BytesMut::with_capacity(10);
+    b.put_u16(shard);
+    b.put_u64(round);
+    b.freeze()
+}
+
+/// Decodes a MARK record: (shard, round).
+pub fn decode_mark(mut p: &[u8]) -> Result<(u16, u64), MeshError> {
+    if p.len() != 10 {
+        return Err(MeshError::Journal("malformed mark record".into()));
+    }
+    Ok((p.get_u16(), p.get_u64()))
 }
 
 /// Encodes a request record. `counter` must be unique per record for this key and prefix.

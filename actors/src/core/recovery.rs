@@ -1,25 +1,100 @@
-//! Rebuilding the shards from the journal at start-up, sans-IO: the records go in, shard cores and
-//! the records that resolve what was left in doubt come out.
+//! Rebuilding the shards from the journal at start-up, sans-IO: the newest checkpoint and the
+//! records after it go in, shard cores and the records that resolve what was left in doubt come
+//! out.
+//!
+//! # Checkpoints
+//!
+//! Shards snapshot themselves one by one, each at its own point of its own record stream: on
+//! request a shard encodes its state and, in the same actor step, journals a [`RECORD_MARK`]. Every
+//! record that shard journaled before the mark is in its snapshot; every one after is not. The
+//! journal checkpoint ([`encode_checkpoint`]) holds each shard's sealed snapshot with its mark's
+//! LSN, and is filed at the smallest of those LSNs; on recovery a record after the checkpoint is
+//! applied to its shard only when it is newer than that shard's mark. Records never touch two
+//! shards (requests go by merchant hash, outcomes by op id), so no global pause is needed.
+//!
+//! # In doubt
 //!
 //! Operations that were sent upstream (or may have been) but have no journaled outcome are in
 //! doubt: recovery resolves each with an `Unknown` outcome (order state IN_DOUBT, answered 3004 to
 //! inquiries and retries, never authorized a second time) and journals that resolution before the
-//! router serves anyone, so a later replay reaches the same state. Reversing them at the host comes
-//! with the Service Gateway's reversal queue.
+//! router serves anyone, so a later replay reaches the same state.
+//!
+//! # Query store
+//!
+//! [`Recovery::collect_answers`] keeps the answers the replayed records produce (up to a bound), so
+//! the router can hand the query store whatever it may have missed at the crash.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use paymesh_codecs::message::TxnAnswer;
 use paymesh_journal::Record;
 
 use super::config::CoreSettings;
 use super::journal_codec::{
-    JournalKey, RECORD_META, RECORD_REQUEST, RECORD_UPSTREAM, decode_meta, decode_request,
-    decode_upstream, encode_upstream,
+    JournalKey, RECORD_MARK, RECORD_META, RECORD_REQUEST, RECORD_UPSTREAM, decode_mark,
+    decode_meta, decode_request, decode_upstream, encode_meta, encode_upstream, unseal,
 };
-use super::shard::{ShardCore, shard_for_merchant, shard_of_txn_id};
+use super::shard::{Output, ShardCore, shard_for_merchant, shard_of_txn_id};
 use super::upstream::{UpstreamOutcome, UpstreamResult};
 use crate::error::MeshError;
+
+const CHECKPOINT_MAGIC: &[u8; 8] = b"PMCKPT01";
+
+/// One shard's part of a checkpoint.
+#[derive(Debug, Clone)]
+pub struct ShardSnapshot {
+    /// LSN of the shard's mark record: its snapshot holds every record of its own before it.
+    pub mark_lsn: u64,
+    /// The sealed snapshot bytes.
+    pub sealed: Bytes,
+}
+
+/// The checkpoint state stored in the journal: every shard's sealed snapshot and mark.
+/// `store_complete` says whether the query store had every answer up to the marks (no row was
+/// dropped); when false, the next start-up rebuilds the store from the shards.
+pub fn encode_checkpoint(parts: &[ShardSnapshot], store_complete: bool) -> Bytes {
+    let len = parts.iter().map(|p| 12 + p.sealed.len()).sum::<usize>();
+    let mut out = BytesMut::with_capacity(16 + len);
+    out.put_slice(CHECKPOINT_MAGIC);
+    out.put_u16(parts.len() as u16);
+    out.put_u8(u8::from(store_complete));
+    for p in parts {
+        out.put_u64(p.mark_lsn);
+        out.put_u32(p.sealed.len() as u32);
+        out.put_slice(&p.sealed);
+    }
+    out.freeze()
+}
+
+/// Splits a checkpoint into its parts (sealed; see [`encode_checkpoint`]).
+pub fn decode_checkpoint(mut p: &[u8]) -> Result<(Vec<ShardSnapshot>, bool), MeshError> {
+    let bad = || MeshError::Journal("malformed checkpoint".into());
+    if p.len() < 11 || p.get(..8) != Some(CHECKPOINT_MAGIC.as_slice()) {
+        return Err(bad());
+    }
+    p.advance(8);
+    let count = p.get_u16();
+    let store_complete = p.get_u8() == 1;
+    let mut parts = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        if p.len() < 12 {
+            return Err(bad());
+        }
+        let mark_lsn = p.get_u64();
+        let len = p.get_u32() as usize;
+        let sealed = p.get(..len).ok_or_else(bad)?;
+        parts.push(ShardSnapshot {
+            mark_lsn,
+            sealed: Bytes::copy_from_slice(sealed),
+        });
+        p.advance(len);
+    }
+    if !p.is_empty() {
+        return Err(bad());
+    }
+    Ok((parts, store_complete))
+}
 
 /// What a replay produced.
 #[derive(Debug)]
@@ -29,16 +104,211 @@ pub struct Replayed<R> {
     /// Records to journal before serving: a META record for a new journal, and the in-doubt
     /// resolutions.
     pub to_append: Vec<(u8, Bytes)>,
+    /// LSN of the checkpoint recovery started from (0: none).
+    pub checkpoint_lsn: u64,
     /// Request records replayed.
     pub requests: u64,
     /// Upstream outcome records replayed.
     pub outcomes: u64,
+    /// Records after the checkpoint that its snapshots already held.
+    pub skipped: u64,
     /// Operations found in doubt and resolved.
     pub in_doubt: u64,
+    /// Answers the replayed records produced, oldest first (with [`Recovery::collect_answers`]).
+    pub answers: Vec<Box<TxnAnswer>>,
+    /// Whether `answers` holds everything the query store may lack: false when the checkpoint
+    /// says the store dropped rows, or more answers came than the bound. Then the caller rebuilds
+    /// the store from every order in `cores`.
+    pub store_complete: bool,
 }
 
-/// Replays `records` into `shards` fresh cores. `placeholder` stands for the requester of every
-/// replayed request (their answers were given before the crash, or never: they are not resent).
+/// A replay in progress: feed it the checkpoint (if any), then every record after it in LSN order,
+/// then [`Recovery::finish`].
+#[derive(Debug)]
+pub struct Recovery<R> {
+    keys: Vec<JournalKey>,
+    settings: Arc<CoreSettings>,
+    placeholder: R,
+    marks: Vec<u64>,
+    meta_seen: bool,
+    records_seen: u64,
+    answers_max: usize,
+    scratch: Vec<Output<R>>,
+    replayed: Replayed<R>,
+}
+
+impl<R: Clone> Recovery<R> {
+    /// A replay into `shards` empty cores. `placeholder` stands for the requester of every
+    /// replayed request (their answers were given before the crash, or never: they are not resent).
+    pub fn new(
+        keys: &[JournalKey],
+        settings: &Arc<CoreSettings>,
+        shards: usize,
+        placeholder: R,
+    ) -> Result<Self, MeshError> {
+        let count =
+            u16::try_from(shards).map_err(|_| MeshError::Config("too many shards".into()))?;
+        let cores = (0..count)
+            .map(|i| ShardCore::new(i, settings.clone(), 0))
+            .collect();
+        Ok(Self {
+            keys: keys.to_vec(),
+            settings: settings.clone(),
+            placeholder,
+            marks: vec![0; shards],
+            meta_seen: false,
+            records_seen: 0,
+            answers_max: 0,
+            scratch: Vec::new(),
+            replayed: Replayed {
+                cores,
+                to_append: Vec::new(),
+                checkpoint_lsn: 0,
+                requests: 0,
+                outcomes: 0,
+                skipped: 0,
+                in_doubt: 0,
+                answers: Vec::new(),
+                store_complete: true,
+            },
+        })
+    }
+
+    /// Keeps up to `max` answers produced by replayed records (for the query store).
+    pub fn collect_answers(&mut self, max: usize) {
+        self.answers_max = max;
+    }
+
+    /// Loads a checkpoint filed at `lsn` (before any record).
+    pub fn checkpoint(&mut self, lsn: u64, state: &[u8]) -> Result<(), MeshError> {
+        let (parts, store_complete) = decode_checkpoint(state)?;
+        if parts.len() != self.marks.len() {
+            return Err(MeshError::Config(format!(
+                "the journal was written with {} shards; configure shards = {} (it is fixed for a journal)",
+                parts.len(),
+                parts.len()
+            )));
+        }
+        for (index, part) in parts.iter().enumerate() {
+            let clear = unseal(&self.keys, &part.sealed)?;
+            let core = ShardCore::decode_snapshot(self.settings.clone(), &clear)?;
+            if usize::from(core.shard()) != index {
+                return Err(MeshError::Journal(format!(
+                    "checkpoint part {index} holds shard {}",
+                    core.shard()
+                )));
+            }
+            if let (Some(slot), Some(mark)) =
+                (self.replayed.cores.get_mut(index), self.marks.get_mut(index))
+            {
+                *slot = core;
+                *mark = part.mark_lsn;
+            }
+        }
+        self.meta_seen = true;
+        self.replayed.checkpoint_lsn = lsn;
+        self.replayed.store_complete = store_complete;
+        Ok(())
+    }
+
+    /// Applies one record.
+    pub fn record(&mut self, lsn: u64, kind: u8, payload: &[u8]) -> Result<(), MeshError> {
+        let at = |e: MeshError| MeshError::Journal(format!("record {lsn}: {e}"));
+        self.records_seen += 1;
+        let shards = self.marks.len();
+        match kind {
+            RECORD_META => {
+                let journaled = decode_meta(payload).map_err(at)?;
+                if usize::from(journaled) != shards {
+                    return Err(MeshError::Config(format!(
+                        "the journal was written with {journaled} shards; configure shards = {journaled} (it is fixed for a journal)"
+                    )));
+                }
+                self.meta_seen = true;
+            }
+            RECORD_MARK => {
+                decode_mark(payload).map_err(at)?;
+            }
+            RECORD_REQUEST => {
+                let (at_ms, req) = decode_request(&self.keys, payload).map_err(at)?;
+                let index = shard_for_merchant(&req.merchant_id, shards);
+                if self.covered(index, lsn) {
+                    return Ok(());
+                }
+                if let Some(core) = self.replayed.cores.get_mut(index) {
+                    let to = self.placeholder.clone();
+                    core.handle_request(at_ms, to, &req, &mut self.scratch);
+                }
+                self.replayed.requests += 1;
+            }
+            RECORD_UPSTREAM => {
+                let (at_ms, result) = decode_upstream(payload).map_err(at)?;
+                let index = usize::from(shard_of_txn_id(result.op_id));
+                if self.covered(index, lsn) {
+                    return Ok(());
+                }
+                if let Some(core) = self.replayed.cores.get_mut(index) {
+                    core.handle_upstream(at_ms, result, &mut self.scratch);
+                }
+                self.replayed.outcomes += 1;
+            }
+            other => return Err(at(MeshError::Journal(format!("unknown type {other}")))),
+        }
+        self.keep_answers();
+        Ok(())
+    }
+
+    /// Whether shard `index`'s snapshot already holds the record at `lsn`.
+    fn covered(&mut self, index: usize, lsn: u64) -> bool {
+        let covered = self.marks.get(index).is_some_and(|mark| lsn <= *mark);
+        self.replayed.skipped += u64::from(covered);
+        covered
+    }
+
+    fn keep_answers(&mut self) {
+        for output in self.scratch.drain(..) {
+            if let Output::Reply(_, a) | Output::Replay(_, a) = output {
+                if self.replayed.answers.len() < self.answers_max {
+                    self.replayed.answers.push(a);
+                } else if self.answers_max > 0 {
+                    self.replayed.store_complete = false;
+                }
+            }
+        }
+    }
+
+    /// Resolves what is left in doubt and returns the cores.
+    pub fn finish(mut self, now_ms: u64) -> Result<Replayed<R>, MeshError> {
+        if !self.meta_seen {
+            if self.records_seen > 0 {
+                return Err(MeshError::Journal(
+                    "journal has records but no meta record".into(),
+                ));
+            }
+            let count = self.marks.len() as u16;
+            self.replayed
+                .to_append
+                .push((RECORD_META, encode_meta(count)));
+        }
+        for core in &mut self.replayed.cores {
+            for op_id in core.pending_ops() {
+                let result = UpstreamResult {
+                    op_id,
+                    outcome: UpstreamOutcome::Unknown,
+                };
+                self.replayed
+                    .to_append
+                    .push((RECORD_UPSTREAM, encode_upstream(now_ms, &result)));
+                core.handle_upstream(now_ms, result, &mut self.scratch);
+                self.replayed.in_doubt += 1;
+            }
+        }
+        self.keep_answers();
+        Ok(self.replayed)
+    }
+}
+
+/// Replays `records` (no checkpoint) into `shards` fresh cores: [`Recovery`] in one call.
 pub fn replay<R: Clone>(
     records: &[Record],
     keys: &[JournalKey],
@@ -47,80 +317,9 @@ pub fn replay<R: Clone>(
     placeholder: R,
     now_ms: u64,
 ) -> Result<Replayed<R>, MeshError> {
-    let count = u16::try_from(shards).map_err(|_| MeshError::Config("too many shards".into()))?;
-    let mut cores: Vec<ShardCore<R>> = (0..count)
-        .map(|i| ShardCore::new(i, settings.clone(), 0))
-        .collect();
-    let mut replayed = Replayed {
-        cores: Vec::new(),
-        to_append: Vec::new(),
-        requests: 0,
-        outcomes: 0,
-        in_doubt: 0,
-    };
-    let mut scratch = Vec::new();
-    let mut meta_seen = false;
+    let mut recovery = Recovery::new(keys, settings, shards, placeholder)?;
     for record in records {
-        let at = |e: MeshError| MeshError::Journal(format!("record {}: {e}", record.lsn.0));
-        match record.kind {
-            RECORD_META => {
-                let journaled = decode_meta(&record.payload).map_err(at)?;
-                if usize::from(journaled) != shards {
-                    return Err(MeshError::Config(format!(
-                        "the journal was written with {journaled} shards; configure shards = {journaled} (it is fixed for a journal)"
-                    )));
-                }
-                meta_seen = true;
-            }
-            RECORD_REQUEST => {
-                let (at_ms, req) = decode_request(keys, &record.payload).map_err(at)?;
-                let index = shard_for_merchant(&req.merchant_id, shards);
-                if let Some(core) = cores.get_mut(index) {
-                    core.handle_request(at_ms, placeholder.clone(), &req, &mut scratch);
-                }
-                replayed.requests += 1;
-            }
-            RECORD_UPSTREAM => {
-                let (at_ms, result) = decode_upstream(&record.payload).map_err(at)?;
-                let index = usize::from(shard_of_txn_id(result.op_id));
-                if let Some(core) = cores.get_mut(index) {
-                    core.handle_upstream(at_ms, result, &mut scratch);
-                }
-                replayed.outcomes += 1;
-            }
-            other => {
-                return Err(MeshError::Journal(format!(
-                    "record {}: unknown type {other}",
-                    record.lsn.0
-                )));
-            }
-        }
-        scratch.clear();
+        recovery.record(record.lsn.0, record.kind, &record.payload)?;
     }
-    if !meta_seen {
-        if !records.is_empty() {
-            return Err(MeshError::Journal(
-                "journal has records but no meta record".into(),
-            ));
-        }
-        replayed
-            .to_append
-            .push((RECORD_META, super::journal_codec::encode_meta(count)));
-    }
-    for core in &mut cores {
-        for op_id in core.pending_ops() {
-            let result = UpstreamResult {
-                op_id,
-                outcome: UpstreamOutcome::Unknown,
-            };
-            replayed
-                .to_append
-                .push((RECORD_UPSTREAM, encode_upstream(now_ms, &result)));
-            core.handle_upstream(now_ms, result, &mut scratch);
-            scratch.clear();
-            replayed.in_doubt += 1;
-        }
-    }
-    replayed.cores = cores;
-    Ok(replayed)
+    recovery.finish(now_ms)
 }

@@ -98,6 +98,11 @@ impl<R: Clone> ShardCore<R> {
         }
     }
 
+    /// This shard's index.
+    pub fn shard(&self) -> u16 {
+        self.shard
+    }
+
     /// The settings it runs with.
     pub fn settings(&self) -> &Arc<CoreSettings> {
         &self.settings
