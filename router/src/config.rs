@@ -31,6 +31,26 @@ pub struct Config {
     /// The query store.
     #[serde(default)]
     pub store: StoreSection,
+    /// The admin port (Prometheus metrics, health).
+    #[serde(default)]
+    pub admin: AdminSection,
+}
+
+/// `[admin]`: HTTP on a port of its own, separate from the transaction listeners: `GET /metrics`
+/// (Prometheus text) and `GET /health` (docs/OPERATIONS.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// Address of the admin port; "" = no admin port.
+    pub listen: String,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
 }
 
 /// `[store]`: the embedded SQLite query store (docs/STORE.md), fed after the journal, off the hot path.
@@ -191,5 +211,14 @@ mod tests {
     fn unknown_keys_and_bad_values_are_refused() {
         assert!(Config::parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 1\n").is_err());
         assert!(Config::parse("[server]\ninflight_window = 0\n").is_err());
+        assert!(Config::parse("[admin]\nlisen = \"127.0.0.1:1\"\n").is_err());
+    }
+
+    #[test]
+    fn the_admin_port_defaults_to_loopback_and_can_be_disabled() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.admin.listen, "127.0.0.1:9464");
+        let c = Config::parse("[admin]\nlisten = \"\"\n").unwrap();
+        assert!(c.admin.listen.is_empty());
     }
 }

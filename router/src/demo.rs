@@ -78,7 +78,7 @@ pub fn demo_config(
         _ => String::new(),
     };
     let mut text = format!(
-        "[journal]\ndir = \"{journal}\"\ndurability = \"{}\"\n\n[store]\npath = \"{store}\"\n\n[server]\nlisten = \"127.0.0.1:0\"\ninflight_window = 1024\narbiters = {}\nshards = {}\n",
+        "[journal]\ndir = \"{journal}\"\ndurability = \"{}\"\n\n[store]\npath = \"{store}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[server]\nlisten = \"127.0.0.1:0\"\ninflight_window = 1024\narbiters = {}\nshards = {}\n",
         if args.relaxed { "relaxed" } else { "fsync" },
         args.arbiters,
         args.shards
@@ -183,6 +183,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             "paymesh router on {target}{}",
             if args.tls { " (TLS)" } else { "" }
         );
+        if let Some(admin) = router.admin_addr {
+            println!("admin port: http://{admin}/metrics and /health");
+        }
         // Give the upstream links a moment to connect and sign on.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while router.metrics.upstream_links_up.get() < 8 && tokio::time::Instant::now() < deadline {

@@ -5,11 +5,14 @@
 //! - [`tls`]: rustls server configuration, dev certificates, mutual TLS.
 //! - [`journal`]: opening, recovering and replaying the durable journal.
 //! - [`server`]: starting Arbiters, shards, upstream pools and listeners; graceful shutdown.
+//! - [`admin`]: the admin port (HTTP): Prometheus `/metrics` (rendered by the pure
+//!   [`admin::render`]) and `/health`.
 //! - [`bench_recovery`]: timing journal recovery for N transactions.
 //! - [`demo`]: the main job: gateway-sim hosts + router + a short load, on loopback.
 //!
 //! The binary (`src/main.rs`) is a thin clap front end over these.
 
+pub mod admin;
 pub mod auth;
 pub mod bench_recovery;
 pub mod config;

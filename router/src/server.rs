@@ -16,7 +16,7 @@ use paymesh_actors::mesh::messages::{UpstreamBatch, UpstreamResults};
 use paymesh_actors::mesh::pool::PoolActor;
 use paymesh_actors::mesh::session::{Drain, Session, SessionDeps, SessionSettings};
 use paymesh_actors::mesh::shard::{ShardActor, Shards};
-use paymesh_actors::metrics::Metrics;
+use paymesh_actors::metrics::{HostMetrics, Metrics};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -38,11 +38,16 @@ pub struct Router {
     pub dev_cert_pem: Option<String>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Per-host and per-link counters of the upstream pools, in configuration order.
+    pub host_metrics: Vec<Arc<HostMetrics>>,
+    /// Address of the admin port (`/metrics`, `/health`), if any.
+    pub admin_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     arbiters: Vec<Arbiter>,
     journal: Option<paymesh_journal::JournalHandle>,
     store: Option<paymesh_store::StoreHandle>,
     grace: Duration,
+    admin: Option<crate::admin::AdminServer>,
 }
 
 impl std::fmt::Debug for Router {
@@ -50,6 +55,7 @@ impl std::fmt::Debug for Router {
         f.debug_struct("Router")
             .field("tcp", &self.tcp_addr)
             .field("tls", &self.tls_addr)
+            .field("admin", &self.admin_addr)
             .finish()
     }
 }
@@ -58,7 +64,12 @@ impl Router {
     /// Starts everything. Must run inside an actix `System` (see [`crate::run_system`]).
     pub async fn start(config: Config) -> anyhow::Result<Router> {
         config.validate()?;
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new(config.shard_count()));
+        let host_metrics: Vec<Arc<HostMetrics>> = config
+            .hosts
+            .iter()
+            .map(|h| Arc::new(HostMetrics::new(h.name.clone(), h.links)))
+            .collect();
         let host_names: Vec<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
         let settings = CoreSettings::new(
             &config.merchants,
@@ -194,12 +205,24 @@ impl Router {
             tls_addr = Some(listener.local_addr()?);
             tokio::spawn(accept_loop(listener, Some(acceptor), accept, shutdown_rx));
         }
+        let admin = crate::admin::start(
+            &config.admin,
+            crate::admin::AdminState {
+                metrics: metrics.clone(),
+                hosts: host_metrics.clone(),
+                journal: journal.as_ref().map(|j| j.handle.clone()),
+                draining: shutdown.subscribe(),
+            },
+        )?;
         tracing::info!(tcp = ?tcp_addr, tls = ?tls_addr, shards = config.shard_count(), arbiters = handles.len(), "paymesh serving");
         Ok(Router {
             tcp_addr,
             tls_addr,
             dev_cert_pem,
             metrics,
+            host_metrics,
+            admin_addr: admin.as_ref().map(|a| a.addr),
+            admin,
             shutdown,
             arbiters,
             journal: journal.map(|j| j.handle),
@@ -218,6 +241,10 @@ impl Router {
         let left = self.metrics.connections.get();
         if left > 0 {
             tracing::warn!(connections = left, "grace period over; closing the rest");
+        }
+        // /health answered 503 while draining; the admin port closes before the mesh stops.
+        if let Some(admin) = self.admin {
+            admin.stop().await;
         }
         for a in &self.arbiters {
             a.stop();
