@@ -213,6 +213,8 @@ pub struct EnvOptions {
     pub listen: String,
     /// Start the router in this process (else only the hosts and `config_text`).
     pub start_router: bool,
+    /// Extra lines for the `[journal]` section (checkpoint and segment settings).
+    pub journal_toml: String,
 }
 
 impl Default for EnvOptions {
@@ -227,6 +229,7 @@ impl Default for EnvOptions {
             journal_dir: None,
             listen: "127.0.0.1:0".into(),
             start_router: true,
+            journal_toml: String::new(),
         }
     }
 }
@@ -237,6 +240,8 @@ pub struct Env {
     pub hosts: Vec<(String, sim::Host)>,
     pub tcp: SocketAddr,
     pub tls: Option<SocketAddr>,
+    /// The admin port (`/metrics`, `/health`) on an ephemeral loopback port.
+    pub admin: Option<SocketAddr>,
     pub dev_cert_pem: Option<String>,
     pub server_ca_pem: Option<String>,
     pub client_identity: Option<(String, String)>,
@@ -322,7 +327,7 @@ impl Env {
             .unwrap_or_else(|| dir.path().join("journal"));
         let store_path = dir.path().join("store.sqlite");
         let config = format!(
-            "[journal]\ndir = \"{}\"\n\n[store]\npath = \"{}\"\n\n[server]\nlisten = \"{}\"\n{tls_toml}inflight_window = {}\nmax_connections = {}\narbiters = 2\nshards = 2\nshutdown_grace_ms = 2000\n\n\
+            "[journal]\ndir = \"{}\"\n{}\n[store]\npath = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[server]\nlisten = \"{}\"\n{tls_toml}inflight_window = {}\nmax_connections = {}\narbiters = 2\nshards = 2\nshutdown_grace_ms = 2000\n\n\
              [[networks]]\nid = \"{NETWORK}\"\ncredential_hash = \"{hash}\"\n\n\
              [[merchants]]\nid = \"M000001\"\nsingle_limit_minor = {MERCHANT_SINGLE_LIMIT}\n\n\
              [[merchants]]\nid = \"MOFF\"\nenabled = false\n\n{host_toml}\
@@ -332,6 +337,7 @@ impl Env {
              [[routes]]\nmethod = \"bank\"\nhost = \"bank\"\n\n\
              [[routes]]\nmethod = \"carrier\"\nhost = \"carrier\"\n",
             journal_dir.display(),
+            opts.journal_toml,
             store_path.display(),
             opts.listen,
             opts.inflight_window,
@@ -342,6 +348,7 @@ impl Env {
             return Env {
                 tcp: opts.listen.parse().unwrap(),
                 tls: None,
+                admin: None,
                 dev_cert_pem: None,
                 router: None,
                 hosts,
@@ -362,6 +369,7 @@ impl Env {
         Env {
             tcp: router.tcp_addr.unwrap(),
             tls: router.tls_addr,
+            admin: router.admin_addr,
             dev_cert_pem: router.dev_cert_pem.clone(),
             router: Some(router),
             hosts,
