@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use paymesh_actors::metrics::{
-    BreakerState, Counter, Gauge, HostMetrics, LATENCY_BUCKETS_US, LinkMetrics, LinkState, Metrics,
+    BreakerState, HostMetrics, LATENCY_BUCKETS_US, LinkMetrics, LinkState, Metrics,
 };
 use paymesh_codecs::message::TxnKind;
 use paymesh_journal::{BATCH_HISTOGRAM_BUCKETS, FSYNC_LATENCY_BUCKETS_US, JournalStats};
@@ -57,6 +57,7 @@ impl Type {
 /// Writes every metric of `sources` to `out`.
 pub fn render(sources: &Sources<'_>, out: &mut String) {
     render_router(sources.metrics, out);
+    render_pool_totals(sources.metrics, out);
     if let Some(journal) = &sources.journal {
         render_journal(journal, out);
     }
@@ -125,56 +126,44 @@ fn render_router(m: &Metrics, out: &mut String) {
     for (shard, g) in m.shard_queued.iter().enumerate() {
         sample(out, name, &[("shard", &shard.to_string())], g.get());
     }
+}
+
+/// The pools' counters summed over hosts (the per-host ones are in [`render_hosts`]).
+fn render_pool_totals(m: &Metrics, out: &mut String) {
+    use Type::{Counter, Gauge};
     for (name, kind, help, value) in [
         (
             "paymesh_pool_links_up",
             Gauge,
             "Upstream links connected, all hosts.",
-            &m.upstream_links_up as &dyn Read,
+            m.upstream_links_up.get(),
         ),
         (
             "paymesh_pool_sent_total",
             Counter,
             "Upstream requests sent, all hosts.",
-            &m.upstream_sent,
+            m.upstream_sent.get(),
         ),
         (
             "paymesh_pool_answered_total",
             Counter,
             "Upstream answers matched, all hosts.",
-            &m.upstream_answered,
+            m.upstream_answered.get(),
         ),
         (
             "paymesh_pool_timeouts_total",
             Counter,
             "Upstream requests timed out, all hosts.",
-            &m.upstream_timeouts,
+            m.upstream_timeouts.get(),
         ),
         (
             "paymesh_pool_unmatched_total",
             Counter,
             "Upstream answers matching no request, all hosts.",
-            &m.upstream_unmatched,
+            m.upstream_unmatched.get(),
         ),
     ] {
-        scalar(out, name, kind, help, value.read());
-    }
-}
-
-/// A counter or a gauge, read the same way.
-trait Read {
-    fn read(&self) -> u64;
-}
-
-impl Read for Counter {
-    fn read(&self) -> u64 {
-        self.get()
-    }
-}
-
-impl Read for Gauge {
-    fn read(&self) -> u64 {
-        self.get()
+        scalar(out, name, kind, help, value);
     }
 }
 
@@ -233,6 +222,10 @@ fn render_journal(j: &JournalView, out: &mut String) {
     ] {
         scalar(out, name, kind, help, value);
     }
+    render_journal_histograms(s, out);
+}
+
+fn render_journal_histograms(s: &JournalStats, out: &mut String) {
     // Bucket i holds batches of 2^i ..= 2^(i+1) - 1 records; the last one everything above.
     let batch_bounds: Vec<String> = (1..BATCH_HISTOGRAM_BUCKETS)
         .map(|i| ((1_u64 << i) - 1).to_string())
@@ -331,8 +324,72 @@ fn render_links(hosts: &[Arc<HostMetrics>], out: &mut String) {
 /// One value of a host.
 type HostValue = fn(&HostMetrics) -> u64;
 
+/// Per-host gauges and counters: name, type, help, value.
+const PER_HOST: [(&str, Type, &str, HostValue); 10] = [
+    (
+        "paymesh_upstream_inflight",
+        Type::Gauge,
+        "Requests in flight to each host.",
+        |h| h.inflight.get(),
+    ),
+    (
+        "paymesh_upstream_requests_total",
+        Type::Counter,
+        "Transaction requests sent to each host.",
+        |h| h.requests.get(),
+    ),
+    (
+        "paymesh_upstream_approvals_total",
+        Type::Counter,
+        "Host answers mapped to APPROVED.",
+        |h| h.approvals.get(),
+    ),
+    (
+        "paymesh_upstream_declines_total",
+        Type::Counter,
+        "Host answers mapped to anything else.",
+        |h| h.declines.get(),
+    ),
+    (
+        "paymesh_upstream_timeouts_total",
+        Type::Counter,
+        "Requests with no host answer in time.",
+        |h| h.timeouts.get(),
+    ),
+    (
+        "paymesh_upstream_refused_total",
+        Type::Counter,
+        "Requests refused before sending.",
+        |h| h.refused.get(),
+    ),
+    (
+        "paymesh_upstream_unmatched_total",
+        Type::Counter,
+        "Host answers that matched no request.",
+        |h| h.unmatched.get(),
+    ),
+    (
+        "paymesh_upstream_reversals_pending",
+        Type::Gauge,
+        "Reversals not yet acknowledged.",
+        |h| h.reversals_pending.get(),
+    ),
+    (
+        "paymesh_upstream_reversals_sent_total",
+        Type::Counter,
+        "Reversal messages sent (0400, 0401).",
+        |h| h.reversals_sent.get(),
+    ),
+    (
+        "paymesh_upstream_reversals_acknowledged_total",
+        Type::Counter,
+        "Reversals the host acknowledged.",
+        |h| h.reversals_acknowledged.get(),
+    ),
+];
+
 fn render_hosts(hosts: &[Arc<HostMetrics>], out: &mut String) {
-    use Type::{Counter, Gauge};
+    use Type::Gauge;
     let name = "paymesh_upstream_breaker_state";
     header(
         out,
@@ -347,74 +404,16 @@ fn render_hosts(hosts: &[Arc<HostMetrics>], out: &mut String) {
             sample(out, name, &labels, u64::from(state == current));
         }
     }
-    let per_host: [(&str, Type, &str, HostValue); 10] = [
-        (
-            "paymesh_upstream_inflight",
-            Gauge,
-            "Requests in flight to each host.",
-            |h| h.inflight.get(),
-        ),
-        (
-            "paymesh_upstream_requests_total",
-            Counter,
-            "Transaction requests sent to each host.",
-            |h| h.requests.get(),
-        ),
-        (
-            "paymesh_upstream_approvals_total",
-            Counter,
-            "Host answers mapped to APPROVED.",
-            |h| h.approvals.get(),
-        ),
-        (
-            "paymesh_upstream_declines_total",
-            Counter,
-            "Host answers mapped to anything else.",
-            |h| h.declines.get(),
-        ),
-        (
-            "paymesh_upstream_timeouts_total",
-            Counter,
-            "Requests with no host answer in time.",
-            |h| h.timeouts.get(),
-        ),
-        (
-            "paymesh_upstream_refused_total",
-            Counter,
-            "Requests refused before sending.",
-            |h| h.refused.get(),
-        ),
-        (
-            "paymesh_upstream_unmatched_total",
-            Counter,
-            "Host answers that matched no request.",
-            |h| h.unmatched.get(),
-        ),
-        (
-            "paymesh_upstream_reversals_pending",
-            Gauge,
-            "Reversals not yet acknowledged.",
-            |h| h.reversals_pending.get(),
-        ),
-        (
-            "paymesh_upstream_reversals_sent_total",
-            Counter,
-            "Reversal messages sent (0400, 0401).",
-            |h| h.reversals_sent.get(),
-        ),
-        (
-            "paymesh_upstream_reversals_acknowledged_total",
-            Counter,
-            "Reversals the host acknowledged.",
-            |h| h.reversals_acknowledged.get(),
-        ),
-    ];
-    for (name, kind, help, get) in per_host {
+    for (name, kind, help, get) in PER_HOST {
         header(out, name, kind, help);
         for h in hosts {
             sample(out, name, &[("host", h.name.as_str())], get(h));
         }
     }
+    render_latency(hosts, out);
+}
+
+fn render_latency(hosts: &[Arc<HostMetrics>], out: &mut String) {
     let bounds: Vec<String> = LATENCY_BUCKETS_US.iter().map(|us| seconds(*us)).collect();
     let labels: Vec<[(&str, &str); 1]> =
         hosts.iter().map(|h| [("host", h.name.as_str())]).collect();
