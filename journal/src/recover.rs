@@ -45,6 +45,9 @@ impl std::fmt::Debug for Recovered {
     }
 }
 
+/// Receives the newest snapshot before the records after it.
+type OnSnapshot<'a> = &'a mut dyn FnMut(Lsn, &[u8]);
+
 /// Where replayed records go.
 enum Target<'a> {
     /// Into a vector, payloads sliced from each segment read (memory: the log since the snapshot).
@@ -69,8 +72,7 @@ impl Journal {
     /// [`JournalError::Corrupt`].
     pub fn open(config: JournalConfig) -> Result<(Journal, Recovered), JournalError> {
         let mut records = Vec::new();
-        let (journal, mut recovered) =
-            Self::recover(config, Target::Collect(&mut records), None)?;
+        let (journal, mut recovered) = Self::recover(config, Target::Collect(&mut records), None)?;
         recovered.records = records;
         Ok((journal, recovered))
     }
@@ -102,7 +104,7 @@ impl Journal {
     fn recover(
         config: JournalConfig,
         target: Target<'_>,
-        on_snapshot: Option<&mut dyn FnMut(Lsn, &[u8])>,
+        on_snapshot: Option<OnSnapshot<'_>>,
     ) -> Result<(Journal, Recovered), JournalError> {
         let started = Instant::now();
         config.validate()?;
