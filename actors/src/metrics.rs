@@ -45,6 +45,14 @@ impl Gauge {
                 Some(v.saturating_sub(1))
             });
     }
+    /// Adds `delta`, which may be negative (never below zero).
+    pub fn add_signed(&self, delta: i64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_add_signed(delta))
+            });
+    }
     /// Current value.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)

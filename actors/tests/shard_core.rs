@@ -37,6 +37,7 @@ fn core() -> ShardCore<u32> {
             bin_to: Some(499_999),
             key: None,
             host: "van".into(),
+            failover: Vec::new(),
         },
         RouteConfig {
             method: RouteMethod::Card,
@@ -44,6 +45,7 @@ fn core() -> ShardCore<u32> {
             bin_to: Some(559_999),
             key: None,
             host: "card".into(),
+            failover: Vec::new(),
         },
         RouteConfig {
             method: RouteMethod::Carrier,
@@ -51,6 +53,7 @@ fn core() -> ShardCore<u32> {
             bin_to: None,
             key: None,
             host: "carrier".into(),
+            failover: Vec::new(),
         },
     ];
     let hosts = vec!["van".to_string(), "card".to_string(), "carrier".to_string()];

@@ -89,13 +89,14 @@ fn settings() -> std::sync::Arc<CoreSettings> {
         bin_to: None,
         key: None,
         host: "van".into(),
+        failover: Vec::new(),
     }];
     CoreSettings::new(&merchants, &routes, &["van".to_string()], 540).unwrap()
 }
 
 fn host() -> HostSpec {
     let c: HostConfig = toml::from_str(&format!(
-        "name = \"van\"\naddress = \"127.0.0.1:1\"\nlinks = 1\ntimeout_ms = {TIMEOUT_MS}\ninflight_per_link_max = 64\n"
+        "name = \"van\"\naddress = \"127.0.0.1:1\"\nlinks = 1\ntimeout_ms = {TIMEOUT_MS}\ninflight_per_link_max = 64\nsign_on = false\necho_idle_ms = 0\nbreaker_failures = 0\n"
     ))
     .unwrap();
     HostSpec::from_config(&c).unwrap()
@@ -104,7 +105,7 @@ fn host() -> HostSpec {
 impl Sim {
     fn new(seed: u64) -> Sim {
         let mut pool = PoolCore::new(host());
-        pool.link_up(0);
+        pool.link_connected(0, START_MS * 1_000);
         Sim {
             rng: SmallRng::seed_from_u64(seed),
             now: START_MS,
@@ -234,7 +235,7 @@ impl Sim {
                         self.answers.entry(to).or_default().push(*a)
                     }
                     Output::Upstream(req) => {
-                        if let Err(refused) = self.pool.submit(self.now, *req) {
+                        if let Err(refused) = self.pool.submit(self.now * 1_000, *req) {
                             results.push(*refused);
                         }
                     }
@@ -280,7 +281,7 @@ impl Sim {
             while self.now < at {
                 self.now += 1;
                 let mut results = Vec::new();
-                self.pool.poll_timeouts(self.now, &mut results);
+                self.pool.poll(self.now * 1_000, &mut results);
                 let mut out = Vec::new();
                 for (_, r) in results {
                     self.shard.handle_upstream(self.now, r, &mut out);
@@ -297,15 +298,16 @@ impl Sim {
                     let mut framer = self.pool.framer();
                     let mut buf = BytesMut::from(&bytes[..]);
                     while let Some(m) = framer.decode(&mut buf).unwrap() {
-                        if let Some((_, r)) = self.pool.on_message(0, m).unwrap() {
+                        if let Some((_, r)) = self.pool.on_message(0, self.now * 1_000, m).unwrap()
+                        {
                             self.shard.handle_upstream(self.now, r, &mut out);
                         }
                     }
                 }
                 Event::LinkBounce => {
                     let mut results = Vec::new();
-                    self.pool.link_down(0, &mut results);
-                    self.pool.link_up(0);
+                    self.pool.link_lost(0, self.now * 1_000, &mut results);
+                    self.pool.link_connected(0, self.now * 1_000);
                     for (_, r) in results {
                         self.shard.handle_upstream(self.now, r, &mut out);
                     }
@@ -317,7 +319,7 @@ impl Sim {
         for _ in 0..=TIMEOUT_MS {
             self.now += 1;
             let mut results = Vec::new();
-            self.pool.poll_timeouts(self.now, &mut results);
+            self.pool.poll(self.now * 1_000, &mut results);
             let mut out = Vec::new();
             for (_, r) in results {
                 self.shard.handle_upstream(self.now, r, &mut out);

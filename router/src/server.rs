@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use paymesh_actors::core::config::CoreSettings;
 use paymesh_actors::core::shard::ShardCore;
 use paymesh_actors::mesh::messages::{UpstreamBatch, UpstreamResults};
-use paymesh_actors::mesh::pool::PoolActor;
+use paymesh_actors::mesh::pool::{PoolActor, SIGN_OFF_WAIT_MS, SignOff};
 use paymesh_actors::mesh::session::{Drain, Session, SessionDeps, SessionSettings};
 use paymesh_actors::mesh::shard::{ShardActor, Shards};
 use paymesh_actors::metrics::{HostMetrics, Metrics};
@@ -44,6 +44,8 @@ pub struct Router {
     pub admin_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     arbiters: Vec<Arbiter>,
+    /// The upstream pools, signed off at shutdown.
+    sign_offs: Vec<Recipient<SignOff>>,
     journal: Option<paymesh_journal::JournalHandle>,
     store: Option<paymesh_store::StoreHandle>,
     grace: Duration,
@@ -92,9 +94,13 @@ impl Router {
         let shard_results: Arc<OnceLock<Vec<Recipient<UpstreamResults>>>> =
             Arc::new(OnceLock::new());
         let mut pools: Vec<Recipient<UpstreamBatch>> = Vec::new();
+        let mut sign_offs: Vec<Recipient<SignOff>> = Vec::new();
         for (i, host) in config.hosts.iter().enumerate() {
-            let pool = PoolActor::new(host, shard_results.clone(), metrics.clone())?;
+            let counters = host_metrics.get(i).cloned().context("host metrics")?;
+            let pool = PoolActor::new(host, shard_results.clone(), metrics.clone(), counters)?
+                .with_availability(settings.routes.availability().clone(), u16::try_from(i)?);
             let addr = PoolActor::start_in_arbiter(&pick(i + 1)?, move |_| pool);
+            sign_offs.push(addr.clone().recipient());
             pools.push(addr.recipient());
         }
         let pools = Arc::new(pools);
@@ -225,6 +231,7 @@ impl Router {
             admin,
             shutdown,
             arbiters,
+            sign_offs,
             journal: journal.map(|j| j.handle),
             store,
             grace: Duration::from_millis(s.shutdown_grace_ms),
@@ -245,6 +252,11 @@ impl Router {
         // /health answered 503 while draining; the admin port closes before the mesh stops.
         if let Some(admin) = self.admin {
             admin.stop().await;
+        }
+        // Upstream links sign off (0800, 002) before the threads stop; each pool bounds its wait.
+        let sign_offs: Vec<_> = self.sign_offs.iter().map(|p| p.send(SignOff)).collect();
+        for s in sign_offs {
+            let _ = tokio::time::timeout(Duration::from_millis(2 * SIGN_OFF_WAIT_MS), s).await;
         }
         for a in &self.arbiters {
             a.stop();

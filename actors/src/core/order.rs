@@ -27,6 +27,8 @@ pub enum OrderState {
     InDoubt,
     /// A local record only (tokenize, balance inquiry).
     Done,
+    /// Was in doubt; the host acknowledged its reversal: nothing is charged.
+    Reversed,
 }
 
 /// State code sent to clients in the `state` answer field (PROTOCOL.md).
@@ -42,6 +44,40 @@ pub fn wire_state(order: &Order<impl Sized>) -> u8 {
         OrderState::Declined => 7,
         OrderState::InDoubt => 8,
         OrderState::Done => 9,
+        OrderState::Reversed => 10,
+    }
+}
+
+/// Where an automatic reversal stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReversalState {
+    /// Sent; waiting for the host's answer.
+    InFlight,
+    /// Not acknowledged yet: sent again (0401) at this time, unix ms.
+    RetryAt(u64),
+    /// The host answered it: done.
+    Acknowledged,
+}
+
+/// The store-and-forward reversal of an authorization whose outcome is unknown (timed out, in doubt
+/// at recovery) or of a client's cancel whose reversal got no answer: repeated until the host
+/// that had the original acknowledges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reversal {
+    /// Upstream op id, the same for every attempt.
+    pub op_id: u64,
+    /// Attempts sent so far.
+    pub attempts: u32,
+    /// Whether an attempt may have reached the host (later ones are repeats, 0401).
+    pub sent_once: bool,
+    /// Progress.
+    pub state: ReversalState,
+}
+
+impl Reversal {
+    /// Whether the host has not acknowledged it yet.
+    pub fn pending(&self) -> bool {
+        self.state != ReversalState::Acknowledged
     }
 }
 
@@ -109,6 +145,8 @@ pub struct Order<R> {
     pub received_ms: u64,
     /// Operations on the order, the creating one first.
     pub ops: Vec<Operation<R>>,
+    /// The automatic reversal, once one was needed.
+    pub reversal: Option<Reversal>,
 }
 
 impl<R> Order<R> {
@@ -117,6 +155,11 @@ impl<R> Order<R> {
         self.ops
             .iter()
             .any(|op| matches!(op.status, OpStatus::Pending { .. }))
+    }
+
+    /// Whether the order must stay in memory: an operation or a reversal is unfinished.
+    pub fn pinned(&self) -> bool {
+        self.busy() || self.reversal.is_some_and(|r| r.pending())
     }
 
     /// Amount that can still be refunded.

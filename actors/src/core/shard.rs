@@ -8,7 +8,7 @@
 //! with other content is refused as DUPLICATE_ORDER.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
@@ -17,8 +17,10 @@ use paymesh_codecs::message::{PaymentMethod, TxnAnswer, TxnKind, TxnRequest};
 use paymesh_codecs::types::ResultCode;
 
 use super::config::CoreSettings;
-use super::order::{OpStatus, Operation, Order, OrderKey, OrderState, wire_state};
-use super::route::RouteKey;
+use super::order::{
+    OpStatus, Operation, Order, OrderKey, OrderState, Reversal, ReversalState, wire_state,
+};
+use super::route::{HostId, RouteKey};
 use super::upstream::{Account, UpstreamKind, UpstreamOutcome, UpstreamRequest, UpstreamResult};
 
 mod snapshot;
@@ -61,7 +63,16 @@ pub struct ShardCore<R> {
     daily: HashMap<Bytes, DailyTotal>,
     vault: HashMap<Bytes, VaultEntry>,
     next_seq: u64,
+    /// Reversals waiting to be sent again: (due ms, op id) → order.
+    reversal_due: BTreeMap<(u64, u64), OrderKey>,
+    /// Changes to the count of unacknowledged reversals per host, for the shell's gauges.
+    reversal_deltas: Vec<(HostId, i64)>,
 }
+
+/// First delay before a reversal is sent again; it doubles with each attempt.
+pub const REVERSAL_RETRY_MS: u64 = 1_000;
+/// Longest delay between two attempts of a reversal.
+pub const REVERSAL_RETRY_MAX_MS: u64 = 60_000;
 
 /// Bits of a server transaction id that carry the sequence; the shard index sits above them.
 pub const TXN_SEQ_BITS: u32 = 48;
@@ -95,6 +106,8 @@ impl<R: Clone> ShardCore<R> {
             daily: HashMap::new(),
             vault: HashMap::new(),
             next_seq: seq_start & ((1 << TXN_SEQ_BITS) - 1),
+            reversal_due: BTreeMap::new(),
+            reversal_deltas: Vec::new(),
         }
     }
 
@@ -118,11 +131,70 @@ impl<R: Clone> ShardCore<R> {
         self.by_op_id.len()
     }
 
-    /// Operations waiting for an upstream host, in op id order (recovery resolves them as in doubt).
+    /// Operations waiting for an upstream host's answer, in op id order (recovery resolves them
+    /// as in doubt). Reversals waiting for their next attempt are not among them.
     pub fn pending_ops(&self) -> Vec<u64> {
-        let mut ops: Vec<u64> = self.by_op_id.keys().copied().collect();
+        let mut ops: Vec<u64> = self
+            .by_op_id
+            .iter()
+            .filter(|(op_id, key)| {
+                !self
+                    .orders
+                    .get(*key)
+                    .and_then(|o| o.reversal)
+                    .is_some_and(|r| {
+                        r.op_id == **op_id && matches!(r.state, ReversalState::RetryAt(_))
+                    })
+            })
+            .map(|(op_id, _)| *op_id)
+            .collect();
         ops.sort_unstable();
         ops
+    }
+
+    /// Reversals the hosts have not acknowledged yet.
+    pub fn reversals_pending(&self) -> usize {
+        self.orders
+            .values()
+            .filter(|o| o.reversal.is_some_and(|r| r.pending()))
+            .count()
+    }
+
+    /// Changes to the number of unacknowledged reversals per host since the last call.
+    pub fn take_reversal_deltas(&mut self) -> Vec<(HostId, i64)> {
+        std::mem::take(&mut self.reversal_deltas)
+    }
+
+    /// When the next reversal is due to be sent again, if any.
+    pub fn next_reversal_due(&self) -> Option<u64> {
+        self.reversal_due.keys().next().map(|(due, _)| *due)
+    }
+
+    /// Sends again the reversals due at `now_ms` (repeats, 0401, once an attempt may have reached
+    /// the host).
+    pub fn poll_reversals(&mut self, now_ms: u64, out: &mut Vec<Output<R>>) {
+        while let Some(entry) = self.reversal_due.first_entry() {
+            if entry.key().0 > now_ms {
+                break;
+            }
+            let ((due, op_id), key) = entry.remove_entry();
+            let shard = self.shard;
+            let Some(order) = self.orders.get_mut(&key) else {
+                continue;
+            };
+            let Some(r) = order.reversal.as_mut() else {
+                continue;
+            };
+            if r.op_id != op_id || r.state != ReversalState::RetryAt(due) {
+                continue;
+            }
+            r.state = ReversalState::InFlight;
+            r.attempts = r.attempts.saturating_add(1);
+            let repeat = r.sent_once;
+            if let Some(req) = reversal_request(shard, op_id, repeat, &key, order) {
+                out.push(Output::Upstream(Box::new(req)));
+            }
+        }
     }
 
     /// Looks an order up (for tests and the simulation's invariant checks).
@@ -172,6 +244,12 @@ impl<R: Clone> ShardCore<R> {
         result: UpstreamResult,
         out: &mut Vec<Output<R>>,
     ) {
+        if let Some(key) = self.by_op_id.get(&result.op_id).cloned()
+            && let Some(order) = self.orders.get(&key)
+            && order.reversal.is_some_and(|r| r.op_id == result.op_id)
+        {
+            return self.reversal_outcome(now_ms, key, result);
+        }
         let Some(key) = self.by_op_id.remove(&result.op_id) else {
             // Unknown or already resolved op: a late or duplicate outcome changes nothing.
             return;
@@ -197,6 +275,8 @@ impl<R: Clone> ShardCore<R> {
         let mut forget_order = false;
         let mut forget_op = false;
         let mut release_daily = 0u64;
+        // Start the store-and-forward reversal: (whether an attempt may already have reached it).
+        let mut reverse: Option<bool> = None;
         match result.outcome {
             UpstreamOutcome::Answered {
                 result: code,
@@ -249,6 +329,15 @@ impl<R: Clone> ShardCore<R> {
                         order.state = OrderState::InDoubt;
                         order.authorized = op_amount;
                         order.sent = Some(sent);
+                        reverse = Some(false);
+                    }
+                    TxnKind::Cancel => {
+                        // The reversal may or may not have reached the host: it is repeated until
+                        // acknowledged, so the cancel stands.
+                        answer.result = ResultCode::Approved;
+                        order.state = OrderState::Cancelled;
+                        release_daily = order.authorized;
+                        reverse = Some(true);
                     }
                     TxnKind::Refund => order.refund_in_doubt += op_amount,
                     TxnKind::BalanceInquiry => order.state = OrderState::Done,
@@ -256,12 +345,19 @@ impl<R: Clone> ShardCore<R> {
                 }
             }
             UpstreamOutcome::Unknown => {
-                // Sent before a crash, no answer journaled: in doubt until reversed or resolved.
+                // Sent before a crash, no answer journaled: in doubt until reversed.
                 answer.result = ResultCode::InDoubt;
                 match kind {
                     TxnKind::Authorize | TxnKind::Sale => {
                         order.state = OrderState::InDoubt;
                         order.authorized = op_amount;
+                        reverse = Some(true);
+                    }
+                    TxnKind::Cancel => {
+                        answer.result = ResultCode::Approved;
+                        order.state = OrderState::Cancelled;
+                        release_daily = order.authorized;
+                        reverse = Some(true);
                     }
                     TxnKind::Refund => order.refund_in_doubt += op_amount,
                     TxnKind::BalanceInquiry => order.state = OrderState::Done,
@@ -302,6 +398,95 @@ impl<R: Clone> ShardCore<R> {
         }
         for w in waiters {
             out.push(Output::Reply(w, Box::new(answer.clone())));
+        }
+        if let Some(sent_once) = reverse {
+            self.start_reversal(now_ms, &key, sent_once, out);
+        }
+    }
+
+    /// Queues the store-and-forward reversal of `key`'s authorization and sends its first attempt.
+    fn start_reversal(
+        &mut self,
+        _now_ms: u64,
+        key: &OrderKey,
+        sent_once: bool,
+        out: &mut Vec<Output<R>>,
+    ) {
+        let op_id = self.next_id();
+        let shard = self.shard;
+        let Some(order) = self.orders.get_mut(key) else {
+            return;
+        };
+        if order.reversal.is_some_and(|r| r.pending()) {
+            return;
+        }
+        order.reversal = Some(Reversal {
+            op_id,
+            attempts: 1,
+            sent_once,
+            state: ReversalState::InFlight,
+        });
+        if let Some(host) = order.host {
+            self.reversal_deltas.push((host, 1));
+        }
+        self.by_op_id.insert(op_id, key.clone());
+        if let Some(req) = reversal_request(shard, op_id, sent_once, key, order) {
+            out.push(Output::Upstream(Box::new(req)));
+        }
+    }
+
+    /// An outcome of a reversal attempt: acknowledged, or scheduled again with a growing delay.
+    fn reversal_outcome(&mut self, now_ms: u64, key: OrderKey, result: UpstreamResult) {
+        let Some(order) = self.orders.get_mut(&key) else {
+            return;
+        };
+        let Some(r) = order.reversal.as_mut() else {
+            return;
+        };
+        if r.state != ReversalState::InFlight {
+            // A duplicate or late outcome (replay feeds every journaled one): nothing changes.
+            return;
+        }
+        match result.outcome {
+            UpstreamOutcome::Answered { .. } => {
+                // The host answered: acknowledged, whatever its response code (hosts answer
+                // reversals of messages they never saw too).
+                r.state = ReversalState::Acknowledged;
+                self.by_op_id.remove(&result.op_id);
+                if let Some(host) = order.host {
+                    self.reversal_deltas.push((host, -1));
+                }
+                if order.state == OrderState::InDoubt {
+                    order.state = OrderState::Reversed;
+                    let released = order.authorized;
+                    let (day, merchant) = (order.day, key.0.clone());
+                    let state = wire_state(order);
+                    for op in &mut order.ops {
+                        if let OpStatus::Done(a) = &mut op.status {
+                            a.state = Some(state);
+                        }
+                    }
+                    if let Some(d) = self.daily.get_mut(&merchant)
+                        && d.day == day
+                    {
+                        d.total = d.total.saturating_sub(released);
+                    }
+                }
+            }
+            UpstreamOutcome::Timeout { .. }
+            | UpstreamOutcome::Unknown
+            | UpstreamOutcome::NotSent { .. } => {
+                if !matches!(result.outcome, UpstreamOutcome::NotSent { .. }) {
+                    r.sent_once = true;
+                }
+                let shift = r.attempts.saturating_sub(1).min(16);
+                let delay = REVERSAL_RETRY_MS
+                    .saturating_mul(1 << shift)
+                    .min(REVERSAL_RETRY_MAX_MS);
+                let due = now_ms.saturating_add(delay);
+                r.state = ReversalState::RetryAt(due);
+                self.reversal_due.insert((due, r.op_id), key);
+            }
         }
     }
 
@@ -385,6 +570,7 @@ impl<R: Clone> ShardCore<R> {
             day,
             received_ms: now_ms,
             ops: Vec::with_capacity(1),
+            reversal: None,
         };
         if req.kind == TxnKind::Tokenize {
             let answer = self.tokenize(&key, txn_id, account, masked, now_ms);
@@ -718,7 +904,7 @@ impl<R: Clone> ShardCore<R> {
                 break;
             };
             match self.orders.entry(key) {
-                Entry::Occupied(e) if e.get().busy() => {
+                Entry::Occupied(e) if e.get().pinned() => {
                     let key = e.key().clone();
                     self.age.push_back(key);
                 }
@@ -765,6 +951,30 @@ fn replay<R: Clone>(
         }
         OpStatus::Pending { .. } => refuse(ResultCode::InProgress),
     }
+}
+
+/// The reversal message of an order's authorization (to the host that had it, for the amount it
+/// authorized, naming the original).
+fn reversal_request<R>(
+    shard: u16,
+    op_id: u64,
+    repeat: bool,
+    key: &OrderKey,
+    order: &Order<R>,
+) -> Option<UpstreamRequest> {
+    Some(UpstreamRequest {
+        op_id,
+        shard,
+        host: order.host?,
+        kind: UpstreamKind::Reversal,
+        amount: order.authorized,
+        currency: order.currency,
+        account: order.account.clone()?,
+        merchant_id: key.0.clone(),
+        order_id: key.1.clone(),
+        original: order.sent.clone(),
+        repeat,
+    })
 }
 
 fn route_key(account: &Account) -> RouteKey<'_> {

@@ -28,7 +28,7 @@ use crate::core::journal_codec::{
 use crate::core::recovery::ShardSnapshot;
 use crate::core::shard::{Output, ShardCore};
 use crate::core::upstream::{UpstreamRequest, UpstreamResult, not_sent};
-use crate::metrics::Metrics;
+use crate::metrics::{HostMetrics, Metrics};
 use crate::now_ms;
 
 /// Messages a shard's mailbox holds before senders get BUSY.
@@ -37,6 +37,8 @@ pub const SHARD_MAILBOX_MAX: usize = 1_024;
 pub const JOURNAL_QUEUE_HIGH_WATER: usize = 1_024;
 /// How long a step waits for room in a full journal queue before the shard fails (100 µs steps).
 pub const JOURNAL_SUBMIT_RETRIES_MAX: u32 = 10_000;
+/// How often the shard sends again the reversals that are due.
+pub const REVERSAL_POLL_MS: u64 = 100;
 
 /// The shard core as the actors use it: `None` requesters are replayed requests (recovery).
 pub type MeshShardCore = ShardCore<Option<ReplyTo>>;
@@ -130,6 +132,8 @@ pub struct ShardActor {
     failed: bool,
     /// The query store dropped rows of this shard since the last snapshot part.
     store_dropped: bool,
+    /// Per-host counters (reversals pending), by host id.
+    hosts: Vec<Arc<HostMetrics>>,
 }
 
 impl std::fmt::Debug for ShardActor {
@@ -159,6 +163,22 @@ impl ShardActor {
             next_step: 0,
             failed: false,
             store_dropped: false,
+            hosts: Vec::new(),
+        }
+    }
+
+    /// Keeps the per-host gauge of unacknowledged reversals current.
+    pub fn with_host_metrics(mut self, hosts: Vec<Arc<HostMetrics>>) -> Self {
+        self.hosts = hosts;
+        self.update_gauges();
+        self
+    }
+
+    fn update_gauges(&mut self) {
+        for (host, delta) in self.core.take_reversal_deltas() {
+            if let Some(h) = self.hosts.get(usize::from(host)) {
+                h.reversals_pending.add_signed(delta);
+            }
         }
     }
 
@@ -170,6 +190,7 @@ impl ShardActor {
 
     /// Ends a step: its outputs leave now (no journal) or once `records` are durable.
     fn commit(&mut self, records: Vec<(u8, Bytes)>, ctx: &mut Context<Self>) {
+        self.update_gauges();
         let outputs = std::mem::take(&mut self.out);
         let Some(journal) = &self.journal else {
             self.release(outputs, ctx);
@@ -303,6 +324,14 @@ impl Actor for ShardActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(SHARD_MAILBOX_MAX);
+        // Store-and-forward: reversals not yet acknowledged are sent again when due.
+        ctx.run_interval(Duration::from_millis(REVERSAL_POLL_MS), |act, ctx| {
+            if act.failed || act.core.next_reversal_due().is_none_or(|due| due > now_ms()) {
+                return;
+            }
+            act.core.poll_reversals(now_ms(), &mut act.out);
+            act.commit(Vec::new(), ctx);
+        });
     }
 }
 

@@ -13,7 +13,9 @@
 //! eviction order). An order: `merchant bytes | order id bytes | txn_id u64 | kind u8 | currency
 //! u16 | host u16 (0xFFFF none) | account? | masked? | state u8 | authorized u64 | captured u64 |
 //! refunded u64 | refund_in_doubt u64 | approval bytes | sent? | day u64 | received_ms u64 | ops
-//! u16 × (kind u8, request id bytes, fingerprint u64, amount u64, status)`; a status is `0 |
+//! u16 × (kind u8, request id bytes, fingerprint u64, amount u64, status)`, after the times a
+//! reversal: `0` or `1 | op_id u64 | attempts u32 | sent_once u8 | 0 (in flight) or 1 | due u64
+//! (retry at) or 2 (acknowledged)`; a status is `0 |
 //! op_id u64` (pending) or `1 | answer type u8 | answer body bytes` (done).
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -26,7 +28,9 @@ use paymesh_codecs::types::Pan;
 
 use super::{DailyTotal, ShardCore, TXN_SEQ_BITS, VaultEntry};
 use crate::core::config::CoreSettings;
-use crate::core::order::{OpStatus, Operation, Order, OrderKey, OrderState};
+use crate::core::order::{
+    OpStatus, Operation, Order, OrderKey, OrderState, Reversal, ReversalState,
+};
 use crate::core::upstream::{Account, OriginalRef};
 use crate::error::MeshError;
 
@@ -77,6 +81,7 @@ fn state_code(state: OrderState) -> u8 {
         OrderState::Declined => 4,
         OrderState::InDoubt => 5,
         OrderState::Done => 6,
+        OrderState::Reversed => 7,
     }
 }
 
@@ -89,6 +94,7 @@ fn state_from(code: u8) -> Option<OrderState> {
         4 => OrderState::Declined,
         5 => OrderState::InDoubt,
         6 => OrderState::Done,
+        7 => OrderState::Reversed,
         _ => return None,
     })
 }
@@ -126,6 +132,23 @@ fn put_order<R>(out: &mut BytesMut, key: &OrderKey, order: &Order<R>) {
     }
     out.put_u64(order.day);
     out.put_u64(order.received_ms);
+    match &order.reversal {
+        None => out.put_u8(0),
+        Some(r) => {
+            out.put_u8(1);
+            out.put_u64(r.op_id);
+            out.put_u32(r.attempts);
+            out.put_u8(u8::from(r.sent_once));
+            match r.state {
+                ReversalState::InFlight => out.put_u8(0),
+                ReversalState::RetryAt(due) => {
+                    out.put_u8(1);
+                    out.put_u64(due);
+                }
+                ReversalState::Acknowledged => out.put_u8(2),
+            }
+        }
+    }
     out.put_u16(order.ops.len() as u16);
     for op in &order.ops {
         out.put_u8(op.kind.request_type());
@@ -239,6 +262,26 @@ impl Reader<'_> {
             _ => return None,
         };
         let (day, received_ms) = (self.u64()?, self.u64()?);
+        let reversal = match self.u8()? {
+            0 => None,
+            1 => {
+                let (op_id, attempts) = (self.u64()?, self.u32()?);
+                let sent_once = self.u8()? == 1;
+                let state = match self.u8()? {
+                    0 => ReversalState::InFlight,
+                    1 => ReversalState::RetryAt(self.u64()?),
+                    2 => ReversalState::Acknowledged,
+                    _ => return None,
+                };
+                Some(Reversal {
+                    op_id,
+                    attempts,
+                    sent_once,
+                    state,
+                })
+            }
+            _ => return None,
+        };
         let count = self.u16()?;
         let mut ops = Vec::with_capacity(usize::from(count));
         for _ in 0..count {
@@ -278,6 +321,7 @@ impl Reader<'_> {
             day,
             received_ms,
             ops,
+            reversal,
         };
         Some((key, order))
     }
@@ -366,6 +410,15 @@ impl<R: Clone> ShardCore<R> {
             for op in &order.ops {
                 if let OpStatus::Pending { op_id, .. } = op.status {
                     core.by_op_id.insert(op_id, key.clone());
+                }
+            }
+            if let Some(r) = order.reversal.filter(|r| r.pending()) {
+                core.by_op_id.insert(r.op_id, key.clone());
+                if let Some(host) = order.host {
+                    core.reversal_deltas.push((host, 1));
+                }
+                if let ReversalState::RetryAt(due) = r.state {
+                    core.reversal_due.insert((due, r.op_id), key.clone());
                 }
             }
             core.by_txn_id.insert(order.txn_id, key.clone());
