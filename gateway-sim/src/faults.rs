@@ -1,4 +1,5 @@
-//! [`Faults`]: how often a host misbehaves, and [`FaultAction`], what it does to one answer.
+//! [`Faults`]: how often a host misbehaves, and [`FaultAction`], what it does to one answer;
+//! [`NetworkManagement`]: how a host treats sign-on, echo and links that have not signed on.
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,23 @@ pub struct Faults {
     pub garbage_p: f64,
     /// The answer is sent twice.
     pub duplicate_answer_p: f64,
+}
+
+/// How a host treats network management (0800) and the connections that have not signed on.
+/// Network management requests are answered at once: [`Faults`] and the latency apply to
+/// transactions only, as real hosts answer 0800s from the switch without waiting on an issuer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkManagement {
+    /// Transactions on a connection that has not signed on (an 0800 with field 70 = 001
+    /// answered 00), or has signed off (002), are answered 91 without being processed.
+    pub require_sign_on: bool,
+    /// Sign-ons are answered 91 (refused).
+    pub refuse_sign_on: bool,
+    /// Sign-ons get no answer.
+    pub drop_sign_on: bool,
+    /// Echo tests (301) get no answer.
+    pub drop_echo: bool,
 }
 
 /// What happens to one answer.

@@ -57,6 +57,13 @@ pub struct RecordEntry {
     pub latency_ms: u64,
     /// When the request was processed, Unix milliseconds.
     pub at_unix_ms: u64,
+    /// Field 70 of a network management request (1 sign-on, 2 sign-off, 301 echo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_code: Option<u16>,
+    /// The connection it came on, numbered from 0 in accept order since the host started (so a
+    /// test can see what each link sent first).
+    #[serde(default)]
+    pub connection: u64,
 }
 
 impl RecordEntry {
@@ -92,6 +99,8 @@ impl RecordEntry {
             fault,
             latency_ms,
             at_unix_ms,
+            network_code: req.network_code,
+            connection: 0,
         }
     }
 }
@@ -309,6 +318,8 @@ mod tests {
             fault: FaultAction::None,
             latency_ms: 0,
             at_unix_ms: 0,
+            network_code: None,
+            connection: 0,
         }
     }
 

@@ -57,6 +57,8 @@ impl ResponseCode {
     pub const EXPIRED_CARD: ResponseCode = ResponseCode(*b"54");
     /// "61" exceeds withdrawal amount limit.
     pub const LIMIT_EXCEEDED: ResponseCode = ResponseCode(*b"61");
+    /// "91" issuer or switch inoperative (also: a link that has not signed on).
+    pub const ISSUER_UNAVAILABLE: ResponseCode = ResponseCode(*b"91");
 }
 
 impl TryFrom<String> for ResponseCode {

@@ -1,5 +1,6 @@
 //! One connection: read and frame requests, decide, and hand answers to the writer now or after
-//! their latency.
+//! their latency. Network management (0800) is answered at once, as [`NetworkManagement`] says;
+//! the connection remembers whether it signed on.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,10 +16,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::{Host, lock};
-use crate::faults::FaultAction;
-use crate::host;
+use crate::faults::{FaultAction, NetworkManagement};
+use crate::host::{self, Processed};
 use crate::record::RecordEntry;
-use crate::rules::yymm_from_unix_ms;
+use crate::rules::{Decision, ResponseCode, yymm_from_unix_ms};
 
 /// Bytes read per system call at most (more if a frame is longer).
 const READ_BUFFER_BYTES: usize = 16 * 1024;
@@ -31,6 +32,14 @@ enum End {
     PeerDone,
     /// Close now, dropping what is pending (stop signal, fault, broken framing, peer misbehaving).
     Abort,
+}
+
+/// What one connection remembers.
+struct Conn {
+    /// Its number (accept order since the host started), recorded with each request.
+    number: u64,
+    /// An 0800 sign-on was answered 00 and no sign-off since.
+    signed_on: bool,
 }
 
 /// Decrements the open-connection count however the task ends.
@@ -46,6 +55,7 @@ pub(super) async fn serve(
     host: Arc<Host>,
     stream: TcpStream,
     mut stop: watch::Receiver<bool>,
+    number: u64,
     mut rng: SmallRng,
 ) {
     host.open.fetch_add(1, Ordering::Relaxed);
@@ -57,6 +67,10 @@ pub(super) async fn serve(
     let mut writer_task = tokio::spawn(write_loop(writer, queue));
     let mut delayed = JoinSet::new();
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let mut conn = Conn {
+        number,
+        signed_on: false,
+    };
     let end = loop {
         tokio::select! {
             _ = stop.changed() => break End::Abort,
@@ -64,7 +78,7 @@ pub(super) async fn serve(
             read = reader.read_buf(&mut buf) => match read {
                 Ok(0) => break End::PeerDone,
                 Ok(_) => {
-                    if let Err(why) = on_bytes(&host, &mut buf, &mut rng, &out, &mut delayed) {
+                    if let Err(why) = on_bytes(&host, &mut conn, &mut buf, &mut rng, &out, &mut delayed) {
                         tracing::debug!(host = %host.name, ?peer, why, "closing connection");
                         break End::Abort;
                     }
@@ -99,6 +113,7 @@ pub(super) async fn serve(
 /// Handles every whole frame in `buf`. `Err` closes the connection.
 fn on_bytes(
     host: &Arc<Host>,
+    conn: &mut Conn,
     buf: &mut BytesMut,
     rng: &mut SmallRng,
     out: &mpsc::Sender<Bytes>,
@@ -123,7 +138,7 @@ fn on_bytes(
                 continue;
             }
         };
-        on_message(host, &msg, rng, out, delayed)?;
+        on_message(host, conn, &msg, rng, out, delayed)?;
     }
 }
 
@@ -136,12 +151,23 @@ fn now_unix_ms() -> u64 {
 /// Decides one request, records it, and queues its answer as faults and latency say.
 fn on_message(
     host: &Arc<Host>,
+    conn: &mut Conn,
     msg: &IsoMessage,
     rng: &mut SmallRng,
     out: &mpsc::Sender<Bytes>,
     delayed: &mut JoinSet<()>,
 ) -> Result<(), &'static str> {
     let now_ms = now_unix_ms();
+    let behaviour = host.behaviour();
+    let network = msg.mti().class() == paymesh_codecs::iso8583::MtiClass::NetworkManagement;
+    if !network
+        && behaviour.network.require_sign_on
+        && !conn.signed_on
+        && let Some(processed) = refused(msg, ResponseCode::ISSUER_UNAVAILABLE)
+    {
+        tracing::debug!(host = %host.name, connection = conn.number, "transaction before sign-on: answered 91");
+        return answer_now(host, conn, msg, &processed, FaultAction::None, now_ms, out);
+    }
     let today = host.today_yymm.unwrap_or_else(|| yymm_from_unix_ms(now_ms));
     let processed = {
         let mut book = lock(&host.book);
@@ -151,21 +177,23 @@ fn on_message(
         tracing::debug!(host = %host.name, mti = %msg.mti(), "answer from the peer ignored");
         return Ok(());
     };
-    let behaviour = host.behaviour();
+    if network {
+        return network_management(host, conn, msg, processed, behaviour.network, now_ms, out);
+    }
     let fault = behaviour.faults.roll(rng);
     let mut delay = behaviour.latency.sample(rng);
     if fault == FaultAction::Late {
         delay = delay.saturating_add(Duration::from_millis(behaviour.faults.late_answer_ms));
     }
-    host.record.push(RecordEntry::new(
-        &host.name,
+    record(
+        host,
+        conn,
         msg,
-        &processed.request,
-        &processed.decision,
+        &processed,
         fault,
         u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
         now_ms,
-    ));
+    );
     let body = match fault {
         FaultAction::Drop => return Ok(()),
         FaultAction::Disconnect => return Err("disconnect fault"),
@@ -206,6 +234,101 @@ fn on_message(
         }
     });
     Ok(())
+}
+
+/// Records one processed request as coming from `conn`.
+fn record(
+    host: &Host,
+    conn: &Conn,
+    msg: &IsoMessage,
+    processed: &Processed,
+    fault: FaultAction,
+    latency_ms: u64,
+    now_ms: u64,
+) {
+    let mut entry = RecordEntry::new(
+        &host.name,
+        msg,
+        &processed.request,
+        &processed.decision,
+        fault,
+        latency_ms,
+        now_ms,
+    );
+    entry.connection = conn.number;
+    host.record.push(entry);
+}
+
+/// `msg` answered with `code` without being processed; `None` for a message that is an answer.
+fn refused(msg: &IsoMessage, code: ResponseCode) -> Option<Processed> {
+    let response_mti = msg.mti().response_mti()?;
+    let request = crate::rules::SimRequest::from_iso(msg).unwrap_or_default();
+    let decision = Decision::code(code);
+    let answer = host::answer(msg, response_mti, &decision, request.currency);
+    Some(Processed {
+        request,
+        decision,
+        answer,
+    })
+}
+
+/// Sign-on, sign-off and echo: answered at once (or not, as `network` says); the connection's
+/// sign-on state follows.
+fn network_management(
+    host: &Host,
+    conn: &mut Conn,
+    msg: &IsoMessage,
+    mut processed: Processed,
+    network: NetworkManagement,
+    now_ms: u64,
+    out: &mpsc::Sender<Bytes>,
+) -> Result<(), &'static str> {
+    let code = processed.request.network_code;
+    let dropped = match code {
+        Some(1) => network.drop_sign_on,
+        Some(301) => network.drop_echo,
+        _ => false,
+    };
+    if dropped {
+        record(host, conn, msg, &processed, FaultAction::Drop, 0, now_ms);
+        return Ok(());
+    }
+    if code == Some(1)
+        && network.refuse_sign_on
+        && let Some(refusal) = refused(msg, ResponseCode::ISSUER_UNAVAILABLE)
+    {
+        processed = refusal;
+    }
+    match code {
+        Some(1) => conn.signed_on = processed.decision.is_approved(),
+        Some(2) => conn.signed_on = false,
+        _ => {}
+    }
+    answer_now(host, conn, msg, &processed, FaultAction::None, now_ms, out)
+}
+
+/// Records `processed` and queues its answer without latency.
+fn answer_now(
+    host: &Host,
+    conn: &Conn,
+    msg: &IsoMessage,
+    processed: &Processed,
+    fault: FaultAction,
+    now_ms: u64,
+    out: &mpsc::Sender<Bytes>,
+) -> Result<(), &'static str> {
+    record(host, conn, msg, processed, fault, 0, now_ms);
+    let mut frame = BytesMut::new();
+    if host
+        .framer
+        .encode(&processed.answer.to_bytes(), &mut frame)
+        .is_err()
+    {
+        tracing::warn!(host = %host.name, "answer longer than frame_bytes_max, not sent");
+        return Ok(());
+    }
+    // Full: the peer has stopped reading its answers.
+    out.try_send(frame.freeze()).map_err(|_| "write queue full")
 }
 
 /// Writes answers as they become ready, gathering all those ready into one write.

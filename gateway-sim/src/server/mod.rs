@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::error::SimError;
-use crate::faults::Faults;
+use crate::faults::{Faults, NetworkManagement};
 use crate::latency::Latency;
 use crate::record::Record;
 use crate::rules::{Book, HostRules};
@@ -213,9 +213,12 @@ pub struct SimHostConfig {
     /// Answer latency.
     #[serde(default)]
     pub latency: Latency,
-    /// Fault probabilities.
+    /// Fault probabilities (transactions only).
     #[serde(default)]
     pub faults: Faults,
+    /// Sign-on requirement and network management faults.
+    #[serde(default)]
+    pub network: NetworkManagement,
     /// Seed of the latency and fault draws (each connection draws from its own generator, seeded
     /// from this and the connection's number).
     #[serde(default)]
@@ -242,6 +245,7 @@ impl SimHostConfig {
             rules: HostRules::default(),
             latency: Latency::default(),
             faults: Faults::default(),
+            network: NetworkManagement::default(),
             seed: 0,
             record_path: None,
             today_yymm: None,
@@ -282,6 +286,7 @@ impl SimHostConfig {
 struct Behaviour {
     latency: Latency,
     faults: Faults,
+    network: NetworkManagement,
 }
 
 /// What the tasks of one host share.
@@ -314,9 +319,11 @@ impl Host {
         *lock(&self.behaviour)
     }
 
-    fn rng_for_next_connection(&self) -> SmallRng {
+    /// The next connection's number and random generator.
+    fn next_connection(&self) -> (u64, SmallRng) {
         let n = self.accepted.fetch_add(1, Ordering::Relaxed);
-        SmallRng::seed_from_u64(self.seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        let rng = SmallRng::seed_from_u64(self.seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        (n, rng)
     }
 }
 
@@ -359,6 +366,7 @@ pub async fn spawn_host(cfg: SimHostConfig) -> Result<SimHostHandle, SimError> {
         behaviour: Mutex::new(Behaviour {
             latency: cfg.latency,
             faults: cfg.faults,
+            network: cfg.network,
         }),
         record: Arc::new(record),
         accepted: AtomicU64::new(0),
@@ -408,8 +416,8 @@ async fn accept_loop(host: Arc<Host>, listener: TcpListener, mut stop: watch::Re
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
-                    let rng = host.rng_for_next_connection();
-                    connections.spawn(connection::serve(host.clone(), stream, stop.clone(), rng));
+                    let (number, rng) = host.next_connection();
+                    connections.spawn(connection::serve(host.clone(), stream, stop.clone(), number, rng));
                 }
                 Err(error) => {
                     tracing::warn!(host = %host.name, %error, "accept failed");
@@ -470,6 +478,17 @@ impl SimHostHandle {
         latency.validate()?;
         lock(&self.host.behaviour).latency = latency;
         Ok(())
+    }
+
+    /// Changes how network management is treated, from now on (connections keep whether they
+    /// signed on).
+    pub fn set_network(&self, network: NetworkManagement) {
+        lock(&self.host.behaviour).network = network;
+    }
+
+    /// How network management is treated now.
+    pub fn network(&self) -> NetworkManagement {
+        self.host.behaviour().network
     }
 
     /// The current fault probabilities.
