@@ -171,6 +171,8 @@ impl Config {
         );
         for h in &self.hosts {
             anyhow::ensure!(h.links >= 1, "host {}: links must be at least 1", h.name);
+            // Every host setting and dialect choice, with an error naming the host and the setting.
+            paymesh_actors::core::pool::HostSpec::from_config(h)?;
         }
         Ok(())
     }

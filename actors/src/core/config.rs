@@ -63,6 +63,11 @@ pub struct RouteConfig {
     pub key: Option<String>,
     /// Name of the upstream host (an entry of `[[hosts]]`).
     pub host: String,
+    /// Secondary hosts for the same route, in order of preference: a transaction goes to the first
+    /// of `host`, then these, that is available (a link signed on and its circuit breaker closed),
+    /// and to `host` when none is. Reversals and refunds always go to the original's host.
+    #[serde(default)]
+    pub failover: Vec<String>,
 }
 
 /// Everything the shards need, validated and shared read-only between them.
@@ -136,7 +141,8 @@ impl CoreSettings {
     }
 }
 
-/// One upstream host (VAN, bank, card company, carrier) as configured.
+/// One upstream host (VAN, bank, card company, carrier) as configured. Every setting is described
+/// with an example in docs/HOSTS.md; [`crate::core::pool::HostSpec::from_config`] validates them.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostConfig {
@@ -144,30 +150,184 @@ pub struct HostConfig {
     pub name: String,
     /// `host:port` to connect to.
     pub address: String,
-    /// ISO 8583 profile: `ascii_1987` or `binary_bcd`.
+    /// ISO 8583 profile: `ascii_1987`, `binary_bcd` or `pyiso_default`.
     #[serde(default = "default_profile")]
     pub profile: String,
-    /// Length header: `binary2`, `ascii4`, `bcd2` or `none`.
+    /// Length header: `binary2`, `ascii4` or `bcd2`.
     #[serde(default = "default_length_header")]
     pub length_header: String,
     /// Persistent connections kept to the host.
     #[serde(default = "default_links")]
     pub links: usize,
     /// How long an answer may take before the request is reported timed out, in milliseconds.
+    /// Also bounds the wait for sign-on and echo answers.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
     /// Requests in flight per link; beyond it requests are refused BUSY.
     #[serde(default = "default_inflight_per_link")]
     pub inflight_per_link_max: usize,
-    /// Card acceptor terminal id (field 41), 8 characters.
+    /// Requests in flight on the whole host, as the VAN agreement sets it; beyond it requests are
+    /// refused BUSY. 0 = `links` × `inflight_per_link_max`.
+    #[serde(default)]
+    pub inflight_max: usize,
+    /// Transactions per second sent to the host (a token bucket holding one second's worth);
+    /// beyond it requests are refused BUSY. 0 = unlimited.
+    #[serde(default)]
+    pub rate_per_sec: u32,
+    /// Card acceptor terminal id, 8 characters: sent in `terminal_id_field` when
+    /// `terminal_id_source` is `fixed`, and in network management messages.
     #[serde(default = "default_terminal_id")]
     pub terminal_id: String,
-    /// Acquiring institution id (field 32), up to 11 digits.
+    /// Acquiring institution id, up to 11 digits, sent in `acquirer_id_field`.
     #[serde(default = "default_acquirer_id")]
     pub acquirer_id: String,
-    /// Delay before reconnecting a dropped link, in milliseconds.
+    /// Delay before reconnecting a dropped link, in milliseconds: the base of the exponential
+    /// backoff.
     #[serde(default = "default_reconnect_ms")]
     pub reconnect_ms: u64,
+    /// Longest reconnect delay, in milliseconds: the delay doubles per failed attempt up to it.
+    #[serde(default = "default_reconnect_max_ms")]
+    pub reconnect_max_ms: u64,
+    /// Randomisation of each reconnect delay, so that links do not reconnect in step.
+    #[serde(default)]
+    pub reconnect_jitter: Jitter,
+    /// Sign on (0800, field 70 = 001) when a link connects; the link carries transactions only once
+    /// the host answered 00. `false` for hosts without network management.
+    #[serde(default = "default_true")]
+    pub sign_on: bool,
+    /// Echo test (0800, field 70 = 301) on a link that has sent nothing for this long, in
+    /// milliseconds; 0 = never.
+    #[serde(default = "default_echo_idle_ms")]
+    pub echo_idle_ms: u64,
+    /// Consecutive unanswered echo tests after which a link is closed and reopened.
+    #[serde(default = "default_echo_misses_max")]
+    pub echo_misses_max: u32,
+    /// Consecutive failures (timeouts, links lost with requests in flight, failed connects and
+    /// sign-ons, answers 91/92/96) that open the host's circuit breaker; 0 = no breaker.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open breaker refuses transactions (UPSTREAM_UNAVAILABLE) before it lets one
+    /// probe through, in milliseconds.
+    #[serde(default = "default_breaker_open_ms")]
+    pub breaker_open_ms: u64,
+    /// Field carrying the merchant id (default 42, card acceptor id); 0 = not sent.
+    #[serde(default = "default_merchant_id_field")]
+    pub merchant_id_field: u8,
+    /// Field carrying the terminal id (default 41, card acceptor terminal id); 0 = not sent.
+    #[serde(default = "default_terminal_id_field")]
+    pub terminal_id_field: u8,
+    /// Field carrying the acquirer id (default 32, acquiring institution id); 0 = not sent.
+    #[serde(default = "default_acquirer_id_field")]
+    pub acquirer_id_field: u8,
+    /// Where a transaction's terminal id comes from.
+    #[serde(default)]
+    pub terminal_id_source: TerminalIdSource,
+    /// Message type per operation.
+    #[serde(default)]
+    pub mti: OperationMtis,
+    /// Processing code (field 3) per operation.
+    #[serde(default)]
+    pub processing_code: ProcessingCodes,
+    /// Whether the currency travels in field 49.
+    #[serde(default)]
+    pub currency: CurrencyMode,
+    /// The host's one currency (ISO 4217 numeric): requests in another are refused
+    /// UNSUPPORTED_CURRENCY. Required when `currency` is `omit`.
+    #[serde(default)]
+    pub host_currency: Option<u16>,
+    /// Fields every request must carry before it is sent (e.g. `[14, 22]`); a request without one
+    /// is refused INVALID_REQUEST. Network management messages are not checked.
+    #[serde(default)]
+    pub required_fields: Vec<u8>,
+}
+
+/// How a reconnect delay is randomised (AWS architecture blog, "Exponential Backoff And Jitter").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Jitter {
+    /// Uniform between 0 and the delay.
+    Full,
+    /// Half the delay plus uniform between 0 and the other half.
+    #[default]
+    Equal,
+}
+
+/// Where the terminal id of a transaction comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TerminalIdSource {
+    /// The host's `terminal_id`, the same on every request.
+    #[default]
+    Fixed,
+    /// The merchant id's last 8 characters, right-padded with spaces: one terminal per merchant.
+    Merchant,
+}
+
+/// Whether a host gets the currency in field 49.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CurrencyMode {
+    /// Field 49, three digits.
+    #[default]
+    Send,
+    /// No field 49: the host has one currency (`host_currency`), implied.
+    Omit,
+}
+
+/// MTIs per operation (`[hosts.mti]`), four digits each; answers are the MTI + 10.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OperationMtis {
+    /// Authorization (default `0100`).
+    pub authorize: String,
+    /// Sale, authorization and capture in one (default `0200`).
+    pub sale: String,
+    /// Refund (default `0200`; some hosts want `0220`).
+    pub refund: String,
+    /// Reversal (default `0400`); a repeat adds 1 (`0401`).
+    pub reversal: String,
+    /// Balance inquiry (default `0100`).
+    pub balance: String,
+}
+
+impl Default for OperationMtis {
+    fn default() -> Self {
+        Self {
+            authorize: "0100".into(),
+            sale: "0200".into(),
+            refund: "0200".into(),
+            reversal: "0400".into(),
+            balance: "0100".into(),
+        }
+    }
+}
+
+/// Processing codes (field 3) per operation (`[hosts.processing_code]`), six digits each.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessingCodes {
+    /// Authorization (default `000000`).
+    pub authorize: String,
+    /// Sale (default `000000`).
+    pub sale: String,
+    /// Refund (default `200000`).
+    pub refund: String,
+    /// Reversal (default `000000`).
+    pub reversal: String,
+    /// Balance inquiry (default `310000`).
+    pub balance: String,
+}
+
+impl Default for ProcessingCodes {
+    fn default() -> Self {
+        Self {
+            authorize: "000000".into(),
+            sale: "000000".into(),
+            refund: "200000".into(),
+            reversal: "000000".into(),
+            balance: "310000".into(),
+        }
+    }
 }
 
 fn default_profile() -> String {
@@ -193,4 +353,28 @@ fn default_acquirer_id() -> String {
 }
 fn default_reconnect_ms() -> u64 {
     500
+}
+fn default_reconnect_max_ms() -> u64 {
+    30_000
+}
+fn default_echo_idle_ms() -> u64 {
+    30_000
+}
+fn default_echo_misses_max() -> u32 {
+    3
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_open_ms() -> u64 {
+    10_000
+}
+fn default_merchant_id_field() -> u8 {
+    42
+}
+fn default_terminal_id_field() -> u8 {
+    41
+}
+fn default_acquirer_id_field() -> u8 {
+    32
 }

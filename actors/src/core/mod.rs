@@ -1,11 +1,14 @@
 //! The sans-IO transaction core: no sockets, no clocks, no actors. Everything here is driven by
-//! values and a `now_ms` passed in, so the deterministic simulation and the actors share it.
+//! values and the time passed in (`now_ms`; the pool core takes microseconds, for upstream
+//! latencies), so the deterministic simulation and the actors share it.
 //!
-//! - [`config`]: merchants, routes, limits.
-//! - [`route`]: the route table (method and BIN range → host).
+//! - [`config`]: merchants, routes, limits, upstream hosts and their dialects.
+//! - [`route`]: the route table (method and BIN range → host, failover by host availability).
 //! - [`order`]: orders and operations, the records behind idempotency.
 //! - [`shard`]: the shard state machine.
 //! - [`upstream`]: the shard ↔ upstream-pool contract and response-code mapping.
+//! - [`pool`]: one upstream host's links: sign-on, echo and sign-off, STANs, matching, timeouts,
+//!   reconnect backoff, circuit breaker, host limits, dialects.
 //! - [`recovery`]: rebuilding shards from the journal; in-doubt operations.
 //! - [`journal_codec`]: the shard inputs as journal records (requests encrypted, CVV never written).
 

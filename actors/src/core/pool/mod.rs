@@ -1,154 +1,137 @@
-//! The upstream pool core, sans-IO: one host, N links. It allocates STANs per link, builds ISO 8583
-//! requests in the host's profile, matches answers by STAN + terminal id + MTI class (as jPOS's QMUX
-//! does), and times requests out. The pool actor moves the bytes it produces and feeds it what the
-//! links read, with the time.
+//! The upstream pool core, sans-IO: one host, N links. Time is passed in (microseconds), outputs
+//! are returned: bytes to write per link ([`PoolCore::take_output`]), socket actions
+//! ([`PoolCore::poll_action`]) and results for the shards. The pool actor moves the bytes, opens
+//! and closes sockets when told, and feeds in what the links read, with the time.
 //!
-//! Deadlines are kept per link in send order: with one timeout per host they are already sorted, so
-//! expiring them is popping a queue's front.
+//! What it does, per issue 5 (Service Gateway):
+//! - Links: `Down → Connecting → SigningOn → Up`. A connected link first sends a sign-on (0800,
+//!   field 70 = 001) and carries no transactions until the host answers 00; an unanswered or
+//!   refused sign-on closes it. A link that has sent nothing for `echo_idle_ms` sends an echo
+//!   test (301); `echo_misses_max` unanswered in a row close it. Closed and failed links reconnect
+//!   after an exponential backoff with jitter ([`pacing::Backoff`], seeded: deterministic).
+//!   Shutdown signs every link off (002) ([`PoolCore::sign_off`], then [`PoolCore::close_all`]).
+//! - Transactions: STANs per link (network management shares the counter), requests built in the
+//!   host's [`Dialect`] ([`build`]), answers matched by STAN + MTI class + the dialect's answer
+//!   MTI + terminal id, as jPOS's QMUX does; timeouts per request. A late, duplicated or foreign
+//!   answer matches nothing: logged (host, STAN, MTI, never the PAN) and counted.
+//! - Protection: a circuit breaker per host ([`breaker::Breaker`]), a host-wide in-flight bound
+//!   and a token-bucket rate ([`pacing::TokenBucket`]); refusals are immediate `NotSent` results.
+//! - Every [`HostMetrics`] field is kept current.
+//!
+//! Deadlines are kept per link in send order: with one timeout per host they are already sorted,
+//! so expiring them is popping a queue's front.
+//!
+//! Modules: [`spec`] (validated settings and dialect), [`build`] (messages, no `format!`),
+//! [`link`] (one link's state), [`breaker`], [`pacing`] (backoff, token bucket).
 
-use std::collections::{HashMap, VecDeque};
+pub mod breaker;
+pub mod build;
+pub mod link;
+pub mod pacing;
+pub mod spec;
+
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use paymesh_codecs::iso8583::{IsoFramer, IsoMessage, LengthHeader, Mti, Profile};
+use paymesh_codecs::iso8583::{IsoFramer, IsoMessage, Mti};
 use paymesh_codecs::types::ResultCode;
 
-use super::clock::{civil, day_of_year};
-use super::config::HostConfig;
+use self::breaker::Breaker;
+use self::build::{FieldWriter, NetworkCode};
+pub use self::link::STAN_MAX;
+use self::link::{Link, NetPending, TxnPending, Want};
+use self::pacing::{Backoff, TokenBucket};
+pub use self::spec::{Dialect, HostSpec, PerOperation};
 use super::upstream::{
-    Account, OriginalRef, UpstreamKind, UpstreamOutcome, UpstreamRequest, UpstreamResult, iso_mti,
-    map_response_code, processing_code,
+    UpstreamKind, UpstreamOutcome, UpstreamRequest, UpstreamResult, map_response_code, not_sent,
 };
 use crate::error::MeshError;
+use crate::metrics::{BreakerState, HostMetrics, LinkState};
 
 /// Largest ISO 8583 message accepted from a host.
 pub const ISO_MESSAGE_BYTES_MAX: usize = 8 * 1024;
-/// STANs run 1..=999999 (six digits) and wrap.
-pub const STAN_MAX: u32 = 999_999;
+/// Bytes of the reused encoding buffer (grows to the largest message once).
+const BODY_BYTES: usize = 512;
+/// Microseconds per millisecond.
+const US_PER_MS: u64 = 1_000;
 
-/// A host's settings as the pool core uses them.
-#[derive(Debug, Clone)]
-pub struct HostSpec {
-    /// Host name (for logs).
-    pub name: String,
-    /// ISO 8583 profile.
-    pub profile: &'static Profile,
-    /// Length header on the links.
-    pub header: LengthHeader,
-    /// Response timeout.
-    pub timeout_ms: u64,
-    /// In-flight bound per link.
-    pub inflight_per_link_max: usize,
-    /// Field 41, 8 characters.
-    pub terminal_id: Bytes,
-    /// Field 32.
-    pub acquirer_id: Bytes,
-    /// Number of links.
-    pub links: usize,
+/// A result addressed to the shard that asked.
+pub type ShardResult = (u16, UpstreamResult);
+
+/// What the pool actor must do with a link's socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkAction {
+    /// Open a connection (closing any open one first), then report
+    /// [`PoolCore::link_connected`] or [`PoolCore::connect_failed`].
+    Connect(usize),
+    /// Close the socket; the core has already taken the link down.
+    Close(usize),
 }
 
-impl HostSpec {
-    /// Validates a host's configuration.
-    pub fn from_config(c: &HostConfig) -> Result<Self, MeshError> {
-        let profile = match c.profile.as_str() {
-            "ascii_1987" => Profile::ascii_1987(),
-            "binary_bcd" => Profile::binary_bcd(),
-            other => {
-                return Err(MeshError::Config(format!(
-                    "host {}: unknown profile {other:?}",
-                    c.name
-                )));
-            }
-        };
-        let header = match c.length_header.as_str() {
-            "binary2" => LengthHeader::Binary2,
-            "ascii4" => LengthHeader::Ascii4,
-            "bcd2" => LengthHeader::Bcd2,
-            other => {
-                return Err(MeshError::Config(format!(
-                    "host {}: unknown length header {other:?} (a stream needs one)",
-                    c.name
-                )));
-            }
-        };
-        if c.terminal_id.len() != 8 {
-            return Err(MeshError::Config(format!(
-                "host {}: terminal_id must be 8 characters",
-                c.name
-            )));
-        }
-        if c.acquirer_id.is_empty()
-            || c.acquirer_id.len() > 11
-            || !c.acquirer_id.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err(MeshError::Config(format!(
-                "host {}: acquirer_id must be 1..11 digits",
-                c.name
-            )));
-        }
-        Ok(Self {
-            name: c.name.clone(),
-            profile,
-            header,
-            timeout_ms: c.timeout_ms.max(1),
-            inflight_per_link_max: c.inflight_per_link_max.max(1),
-            terminal_id: Bytes::copy_from_slice(c.terminal_id.as_bytes()),
-            acquirer_id: Bytes::copy_from_slice(c.acquirer_id.as_bytes()),
-            links: c.links.max(1),
-        })
-    }
-}
-
-/// MTI class used for matching: the third digit group (1 authorization, 2 financial, 4 reversal, 8
+/// MTI class used for matching: the second digit (1 authorization, 2 financial, 4 reversal, 8
 /// network management).
 fn mti_class(mti: u16) -> u16 {
     (mti / 100) % 10
 }
 
-#[derive(Debug)]
-struct Pending {
-    op_id: u64,
-    shard: u16,
-    kind: UpstreamKind,
-    sent: OriginalRef,
-    deadline_ms: u64,
+fn timeout_result(p: TxnPending) -> ShardResult {
+    (
+        p.shard,
+        UpstreamResult {
+            op_id: p.op_id,
+            outcome: UpstreamOutcome::Timeout { sent: p.sent },
+        },
+    )
 }
 
-#[derive(Debug, Default)]
-struct Link {
-    up: bool,
-    next_stan: u32,
-    pending: HashMap<(u32, u16), Pending>,
-    deadlines: VecDeque<(u64, u32, u16)>,
-    out: BytesMut,
-}
-
-/// Per-host pool state.
+/// Per-host pool state. See the module docs.
 #[derive(Debug)]
 pub struct PoolCore {
     spec: HostSpec,
     framer: IsoFramer,
     links: Vec<Link>,
     next_link: usize,
+    breaker: Breaker,
+    bucket: TokenBucket,
+    backoff: Backoff,
+    metrics: Arc<HostMetrics>,
+    scratch: BytesMut,
+    body: BytesMut,
+    /// Signing off or closed for good: no transactions, no reconnects.
+    stopping: bool,
+    /// Results of links taken down outside `poll` (handed out by the next `poll`).
+    deferred: Vec<ShardResult>,
 }
 
-/// A result addressed to the shard that asked.
-pub type ShardResult = (u16, UpstreamResult);
-
 impl PoolCore {
-    /// A pool with every link down.
+    /// A pool with every link down, jitter seed 0 and metrics of its own.
     pub fn new(spec: HostSpec) -> Self {
-        let links = (0..spec.links)
-            .map(|_| Link {
-                next_stan: 1,
-                ..Link::default()
-            })
-            .collect();
+        let metrics = Arc::new(HostMetrics::new(spec.name.clone(), spec.links));
+        Self::with_metrics(spec, 0, metrics)
+    }
+
+    /// A pool with every link down, reconnect jitter drawn from `seed`, counting into `metrics`
+    /// (which should have `spec.links` links).
+    pub fn with_metrics(spec: HostSpec, seed: u64, metrics: Arc<HostMetrics>) -> Self {
+        let links = (0..spec.links).map(|_| Link::default()).collect();
         let framer = IsoFramer::new(spec.header, ISO_MESSAGE_BYTES_MAX);
+        for i in 0..spec.links {
+            metrics.set_link_state(i, LinkState::Down);
+        }
+        metrics.set_breaker(BreakerState::Closed);
         Self {
-            spec,
             framer,
             links,
             next_link: 0,
+            breaker: Breaker::new(spec.breaker_failures, spec.breaker_open_ms),
+            bucket: TokenBucket::new(spec.rate_per_sec),
+            backoff: Backoff::new(spec.reconnect, seed),
+            metrics,
+            scratch: BytesMut::new(),
+            body: BytesMut::with_capacity(BODY_BYTES),
+            stopping: false,
+            deferred: Vec::new(),
+            spec,
         }
     }
 
@@ -157,41 +140,60 @@ impl PoolCore {
         &self.spec
     }
 
-    /// Requests in flight on all links.
+    /// The framer of this host's links (each link reader keeps a copy).
+    pub fn framer(&self) -> IsoFramer {
+        self.framer
+    }
+
+    /// The host's counters.
+    pub fn metrics(&self) -> &Arc<HostMetrics> {
+        &self.metrics
+    }
+
+    /// Transactions in flight on all links.
     pub fn inflight(&self) -> usize {
         self.links.iter().map(|l| l.pending.len()).sum()
     }
 
-    /// Marks a link connected.
-    pub fn link_up(&mut self, link: usize) {
-        if let Some(l) = self.links.get_mut(link) {
-            l.up = true;
-            l.out.clear();
-        }
+    /// A link's state.
+    pub fn link_state(&self, link: usize) -> LinkState {
+        self.links.get(link).map_or(LinkState::Down, |l| l.state)
     }
 
-    /// Marks a link down: what was in flight on it has an unknown outcome.
-    pub fn link_down(&mut self, link: usize, out: &mut Vec<ShardResult>) {
-        let Some(l) = self.links.get_mut(link) else {
-            return;
-        };
-        l.up = false;
-        l.out.clear();
-        l.deadlines.clear();
-        for (_, p) in l.pending.drain() {
-            out.push((
-                p.shard,
-                UpstreamResult {
-                    op_id: p.op_id,
-                    outcome: UpstreamOutcome::Timeout { sent: p.sent },
-                },
-            ));
-        }
-    }
-
-    /// Whether a link is up.
+    /// Whether a link carries transactions (signed on, not signing off).
     pub fn is_up(&self, link: usize) -> bool {
-        self.links.get(link).is_some_and(|l| l.up)
+        self.links.get(link).is_some_and(Link::carries_transactions)
+    }
+
+    /// When a down link will ask to reconnect, microseconds; `None` unless it is down and may.
+    pub fn reconnect_at_us(&self, link: usize) -> Option<u64> {
+        let l = self.links.get(link)?;
+        (l.state == LinkState::Down && !self.stopping).then_some(l.retry_at_us)
+    }
+
+    /// The circuit breaker's state.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    /// Whether routes should send transactions here: a link signed on and the breaker closed. A
+    /// half-open breaker is probed by the pool itself (an echo test), not by routed traffic.
+    pub fn is_available(&self) -> bool {
+        !self.stopping
+            && self.breaker.state() == BreakerState::Closed
+            && self.links.iter().any(Link::carries_transactions)
+    }
+
+    /// The next socket action for the actor, if any.
+    pub fn poll_action(&mut self) -> Option<LinkAction> {
+        self.links
+            .iter_mut()
+            .enumerate()
+            .find_map(|(i, l)| match std::mem::take(&mut l.want) {
+                Want::Nothing => None,
+                Want::Close => Some(LinkAction::Close(i)),
+                Want::Connect => Some(LinkAction::Connect(i)),
+            })
     }
 
     /// Bytes ready to write on a link.
@@ -200,153 +202,531 @@ impl PoolCore {
         (!l.out.is_empty()).then(|| l.out.split().freeze())
     }
 
-    /// Places a request on a link, or says why it cannot be sent.
-    pub fn submit(&mut self, now_ms: u64, req: UpstreamRequest) -> Result<(), Box<ShardResult>> {
-        let refuse = |req: &UpstreamRequest, result| {
-            Box::new((req.shard, super::upstream::not_sent(req.op_id, result)))
+    /// A link's TCP connection is open: it signs on (or, for hosts without network management,
+    /// is up at once).
+    pub fn link_connected(&mut self, link: usize, now_us: u64) {
+        let Some(l) = self.links.get_mut(link) else {
+            return;
         };
+        l.out.clear();
+        l.want = Want::Nothing;
+        l.last_sent_us = now_us;
+        if let Some(m) = self.metrics.links.get(link) {
+            m.connects.inc();
+        }
+        if self.stopping {
+            self.down(link, now_us, false, Want::Close);
+            return;
+        }
+        if !self.spec.sign_on {
+            self.signed_on(link);
+            return;
+        }
+        self.set_state(link, LinkState::SigningOn);
+        if !self.send_network(link, now_us, NetworkCode::SignOn) {
+            self.down(link, now_us, true, Want::Close);
+        }
+    }
+
+    /// A connect attempt failed: retry after the backoff.
+    pub fn connect_failed(&mut self, link: usize, now_us: u64) {
+        self.down(link, now_us, true, Want::Nothing);
+    }
+
+    /// The link's connection closed or failed: what was in flight on it has an unknown outcome.
+    pub fn link_lost(&mut self, link: usize, now_us: u64, out: &mut Vec<ShardResult>) {
+        let busy = self.links.get(link).is_some_and(Link::awaits_answers);
+        self.down(link, now_us, busy, Want::Nothing);
+        out.append(&mut self.deferred);
+        self.publish_gauges();
+    }
+
+    /// Places a request on a link, or says at once why it cannot be sent (`NotSent`).
+    pub fn submit(&mut self, now_us: u64, req: UpstreamRequest) -> Result<(), Box<ShardResult>> {
+        let placed = self.place(now_us, &req);
+        self.publish_gauges();
+        match placed {
+            Ok(()) => Ok(()),
+            Err(code) => {
+                self.metrics.refused.inc();
+                Err(Box::new((req.shard, not_sent(req.op_id, code))))
+            }
+        }
+    }
+
+    fn choose_link(&self) -> Result<usize, ResultCode> {
         let n = self.links.len();
-        let mut chosen = None;
         let mut any_up = false;
         for i in 0..n {
             let idx = (self.next_link + i) % n;
-            if let Some(l) = self.links.get(idx) {
-                any_up |= l.up;
-                if l.up && l.pending.len() < self.spec.inflight_per_link_max {
-                    chosen = Some(idx);
-                    break;
+            if let Some(l) = self.links.get(idx)
+                && l.carries_transactions()
+            {
+                any_up = true;
+                if l.pending.len() < self.spec.inflight_per_link_max {
+                    return Ok(idx);
                 }
             }
         }
-        let Some(idx) = chosen else {
-            let code = if any_up {
-                ResultCode::Busy
-            } else {
-                ResultCode::UpstreamUnavailable
-            };
-            return Err(refuse(&req, code));
-        };
-        self.next_link = idx + 1;
-        let Some(link) = self.links.get_mut(idx) else {
-            return Err(refuse(&req, ResultCode::UpstreamUnavailable));
-        };
-        let mti = iso_mti(req.kind);
-        let class = mti_class(mti);
-        let mut stan = link.next_stan;
-        let mut tries = 0;
-        while link.pending.contains_key(&(stan, class)) && tries < STAN_MAX {
-            stan = if stan >= STAN_MAX { 1 } else { stan + 1 };
-            tries += 1;
-        }
-        link.next_stan = if stan >= STAN_MAX { 1 } else { stan + 1 };
-        let msg = match build_request(&self.spec, now_ms, mti, stan, &req) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(host = %self.spec.name, error = %e, "request does not fit the host's profile");
-                return Err(refuse(&req, ResultCode::InvalidRequest));
-            }
-        };
-        let mut body = BytesMut::with_capacity(256);
-        if msg.0.encode(self.spec.profile, &mut body).is_err()
-            || self.framer.encode(&body, &mut link.out).is_err()
+        Err(match any_up {
+            true => ResultCode::Busy,
+            false => ResultCode::UpstreamUnavailable,
+        })
+    }
+
+    fn place(&mut self, now_us: u64, req: &UpstreamRequest) -> Result<(), ResultCode> {
+        let d = &self.spec.dialect;
+        if d.host_currency
+            .is_some_and(|c| req.currency != 0 && req.currency != c)
         {
-            return Err(refuse(&req, ResultCode::InvalidRequest));
+            return Err(ResultCode::UnsupportedCurrency);
         }
-        let deadline_ms = now_ms + self.spec.timeout_ms;
-        link.deadlines.push_back((deadline_ms, stan, class));
+        if self.stopping {
+            return Err(ResultCode::UpstreamUnavailable);
+        }
+        let idx = self.choose_link()?;
+        if self.inflight() >= self.spec.inflight_max {
+            return Err(ResultCode::Busy);
+        }
+        if self.breaker.tick(now_us) {
+            self.metrics.set_breaker(self.breaker.state());
+        }
+        if !self.breaker.allows() {
+            return Err(ResultCode::UpstreamUnavailable);
+        }
+        let mti = d.request_mti(req.kind, req.repeat);
+        let class = mti_class(mti);
+        let Some(link) = self.links.get_mut(idx) else {
+            return Err(ResultCode::UpstreamUnavailable);
+        };
+        let stan = link.allocate_stan(class);
+        let mut w = FieldWriter::new(&mut self.scratch);
+        let built = build::transaction(&self.spec, now_us / US_PER_MS, mti, stan, req, &mut w)
+            .map_err(|e| {
+                tracing::warn!(host = %self.spec.name, kind = ?req.kind, error = %e, "request does not fit the host's dialect; refused");
+                ResultCode::InvalidRequest
+            })?;
+        if let Some(field) = d.required_fields.iter().find(|f| !built.msg.contains(**f)) {
+            tracing::warn!(host = %self.spec.name, kind = ?req.kind, field, "request lacks a field the host requires; refused");
+            return Err(ResultCode::InvalidRequest);
+        }
+        if !self.bucket.try_take(now_us) {
+            return Err(ResultCode::Busy);
+        }
+        self.body.clear();
+        if built.msg.encode(self.spec.profile, &mut self.body).is_err()
+            || self.framer.encode(&self.body, &mut link.out).is_err()
+        {
+            return Err(ResultCode::InvalidRequest);
+        }
+        self.breaker.on_sent();
+        let deadline_us = now_us.saturating_add(self.spec.timeout_ms.saturating_mul(US_PER_MS));
+        link.deadlines.push_back((deadline_us, stan, class));
         link.pending.insert(
             (stan, class),
-            Pending {
+            TxnPending {
                 op_id: req.op_id,
                 shard: req.shard,
                 kind: req.kind,
-                sent: msg.1,
-                deadline_ms,
+                sent: built.sent,
+                answer_mti: d.answer_mti(req.kind),
+                terminal: built.terminal,
+                sent_us: now_us,
+                deadline_us,
             },
         );
+        link.last_sent_us = now_us;
+        link.compact_deadlines(self.spec.inflight_per_link_max);
+        self.next_link = idx + 1;
+        if let Some(m) = self.metrics.links.get(idx) {
+            m.requests.inc();
+        }
+        match req.kind {
+            UpstreamKind::Reversal => self.metrics.reversals_sent.inc(),
+            _ => self.metrics.requests.inc(),
+        }
         Ok(())
     }
 
-    /// The framer of this host's links (each link reader keeps a copy).
-    pub fn framer(&self) -> IsoFramer {
-        self.framer
-    }
-
-    /// Matches one message read from a link. Unmatched answers (late, duplicate, foreign) return
-    /// `Ok(None)`: they change nothing.
+    /// Matches one message read from a link. Network management answers drive the link and return
+    /// `Ok(None)`; so do answers that match nothing (late, duplicate, foreign), which are logged
+    /// and counted. A message that does not decode is an error (counted as unmatched).
     pub fn on_message(
         &mut self,
         link: usize,
+        now_us: u64,
         bytes: Bytes,
     ) -> Result<Option<ShardResult>, MeshError> {
-        let msg = IsoMessage::decode(self.spec.profile, bytes)?;
+        let msg = match IsoMessage::decode(self.spec.profile, bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.metrics.unmatched.inc();
+                return Err(e.into());
+            }
+        };
+        let Ok(Some(stan)) = msg.stan() else {
+            self.unmatched(link, None, msg.mti());
+            return Ok(None);
+        };
+        if mti_class(msg.mti().number()) == 8 {
+            if !self.on_network_answer(link, now_us, stan, &msg) {
+                self.unmatched(link, Some(stan), msg.mti());
+            }
+            self.publish_gauges();
+            return Ok(None);
+        }
+        let result = self.match_transaction(link, now_us, stan, &msg);
+        if result.is_none() {
+            self.unmatched(link, Some(stan), msg.mti());
+        }
+        self.publish_gauges();
+        Ok(result)
+    }
+
+    fn unmatched(&self, link: usize, stan: Option<u32>, mti: Mti) {
+        self.metrics.unmatched.inc();
+        tracing::info!(host = %self.spec.name, link, stan = ?stan, mti = %mti, "answer matches nothing pending (late, duplicate or foreign); ignored");
+    }
+
+    fn match_transaction(
+        &mut self,
+        link: usize,
+        now_us: u64,
+        stan: u32,
+        msg: &IsoMessage,
+    ) -> Option<ShardResult> {
         let mti = msg.mti().number();
-        let Some(stan) = msg.stan()? else {
-            return Ok(None);
-        };
-        if msg
-            .terminal_id()
-            .is_some_and(|t| t.as_ref() != self.spec.terminal_id.as_ref())
-        {
-            return Ok(None);
+        let key = (stan, mti_class(mti));
+        let terminal_field = self.spec.dialect.terminal_id_field;
+        let l = self.links.get_mut(link)?;
+        let p = l.pending.get(&key)?;
+        let other_terminal = terminal_field
+            .and_then(|f| msg.get_slice(f))
+            .is_some_and(|t| !p.terminal.is_empty() && t != p.terminal.as_ref());
+        if mti != p.answer_mti || other_terminal {
+            // Right STAN, wrong answer type or terminal: not ours after all.
+            return None;
         }
-        let Some(l) = self.links.get_mut(link) else {
-            return Ok(None);
-        };
-        let Some(p) = l.pending.remove(&(stan, mti_class(mti))) else {
-            return Ok(None);
-        };
-        if mti != iso_mti(p.kind) + 10 {
-            // Right STAN, wrong answer type: not ours after all.
-            l.pending.insert((stan, mti_class(mti)), p);
-            return Ok(None);
-        }
+        let p = l.pending.remove(&key)?;
+        l.echo_misses = 0;
         let response_code = msg
             .response_code()
             .cloned()
             .unwrap_or_else(|| Bytes::from_static(b"96"));
         let result = map_response_code(&response_code);
-        let approval_code = msg.approval_code().cloned().unwrap_or_default();
-        let balance = msg.get(54).and_then(|v| parse_balance(v));
+        self.metrics
+            .latency
+            .observe_us(now_us.saturating_sub(p.sent_us));
+        let host_failing = result == ResultCode::UpstreamUnavailable;
+        match (p.kind, result) {
+            (UpstreamKind::Reversal, _) if !host_failing => {
+                self.metrics.reversals_acknowledged.inc()
+            }
+            (UpstreamKind::Reversal, _) => {}
+            (_, ResultCode::Approved) => self.metrics.approvals.inc(),
+            _ => self.metrics.declines.inc(),
+        }
+        match host_failing {
+            true => self.failure(now_us),
+            false => self.success(),
+        }
         let outcome = UpstreamOutcome::Answered {
             result,
             response_code,
-            approval_code,
+            approval_code: msg.approval_code().cloned().unwrap_or_default(),
             sent: p.sent,
-            balance,
+            balance: msg.get(54).and_then(|v| parse_balance(v)),
         };
-        Ok(Some((
+        Some((
             p.shard,
             UpstreamResult {
                 op_id: p.op_id,
                 outcome,
             },
-        )))
+        ))
     }
 
-    /// Times out what is due at `now_ms`.
-    pub fn poll_timeouts(&mut self, now_ms: u64, out: &mut Vec<ShardResult>) {
-        for l in &mut self.links {
-            while let Some(&(deadline, stan, class)) = l.deadlines.front() {
-                if deadline > now_ms {
-                    break;
-                }
+    /// An 0810: the answer to a sign-on, echo or sign-off out on this link, or nothing.
+    fn on_network_answer(&mut self, link: usize, now_us: u64, stan: u32, msg: &IsoMessage) -> bool {
+        let code = msg.response_code().cloned().unwrap_or_default();
+        let approved = code.as_ref() == b"00";
+        let Some(l) = self.links.get_mut(link) else {
+            return false;
+        };
+        let is = |p: Option<NetPending>| p.is_some_and(|p| p.stan == stan);
+        if is(l.sign_on) {
+            l.sign_on = None;
+            if approved && l.state == LinkState::SigningOn {
+                self.signed_on(link);
+                self.success();
+                tracing::info!(host = %self.spec.name, link, "upstream link signed on");
+            } else {
+                tracing::warn!(host = %self.spec.name, link, code = %String::from_utf8_lossy(&code), "sign-on refused; closing the link");
+                self.down(link, now_us, true, Want::Close);
+            }
+        } else if is(l.echo) {
+            l.echo = None;
+            l.echo_misses = 0;
+            self.success();
+        } else if is(l.sign_off) {
+            l.sign_off = None;
+            tracing::info!(host = %self.spec.name, link, "upstream link signed off");
+            self.down(link, now_us, false, Want::Close);
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// Expires what is due at `now_us`, sends echo tests and probes, schedules reconnects, and
+    /// hands out every result produced since the last call.
+    pub fn poll(&mut self, now_us: u64, out: &mut Vec<ShardResult>) {
+        self.expire_transactions(now_us);
+        self.expire_network(now_us);
+        if self.breaker.tick(now_us) {
+            self.metrics.set_breaker(self.breaker.state());
+            tracing::info!(host = %self.spec.name, "circuit breaker half-open: probing the host");
+        }
+        self.send_probes_and_echoes(now_us);
+        self.schedule_connects(now_us);
+        out.append(&mut self.deferred);
+        self.publish_gauges();
+    }
+
+    fn expire_transactions(&mut self, now_us: u64) {
+        for i in 0..self.links.len() {
+            while let Some(l) = self.links.get_mut(i)
+                && let Some(&(deadline, stan, class)) = l.deadlines.front()
+                && deadline <= now_us
+            {
                 l.deadlines.pop_front();
                 let due = l
                     .pending
                     .get(&(stan, class))
-                    .is_some_and(|p| p.deadline_ms == deadline);
+                    .is_some_and(|p| p.deadline_us == deadline);
                 if due && let Some(p) = l.pending.remove(&(stan, class)) {
-                    out.push((
-                        p.shard,
-                        UpstreamResult {
-                            op_id: p.op_id,
-                            outcome: UpstreamOutcome::Timeout { sent: p.sent },
-                        },
-                    ));
+                    self.metrics.timeouts.inc();
+                    self.deferred.push(timeout_result(p));
+                    self.failure(now_us);
                 }
             }
         }
+    }
+
+    fn expire_network(&mut self, now_us: u64) {
+        let due = |p: Option<NetPending>| p.is_some_and(|p| p.deadline_us <= now_us);
+        for i in 0..self.links.len() {
+            let Some(l) = self.links.get_mut(i) else {
+                continue;
+            };
+            if due(l.sign_on) {
+                tracing::warn!(host = %self.spec.name, link = i, "sign-on unanswered; closing the link");
+                self.down(i, now_us, true, Want::Close);
+                continue;
+            }
+            if due(l.sign_off) {
+                l.sign_off = None;
+                self.down(i, now_us, false, Want::Close);
+                continue;
+            }
+            if due(l.echo) {
+                l.echo = None;
+                l.echo_misses = l.echo_misses.saturating_add(1);
+                let misses = l.echo_misses;
+                self.failure(now_us);
+                if misses >= self.spec.echo_misses_max {
+                    tracing::warn!(host = %self.spec.name, link = i, misses, "echo tests unanswered; closing the link");
+                    self.down(i, now_us, false, Want::Close);
+                }
+            }
+        }
+    }
+
+    fn send_probes_and_echoes(&mut self, now_us: u64) {
+        if !self.spec.sign_on || self.stopping {
+            return;
+        }
+        if self.breaker.state() == BreakerState::HalfOpen
+            && self.breaker.allows()
+            && let Some(i) = self
+                .links
+                .iter()
+                .position(|l| l.carries_transactions() && l.echo.is_none())
+            && self.send_network(i, now_us, NetworkCode::Echo)
+        {
+            self.breaker.on_sent();
+        }
+        if self.spec.echo_idle_ms == 0 {
+            return;
+        }
+        let idle_us = self.spec.echo_idle_ms.saturating_mul(US_PER_MS);
+        for i in 0..self.links.len() {
+            let due = self.links.get(i).is_some_and(|l| {
+                l.carries_transactions()
+                    && l.echo.is_none()
+                    && now_us.saturating_sub(l.last_sent_us) >= idle_us
+            });
+            if due {
+                self.send_network(i, now_us, NetworkCode::Echo);
+            }
+        }
+    }
+
+    fn schedule_connects(&mut self, now_us: u64) {
+        if self.stopping {
+            return;
+        }
+        for i in 0..self.links.len() {
+            let due = self
+                .links
+                .get(i)
+                .is_some_and(|l| l.state == LinkState::Down && now_us >= l.retry_at_us);
+            if due {
+                self.set_state(i, LinkState::Connecting);
+                if let Some(l) = self.links.get_mut(i) {
+                    l.want = Want::Connect;
+                }
+            }
+        }
+    }
+
+    /// Shutdown, first step: no more transactions or reconnects; every signed-on link sends a
+    /// sign-off (0800, 002) and closes when it is answered or times out; links not yet signed on
+    /// close now. Returns the sign-offs sent.
+    pub fn sign_off(&mut self, now_us: u64) -> usize {
+        self.stopping = true;
+        let mut sent = 0;
+        for i in 0..self.links.len() {
+            match self.link_state(i) {
+                LinkState::Up if self.spec.sign_on => {
+                    if self.send_network(i, now_us, NetworkCode::SignOff) {
+                        if let Some(l) = self.links.get_mut(i) {
+                            l.signing_off = true;
+                        }
+                        sent += 1;
+                    } else {
+                        self.down(i, now_us, false, Want::Close);
+                    }
+                }
+                LinkState::Up | LinkState::Down => {}
+                LinkState::Connecting | LinkState::SigningOn => {
+                    self.down(i, now_us, false, Want::Close)
+                }
+            }
+        }
+        self.publish_gauges();
+        sent
+    }
+
+    /// Whether a sign-off is still waiting for its answer.
+    pub fn signing_off(&self) -> bool {
+        self.links.iter().any(|l| l.sign_off.is_some())
+    }
+
+    /// Shutdown, last step: every link closes for good; what was in flight has an unknown outcome.
+    pub fn close_all(&mut self, now_us: u64, out: &mut Vec<ShardResult>) {
+        self.stopping = true;
+        for i in 0..self.links.len() {
+            if self.link_state(i) != LinkState::Down {
+                self.down(i, now_us, false, Want::Close);
+            }
+        }
+        out.append(&mut self.deferred);
+        self.publish_gauges();
+    }
+
+    /// Encodes and queues an 0800 on `link`, remembering it as out. `false` if it could not be
+    /// built (a host setting the profile refuses: a bug caught at start-up).
+    fn send_network(&mut self, link: usize, now_us: u64, code: NetworkCode) -> bool {
+        let deadline_us = now_us.saturating_add(self.spec.timeout_ms.saturating_mul(US_PER_MS));
+        let Some(l) = self.links.get_mut(link) else {
+            return false;
+        };
+        let stan = l.allocate_stan(8);
+        let mut w = FieldWriter::new(&mut self.scratch);
+        let msg = match build::network(&self.spec, now_us / US_PER_MS, stan, code, &mut w) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(host = %self.spec.name, link, error = %e, what = code.name(), "cannot build a network management message");
+                return false;
+            }
+        };
+        self.body.clear();
+        if msg.encode(self.spec.profile, &mut self.body).is_err()
+            || self.framer.encode(&self.body, &mut l.out).is_err()
+        {
+            return false;
+        }
+        let out = Some(NetPending { stan, deadline_us });
+        match code {
+            NetworkCode::SignOn => l.sign_on = out,
+            NetworkCode::SignOff => l.sign_off = out,
+            NetworkCode::Echo => l.echo = out,
+        }
+        l.last_sent_us = now_us;
+        if let Some(m) = self.metrics.links.get(link) {
+            m.requests.inc();
+        }
+        true
+    }
+
+    fn signed_on(&mut self, link: usize) {
+        if let Some(l) = self.links.get_mut(link) {
+            l.failed_attempts = 0;
+            l.echo_misses = 0;
+        }
+        self.set_state(link, LinkState::Up);
+    }
+
+    /// Takes a link down: in-flight transactions time out (unknown outcome), a reconnect is
+    /// scheduled after the backoff, and the actor is told `want`.
+    fn down(&mut self, link: usize, now_us: u64, failure: bool, want: Want) {
+        let Some(l) = self.links.get_mut(link) else {
+            return;
+        };
+        let lost = l.reset();
+        l.want = want;
+        let delay_us = self.backoff.delay_us(l.failed_attempts);
+        l.failed_attempts = l.failed_attempts.saturating_add(1);
+        l.retry_at_us = now_us.saturating_add(delay_us);
+        self.set_state(link, LinkState::Down);
+        for p in lost {
+            self.metrics.timeouts.inc();
+            self.deferred.push(timeout_result(p));
+        }
+        if failure {
+            self.failure(now_us);
+        }
+    }
+
+    fn set_state(&mut self, link: usize, state: LinkState) {
+        if let Some(l) = self.links.get_mut(link) {
+            l.state = state;
+        }
+        self.metrics.set_link_state(link, state);
+    }
+
+    fn failure(&mut self, now_us: u64) {
+        if self.breaker.on_failure(now_us) {
+            self.metrics.set_breaker(self.breaker.state());
+            tracing::warn!(host = %self.spec.name, open_ms = self.spec.breaker_open_ms, "circuit breaker open: refusing transactions");
+        }
+    }
+
+    fn success(&mut self) {
+        if self.breaker.on_success() {
+            self.metrics.set_breaker(self.breaker.state());
+            tracing::info!(host = %self.spec.name, "circuit breaker closed");
+        }
+    }
+
+    fn publish_gauges(&self) {
+        let mut total = 0;
+        for (l, m) in self.links.iter().zip(&self.metrics.links) {
+            total += l.pending.len();
+            m.inflight.set(l.pending.len() as u64);
+        }
+        self.metrics.inflight.set(total as u64);
     }
 }
 
@@ -355,74 +735,4 @@ impl PoolCore {
 fn parse_balance(v: &[u8]) -> Option<u64> {
     let digits = v.get(8..20)?;
     std::str::from_utf8(digits).ok()?.parse().ok()
-}
-
-fn build_request(
-    spec: &HostSpec,
-    now_ms: u64,
-    mti: u16,
-    stan: u32,
-    req: &UpstreamRequest,
-) -> Result<(IsoMessage, OriginalRef), MeshError> {
-    let (year, month, day, hour, minute, second) = civil(now_ms, 0);
-    let transmitted = Bytes::from(format!("{month:02}{day:02}{hour:02}{minute:02}{second:02}"));
-    let rrn = match &req.original {
-        Some(o) if req.kind == UpstreamKind::Reversal => o.rrn.clone(),
-        _ => Bytes::from(format!(
-            "{}{:03}{hour:02}{stan:06}",
-            year % 10,
-            day_of_year(year, month, day)
-        )),
-    };
-    let mut m = IsoMessage::new(spec.profile, Mti::from_number(mti)?);
-    match &req.account {
-        Account::Card { pan, expiry } => {
-            m.set(2, Bytes::copy_from_slice(pan.digits()))?;
-            if req.kind != UpstreamKind::Reversal {
-                m.set(14, expiry.clone())?;
-            }
-        }
-        Account::Phone { phone, .. } => m.set(2, phone.clone())?,
-        Account::Bank { bank_code, account } => {
-            m.set(100, bank_code.clone())?;
-            m.set(102, account.clone())?;
-        }
-    }
-    m.set(3, Bytes::from_static(processing_code(req.kind)))?;
-    m.set(4, Bytes::from(format!("{:012}", req.amount)))?;
-    m.set(7, transmitted.clone())?;
-    m.set(11, Bytes::from(format!("{stan:06}")))?;
-    m.set(12, Bytes::from(format!("{hour:02}{minute:02}{second:02}")))?;
-    m.set(13, Bytes::from(format!("{month:02}{day:02}")))?;
-    m.set(22, Bytes::from_static(b"010"))?;
-    m.set(32, spec.acquirer_id.clone())?;
-    m.set(37, rrn.clone())?;
-    m.set(41, spec.terminal_id.clone())?;
-    m.set(
-        42,
-        Bytes::from(format!("{:<15}", String::from_utf8_lossy(&req.merchant_id))),
-    )?;
-    if !req.order_id.is_empty() {
-        m.set(48, req.order_id.clone())?;
-    }
-    m.set(49, Bytes::from(format!("{:03}", req.currency)))?;
-    if let (UpstreamKind::Reversal, Some(o)) = (req.kind, &req.original) {
-        let acquirer = String::from_utf8_lossy(&spec.acquirer_id).into_owned();
-        let original = format!(
-            "{:04}{:06}{}{:0>11}{:011}",
-            o.mti,
-            o.stan,
-            String::from_utf8_lossy(&o.transmitted),
-            acquirer,
-            0
-        );
-        m.set(90, Bytes::from(original))?;
-    }
-    let sent = OriginalRef {
-        mti,
-        stan,
-        transmitted,
-        rrn,
-    };
-    Ok((m, sent))
 }
