@@ -665,7 +665,7 @@ fn reconnect_backoff_doubles_with_jitter_and_resets_once_signed_on() {
         for attempt in 0..8u32 {
             p.connect_failed(0, now);
             let delay = p.reconnect_at_us(0).unwrap() - now;
-            let ceiling = (100 * MS << attempt).min(800 * MS);
+            let ceiling = ((100 * MS) << attempt).min(800 * MS);
             let floor = if floor_half { ceiling / 2 } else { 0 };
             assert!(
                 (floor..=ceiling).contains(&delay),
