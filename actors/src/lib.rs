@@ -7,8 +7,9 @@
 //! way. Work moves in batches; every mailbox is bounded and a full one answers BUSY.
 //!
 //! Layout:
-//! - [`core`]: the sans-IO parts: shard state machine, pool (STAN, matching, timeouts), routes,
-//!   config, calendar fields. Deterministic and testable without sockets or actors.
+//! - [`core`]: the sans-IO parts: shard state machine, pool (sign-on, echo and sign-off, STAN,
+//!   matching, timeouts, reconnect backoff, circuit breaker, host limits, dialects), routes with
+//!   failover, config, calendar fields. Deterministic and testable without sockets or actors.
 //! - [`mesh`]: the actix shells: messages, session, shard and pool actors.
 //! - [`metrics`]: counters. [`error`]: the crate's error enum.
 //!

@@ -15,7 +15,9 @@
 //!   38, 39, 54. Also the undecodable bytes of the garbage fault.
 //! - [`latency`]: [`latency::Latency`], fixed, uniform or long-tailed (log-normal) answer times.
 //! - [`faults`]: [`faults::Faults`], probabilities of dropped, late, duplicate and garbage answers
-//!   and of disconnects, rolled into a [`faults::FaultAction`] per request.
+//!   and of disconnects, rolled into a [`faults::FaultAction`] per transaction; and
+//!   [`faults::NetworkManagement`]: whether transactions need a signed-on connection, and refused
+//!   or unanswered sign-ons and echo tests (network management is otherwise answered at once).
 //! - [`record`]: [`record::Record`], a bounded, thread-safe log of everything processed (masked
 //!   accounts only), queryable by tests and optionally appended to a JSON-lines file.
 //!

@@ -1,19 +1,22 @@
 //! What a shard asks of an upstream host and what comes back: the contract between the shard core
-//! and the pool core (both sans-IO), independent of ISO 8583 details.
+//! and the pool core (both sans-IO), independent of ISO 8583 details. Which MTI and processing
+//! code each operation travels as is the host's dialect (`pool::Dialect`, docs/HOSTS.md).
 
 use bytes::Bytes;
 use paymesh_codecs::types::{Pan, ResultCode};
 
 use super::route::HostId;
 
-/// Which upstream operation a shard needs.
+/// Which upstream operation a shard needs (the MTIs and processing codes are the defaults; a host's
+/// dialect may name others).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamKind {
     /// Authorization only (0100).
     Authorize,
     /// Authorization and capture in one message (0200).
     Sale,
-    /// Reversal of an earlier authorization or sale (0400), e.g. for a client's cancel.
+    /// Reversal of an earlier authorization or sale (0400; 0401 when `repeat`), e.g. for a
+    /// client's cancel or a timed-out authorization.
     Reversal,
     /// Refund of a captured amount (0200, processing code 20).
     Refund,
@@ -141,28 +144,10 @@ pub fn map_response_code(code: &[u8]) -> ResultCode {
     }
 }
 
-/// The answer type an upstream host must use for a request, for response matching.
-pub fn iso_mti(kind: UpstreamKind) -> u16 {
-    match kind {
-        UpstreamKind::Authorize | UpstreamKind::BalanceInquiry => 100,
-        UpstreamKind::Sale | UpstreamKind::Refund => 200,
-        UpstreamKind::Reversal => 400,
-    }
-}
-
 /// Outcome for an operation the pool could not place.
 pub fn not_sent(op_id: u64, result: ResultCode) -> UpstreamResult {
     UpstreamResult {
         op_id,
         outcome: UpstreamOutcome::NotSent { result },
-    }
-}
-
-/// ISO processing code (field 3) for an operation.
-pub fn processing_code(kind: UpstreamKind) -> &'static [u8; 6] {
-    match kind {
-        UpstreamKind::Authorize | UpstreamKind::Sale | UpstreamKind::Reversal => b"000000",
-        UpstreamKind::Refund => b"200000",
-        UpstreamKind::BalanceInquiry => b"310000",
     }
 }
