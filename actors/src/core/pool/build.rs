@@ -119,6 +119,35 @@ fn out_of_range(field: u8) -> MeshError {
     MeshError::Iso(IsoError::ValueOutOfRange { field })
 }
 
+/// The date and time fields of one message, as numbers (UTC).
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    /// Field 7, `MMDDhhmmss`.
+    transmitted: u64,
+    /// Field 12, `hhmmss`.
+    time: u64,
+    /// Field 13, `MMDD`.
+    date: u64,
+    /// The RRN without its STAN: year digit, day of the year, hour (`YDDDhh`).
+    rrn_prefix: u64,
+}
+
+impl Stamp {
+    fn at(now_ms: u64) -> Self {
+        let (year, month, day, hour, minute, second) = civil(now_ms, 0);
+        let doy = u64::from(day_of_year(year, month, day));
+        let (month, day, hour) = (u64::from(month), u64::from(day), u64::from(hour));
+        let time = hour * 10_000 + u64::from(minute) * 100 + u64::from(second);
+        let date = month * 100 + day;
+        Self {
+            transmitted: date * 1_000_000 + time,
+            time,
+            date,
+            rrn_prefix: (year.rem_euclid(10) as u64 * 1_000 + doy) * 100 + hour,
+        }
+    }
+}
+
 /// Builds a transaction request of type `mti` with STAN `stan` at `now_ms`.
 pub fn transaction(
     spec: &HostSpec,
@@ -129,28 +158,51 @@ pub fn transaction(
     w: &mut FieldWriter<'_>,
 ) -> Result<Built, MeshError> {
     let d = &spec.dialect;
-    let (year, month, day, hour, minute, second) = civil(now_ms, 0);
-    let (month, day, hour, minute, second) = (
-        u64::from(month),
-        u64::from(day),
-        u64::from(hour),
-        u64::from(minute),
-        u64::from(second),
-    );
-    let time = hour * 10_000 + minute * 100 + second;
-    let transmitted = w
-        .digits((month * 100 + day) * 1_000_000 + time, 10)
-        .ok_or_else(|| out_of_range(7))?;
+    let stamp = Stamp::at(now_ms);
+    let mut number = |field: u8, value: u64, width: usize| {
+        w.digits(value, width).ok_or_else(|| out_of_range(field))
+    };
+    let transmitted = number(7, stamp.transmitted, 10)?;
     let rrn = match &req.original {
         Some(o) if req.kind == UpstreamKind::Reversal => o.rrn.clone(),
-        _ => {
-            let doy = u64::from(day_of_year(year, month as u32, day as u32));
-            let year_digit = year.rem_euclid(10) as u64;
-            let n = ((year_digit * 1_000 + doy) * 100 + hour) * 1_000_000 + u64::from(stan);
-            w.digits(n, 12).ok_or_else(|| out_of_range(37))?
-        }
+        _ => number(37, stamp.rrn_prefix * 1_000_000 + u64::from(stan), 12)?,
     };
     let mut m = IsoMessage::new(spec.profile, Mti::from_number(mti)?);
+    set_account(&mut m, req)?;
+    m.set(3, d.processing_code.get(req.kind).clone())?;
+    m.set(4, number(4, req.amount, 12)?)?;
+    m.set(7, transmitted.clone())?;
+    m.set(11, number(11, u64::from(stan), 6)?)?;
+    m.set(12, number(12, stamp.time, 6)?)?;
+    m.set(13, number(13, stamp.date, 4)?)?;
+    m.set(22, Bytes::from_static(POS_ENTRY_MODE))?;
+    m.set(37, rrn.clone())?;
+    if !req.order_id.is_empty() {
+        m.set(48, req.order_id.clone())?;
+    }
+    if d.currency == CurrencyMode::Send {
+        let currency = d.host_currency.unwrap_or(req.currency);
+        m.set(49, number(49, u64::from(currency), 3)?)?;
+    }
+    if let (UpstreamKind::Reversal, Some(o)) = (req.kind, &req.original) {
+        m.set(90, original_data_elements(spec, o, w)?)?;
+    }
+    let terminal = set_ids(&mut m, spec, req, w)?;
+    let sent = OriginalRef {
+        mti,
+        stan,
+        transmitted,
+        rrn,
+    };
+    Ok(Built {
+        msg: m,
+        sent,
+        terminal,
+    })
+}
+
+/// Fields 2 and 14 (cards; no expiry on reversals), 2 (phones), 100 and 102 (bank accounts).
+fn set_account(m: &mut IsoMessage, req: &UpstreamRequest) -> Result<(), MeshError> {
     match &req.account {
         Account::Card { pan, expiry } => {
             m.set(2, pan.digits_bytes().clone())?;
@@ -164,28 +216,20 @@ pub fn transaction(
             m.set(102, account.clone())?;
         }
     }
-    m.set(3, d.processing_code.get(req.kind).clone())?;
-    m.set(4, w.digits(req.amount, 12).ok_or_else(|| out_of_range(4))?)?;
-    m.set(7, transmitted.clone())?;
-    m.set(
-        11,
-        w.digits(u64::from(stan), 6)
-            .ok_or_else(|| out_of_range(11))?,
-    )?;
-    m.set(12, w.digits(time, 6).ok_or_else(|| out_of_range(12))?)?;
-    m.set(
-        13,
-        w.digits(month * 100 + day, 4)
-            .ok_or_else(|| out_of_range(13))?,
-    )?;
-    m.set(22, Bytes::from_static(POS_ENTRY_MODE))?;
+    Ok(())
+}
+
+/// The acquirer, terminal and merchant ids in the dialect's fields. Returns the terminal id sent
+/// (empty when none is).
+fn set_ids(
+    m: &mut IsoMessage,
+    spec: &HostSpec,
+    req: &UpstreamRequest,
+    w: &mut FieldWriter<'_>,
+) -> Result<Bytes, MeshError> {
+    let d = &spec.dialect;
     if let Some(f) = d.acquirer_id_field {
         m.set(f, spec.acquirer_id.clone())?;
-    }
-    m.set(37, rrn.clone())?;
-    let terminal = terminal_id(spec, d, &req.merchant_id, w);
-    if let Some(f) = d.terminal_id_field {
-        m.set(f, terminal.clone())?;
     }
     if let Some(f) = d.merchant_id_field {
         let merchant = match d.merchant_id_width {
@@ -194,35 +238,12 @@ pub fn transaction(
         };
         m.set(f, merchant)?;
     }
-    if !req.order_id.is_empty() {
-        m.set(48, req.order_id.clone())?;
-    }
-    if d.currency == CurrencyMode::Send {
-        let currency = d.host_currency.unwrap_or(req.currency);
-        m.set(
-            49,
-            w.digits(u64::from(currency), 3)
-                .ok_or_else(|| out_of_range(49))?,
-        )?;
-    }
-    if let (UpstreamKind::Reversal, Some(o)) = (req.kind, &req.original) {
-        m.set(90, original_data_elements(spec, o, w)?)?;
-    }
-    let sent = OriginalRef {
-        mti,
-        stan,
-        transmitted,
-        rrn,
+    let Some(f) = d.terminal_id_field else {
+        return Ok(Bytes::new());
     };
-    let terminal = match d.terminal_id_field {
-        Some(_) => terminal,
-        None => Bytes::new(),
-    };
-    Ok(Built {
-        msg: m,
-        sent,
-        terminal,
-    })
+    let terminal = terminal_id(spec, d, &req.merchant_id, w);
+    m.set(f, terminal.clone())?;
+    Ok(terminal)
 }
 
 /// The terminal id of a transaction: the host's, or derived from the merchant id.
@@ -270,10 +291,7 @@ pub fn network(
     w: &mut FieldWriter<'_>,
 ) -> Result<IsoMessage, MeshError> {
     let d = &spec.dialect;
-    let (_, month, day, hour, minute, second) = civil(now_ms, 0);
-    let transmitted = ((u64::from(month) * 100 + u64::from(day)) * 100 + u64::from(hour)) * 10_000
-        + u64::from(minute) * 100
-        + u64::from(second);
+    let transmitted = Stamp::at(now_ms).transmitted;
     let mut m = IsoMessage::new(spec.profile, Mti::NETWORK_REQUEST);
     m.set(7, w.digits(transmitted, 10).ok_or_else(|| out_of_range(7))?)?;
     m.set(

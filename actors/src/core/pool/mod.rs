@@ -274,9 +274,13 @@ impl PoolCore {
         })
     }
 
-    fn place(&mut self, now_us: u64, req: &UpstreamRequest) -> Result<(), ResultCode> {
-        let d = &self.spec.dialect;
-        if d.host_currency
+    /// The link a request may go on now, or why it may not go at all: the host's currency, a
+    /// link signed on with room, the host's in-flight bound, the breaker.
+    fn admit(&mut self, now_us: u64, req: &UpstreamRequest) -> Result<usize, ResultCode> {
+        if self
+            .spec
+            .dialect
+            .host_currency
             .is_some_and(|c| req.currency != 0 && req.currency != c)
         {
             return Err(ResultCode::UnsupportedCurrency);
@@ -294,6 +298,13 @@ impl PoolCore {
         if !self.breaker.allows() {
             return Err(ResultCode::UpstreamUnavailable);
         }
+        Ok(idx)
+    }
+
+    /// Builds, checks and queues a request on an admitted link; then the rate limit applies.
+    fn place(&mut self, now_us: u64, req: &UpstreamRequest) -> Result<(), ResultCode> {
+        let idx = self.admit(now_us, req)?;
+        let d = &self.spec.dialect;
         let mti = d.request_mti(req.kind, req.repeat);
         let class = mti_class(mti);
         let Some(link) = self.links.get_mut(idx) else {

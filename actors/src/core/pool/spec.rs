@@ -248,9 +248,6 @@ fn check_numbers(c: &HostConfig) -> Result<(), MeshError> {
     if c.echo_idle_ms > 0 && c.echo_misses_max == 0 {
         return fail("echo_misses_max must be at least 1 when echo_idle_ms is set");
     }
-    if c.echo_idle_ms > 0 && !c.sign_on {
-        return fail("echo tests are network management: echo_idle_ms needs sign_on = true");
-    }
     if c.breaker_failures > 0 && c.breaker_open_ms == 0 {
         return fail("breaker_open_ms must be at least 1 when breaker_failures is set");
     }
@@ -266,6 +263,38 @@ fn check_numbers(c: &HostConfig) -> Result<(), MeshError> {
 /// A dialect's field choices, MTIs, processing codes and required fields, checked against the
 /// profile.
 fn dialect(c: &HostConfig, profile: &'static Profile) -> Result<Dialect, MeshError> {
+    let [merchant_id_field, terminal_id_field, acquirer_id_field] = id_fields(c, profile)?;
+    let chosen: Vec<u8> = [merchant_id_field, terminal_id_field, acquirer_id_field]
+        .into_iter()
+        .flatten()
+        .collect();
+    let processing_code = c.processing_code_table().try_map(|op, text| {
+        if text.len() != 6 || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(config_error(
+                &c.name,
+                format!("processing_code.{op} {text:?} is not 6 digits"),
+            ));
+        }
+        Ok(Bytes::copy_from_slice(text.as_bytes()))
+    })?;
+    Ok(Dialect {
+        merchant_id_field,
+        merchant_id_width: merchant_id_field.and_then(|f| text_width(profile, f)),
+        terminal_id_field,
+        terminal_id_width: terminal_id_field.and_then(|f| text_width(profile, f)),
+        acquirer_id_field,
+        terminal_id_source: c.terminal_id_source,
+        mti: operation_mtis(c)?,
+        processing_code,
+        currency: c.currency,
+        host_currency: c.host_currency,
+        required_fields: required_fields(c, profile, &chosen)?,
+    })
+}
+
+/// The merchant, terminal and acquirer id fields: each absent (0) or a field of the profile that
+/// the pool does not fill itself, all different, the fixed ids fitting theirs.
+fn id_fields(c: &HostConfig, profile: &'static Profile) -> Result<[Option<u8>; 3], MeshError> {
     let fail = |what: String| config_error(&c.name, what);
     let field = |name: &str, number: u8| -> Result<Option<u8>, MeshError> {
         if number == 0 {
@@ -284,10 +313,10 @@ fn dialect(c: &HostConfig, profile: &'static Profile) -> Result<Dialect, MeshErr
         }
         Ok(Some(number))
     };
-    let merchant_id_field = field("merchant_id_field", c.merchant_id_field)?;
-    let terminal_id_field = field("terminal_id_field", c.terminal_id_field)?;
-    let acquirer_id_field = field("acquirer_id_field", c.acquirer_id_field)?;
-    let chosen: Vec<u8> = [merchant_id_field, terminal_id_field, acquirer_id_field]
+    let merchant = field("merchant_id_field", c.merchant_id_field)?;
+    let terminal = field("terminal_id_field", c.terminal_id_field)?;
+    let acquirer = field("acquirer_id_field", c.acquirer_id_field)?;
+    let chosen: Vec<u8> = [merchant, terminal, acquirer]
         .into_iter()
         .flatten()
         .collect();
@@ -308,44 +337,29 @@ fn dialect(c: &HostConfig, profile: &'static Profile) -> Result<Dialect, MeshErr
             .set(number, Bytes::copy_from_slice(value.as_bytes()))
             .map_err(|e| fail(format!("{name} does not fit field {number}: {e}")))
     };
-    fits(terminal_id_field, &c.terminal_id, "terminal_id")?;
-    fits(acquirer_id_field, &c.acquirer_id, "acquirer_id")?;
-    let mti = c.mti_table().try_map(|op, text| {
-        let m = parse_mti(text).ok_or_else(|| fail(format!("mti.{op} {text:?} is not 4 digits")))?;
+    fits(terminal, &c.terminal_id, "terminal_id")?;
+    fits(acquirer, &c.acquirer_id, "acquirer_id")?;
+    Ok([merchant, terminal, acquirer])
+}
+
+/// The request MTI of each operation: four digits, a request or advice (function 0 or 2, origin
+/// even: the pool marks repeats itself), of class 1 or 2 for payments and 4 for reversals.
+fn operation_mtis(c: &HostConfig) -> Result<PerOperation<u16>, MeshError> {
+    c.mti_table().try_map(|op, text| {
+        let fail = |what: &str| config_error(&c.name, format!("mti.{op} {text:?} {what}"));
+        let m = parse_mti(text).ok_or_else(|| fail("is not 4 digits"))?;
         let [class, function, origin] = [m / 100 % 10, m / 10 % 10, m % 10];
         let class_ok = match op {
             "reversal" => class == 4,
             _ => class == 1 || class == 2,
         };
         if !class_ok || function % 2 == 1 || origin % 2 == 1 || function > 2 {
-            return Err(fail(format!(
-                "mti.{op} {text:?} is not a request of class {} (x1x0/x2x0 for payments, x4x0/x4x2 for reversals)",
-                if op == "reversal" { "4" } else { "1 or 2" }
-            )));
+            return Err(fail(match op {
+                "reversal" => "is not a reversal request (x4x0 or x4x2)",
+                _ => "is not a request of class 1 or 2 (x1x0, x1x2, x2x0, x2x2)",
+            }));
         }
         Ok(m)
-    })?;
-    let processing_code = c.processing_code_table().try_map(|op, text| {
-        if text.len() != 6 || !text.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(fail(format!(
-                "processing_code.{op} {text:?} is not 6 digits"
-            )));
-        }
-        Ok(Bytes::copy_from_slice(text.as_bytes()))
-    })?;
-    let required_fields = required_fields(c, profile, &chosen)?;
-    Ok(Dialect {
-        merchant_id_field,
-        merchant_id_width: merchant_id_field.and_then(|f| text_width(profile, f)),
-        terminal_id_field,
-        terminal_id_width: terminal_id_field.and_then(|f| text_width(profile, f)),
-        acquirer_id_field,
-        terminal_id_source: c.terminal_id_source,
-        mti,
-        processing_code,
-        currency: c.currency,
-        host_currency: c.host_currency,
-        required_fields,
     })
 }
 
@@ -494,7 +508,6 @@ mod tests {
             ("required_fields = [70]", "never sent"),
             ("required_fields = [55]", "never sent"),
             ("echo_misses_max = 0", "echo_misses_max"),
-            ("sign_on = false", "sign_on"),
             ("breaker_open_ms = 0", "breaker_open_ms"),
             ("[mti]\nrefund = \"0210\"", "mti.refund"),
             ("[mti]\nreversal = \"0200\"", "mti.reversal"),
@@ -518,7 +531,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("does not fit"), "{err}");
-        // Hosts without network management: no echo either.
-        assert!(HostSpec::from_config(&config("sign_on = false\necho_idle_ms = 0")).is_ok());
+        // Hosts without network management (no echo tests either, whatever echo_idle_ms says).
+        assert!(HostSpec::from_config(&config("sign_on = false")).is_ok());
     }
 }
