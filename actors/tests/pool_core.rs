@@ -582,6 +582,16 @@ fn a_dialect_chooses_id_fields_currency_and_required_fields() {
     };
     assert_eq!(refused(p.submit(NOW, phone)), ResultCode::InvalidRequest);
     assert!(written(&mut p, 0).is_empty());
+    // A reversal (no expiry) is never refused for the host's required fields.
+    let mut reversal = request(4, UpstreamKind::Reversal);
+    reversal.original = Some(paymesh_actors::core::upstream::OriginalRef {
+        mti: 100,
+        stan: m.stan().unwrap().unwrap(),
+        transmitted: m.get(7).unwrap().clone(),
+        rrn: m.get(37).unwrap().clone(),
+    });
+    p.submit(NOW, reversal).unwrap();
+    assert!(!written(&mut p, 0).remove(0).contains(14));
     // An answer naming another terminal is not ours.
     let mut other = m.response_template().unwrap();
     other.set(41, Bytes::from_static(b"OTHER001")).unwrap();

@@ -235,8 +235,9 @@ pub struct HostConfig {
     /// UNSUPPORTED_CURRENCY. Required when `currency` is `omit`.
     #[serde(default)]
     pub host_currency: Option<u16>,
-    /// Fields every request must carry before it is sent (e.g. `[14, 22]`); a request without one
-    /// is refused INVALID_REQUEST. Network management messages are not checked.
+    /// Fields every payment request (authorization, sale, refund, balance inquiry) must carry before
+    /// it is sent (e.g. `[14, 22]`); one without is refused INVALID_REQUEST. Reversals and network
+    /// management messages are not checked.
     #[serde(default)]
     pub required_fields: Vec<u8>,
 }

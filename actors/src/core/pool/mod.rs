@@ -317,7 +317,11 @@ impl PoolCore {
                 tracing::warn!(host = %self.spec.name, kind = ?req.kind, error = %e, "request does not fit the host's dialect; refused");
                 ResultCode::InvalidRequest
             })?;
-        if let Some(field) = d.required_fields.iter().find(|f| !built.msg.contains(**f)) {
+        // Reversals are exempt: they carry what identifies the original (field 90), and refusing
+        // one would leave the original standing.
+        if req.kind != UpstreamKind::Reversal
+            && let Some(field) = d.required_fields.iter().find(|f| !built.msg.contains(**f))
+        {
             tracing::warn!(host = %self.spec.name, kind = ?req.kind, field, "request lacks a field the host requires; refused");
             return Err(ResultCode::InvalidRequest);
         }

@@ -89,7 +89,7 @@ pub struct Dialect {
     pub currency: CurrencyMode,
     /// The host's one currency, if it has one.
     pub host_currency: Option<u16>,
-    /// Fields a transaction request must carry, ascending.
+    /// Fields a payment request must carry (reversals are exempt), ascending.
     pub required_fields: Vec<u8>,
 }
 
