@@ -2,7 +2,8 @@
 //! this process, a protocol client. Sign-on before any transaction and sign-off at shutdown (as
 //! the host's record shows them), a host down at start, a host dying mid-load, a slow host, garbage,
 //! late and duplicated answers, a disconnect with requests in flight, failover to a secondary host
-//! and back, a dialect sending refunds as 0220.
+//! and back, a dialect sending refunds as 0220, unanswered echo tests reopening links, a refused
+//! sign-on keeping a link out of traffic.
 //!
 //! Every wait is bounded ([`WAIT`], and the client's own receive timeout); nothing asserts how long
 //! anything took. Hosts reconnect and probe quickly here (`QUICK`) so that recovery fits a test.
@@ -535,5 +536,61 @@ async fn a_dialect_sending_refunds_as_0220() {
         seen.contains(&(220, "200000".into(), "00".into())),
         "{seen:?}"
     );
+    gw.stop_router().await;
+}
+
+#[actix::test]
+async fn unanswered_echo_tests_close_and_reopen_the_link() {
+    let extra = "echo_idle_ms = 50\necho_misses_max = 2\ntimeout_ms = 100\nbreaker_failures = 0\n";
+    let mut gw = Gw::start(&[("van", extra)], VAN_ROUTE).await;
+    let record = gw.sim("van").handle.record();
+    let sign_ons = || record.count(|e| e.network_code == Some(1) && e.response_code == "00");
+    assert_eq!(sign_ons(), 2);
+    gw.sim("van").handle.set_network(NetworkManagement {
+        drop_echo: true,
+        ..NetworkManagement::default()
+    });
+    // Two echo tests unanswered in a row close a link; it reconnects and signs on again.
+    wait_until("both links reopened", || sign_ons() >= 4).await;
+    assert!(record.count(|e| e.network_code == Some(301)) >= 4);
+    gw.sim("van")
+        .handle
+        .set_network(NetworkManagement::default());
+    gw.wait_available("van").await;
+    let mut c = gw.client().await;
+    assert_result(&c.call(auth("ECHO")).await, ResultCode::Approved);
+    gw.stop_router().await;
+}
+
+#[actix::test]
+async fn a_refused_sign_on_keeps_the_link_out_of_traffic_until_the_host_accepts() {
+    let mut gw = Gw::hosts(&[("van", "breaker_failures = 0\n")], VAN_ROUTE).await;
+    gw.sim("van").handle.set_network(NetworkManagement {
+        refuse_sign_on: true,
+        require_sign_on: true,
+        ..NetworkManagement::default()
+    });
+    gw.start_router().await;
+    let record = gw.sim("van").handle.record();
+    wait_until("refused sign-ons", || {
+        record.count(|e| e.network_code == Some(1) && e.response_code == "91") >= 4
+    })
+    .await;
+    let mut c = gw.client().await;
+    assert_result(
+        &c.call(auth("REFUSED")).await,
+        ResultCode::UpstreamUnavailable,
+    );
+    assert_eq!(
+        record.count(|e| e.mti == 100),
+        0,
+        "nothing sent on a link not signed on"
+    );
+    gw.sim("van").handle.set_network(NetworkManagement {
+        require_sign_on: true,
+        ..NetworkManagement::default()
+    });
+    gw.wait_available("van").await;
+    assert_result(&c.call(auth("ACCEPTED")).await, ResultCode::Approved);
     gw.stop_router().await;
 }
