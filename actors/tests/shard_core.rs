@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use paymesh_actors::core::config::{CoreSettings, MerchantConfig, RouteConfig, RouteMethod};
-use paymesh_actors::core::shard::{Output, ShardCore};
+use paymesh_actors::core::shard::{Output, REVERSAL_RETRY_MS, ShardCore};
 use paymesh_actors::core::upstream::{
     OriginalRef, UpstreamKind, UpstreamOutcome, UpstreamRequest, UpstreamResult,
 };
@@ -509,4 +509,156 @@ fn a_snapshot_restores_a_shard_that_answers_exactly_like_the_original() {
         "the retransmission after the snapshot waits on both"
     );
     assert_eq!(a1, a2);
+}
+
+fn timeout(core: &mut ShardCore<u32>, op_id: u64, at: u64) -> Vec<Output<u32>> {
+    let sent = OriginalRef {
+        mti: 100,
+        stan: 42,
+        transmitted: Bytes::from_static(b"1126213956"),
+        rrn: Bytes::from_static(b"633021000042"),
+    };
+    let mut out = Vec::new();
+    core.handle_upstream(
+        at,
+        UpstreamResult {
+            op_id,
+            outcome: UpstreamOutcome::Timeout { sent },
+        },
+        &mut out,
+    );
+    out
+}
+
+#[test]
+fn a_timed_out_authorization_is_reversed_until_the_host_acknowledges() {
+    let mut c = core();
+    let auth = req(TxnKind::Authorize, "M1", "T1", Some(1_000_000));
+    let (_, up) = step(&mut c, 1, &auth);
+    let (answers, reversals) = split(timeout(&mut c, up[0].op_id, NOW + 10));
+    assert_eq!(answers[0].1.result, ResultCode::UpstreamTimeout);
+    assert_eq!(answers[0].1.state, Some(8), "in doubt");
+    // The reversal goes at once to the same host, for the amount, naming the original.
+    assert_eq!(reversals.len(), 1);
+    let rev = &reversals[0];
+    assert_eq!(
+        (rev.kind, rev.host, rev.amount, rev.repeat),
+        (UpstreamKind::Reversal, up[0].host, 1_000_000, false)
+    );
+    assert_eq!(rev.original.as_ref().map(|o| o.stan), Some(42));
+    assert_eq!(c.reversals_pending(), 1);
+    assert_eq!(c.pending_ops(), vec![rev.op_id]);
+    // A late answer to the original changes nothing.
+    assert!(answer_upstream(&mut c, &up[0], "00").is_empty());
+    // The reversal times out too: it waits, then goes again as a repeat (0401), same op id.
+    assert!(timeout(&mut c, rev.op_id, NOW + 20).is_empty());
+    assert!(c.pending_ops().is_empty(), "waiting, not in flight");
+    let mut out = Vec::new();
+    c.poll_reversals(NOW + 20 + REVERSAL_RETRY_MS - 1, &mut out);
+    assert!(out.is_empty(), "not due yet");
+    c.poll_reversals(NOW + 20 + REVERSAL_RETRY_MS, &mut out);
+    let (_, again) = split(out);
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].op_id, again[0].repeat), (rev.op_id, true));
+    // Not sent (host down): it waits longer, and is still a repeat.
+    let mut out = Vec::new();
+    c.handle_upstream(
+        NOW + 30,
+        paymesh_actors::core::upstream::not_sent(rev.op_id, ResultCode::UpstreamUnavailable),
+        &mut out,
+    );
+    assert_eq!(
+        c.next_reversal_due(),
+        Some(NOW + 30 + 2 * REVERSAL_RETRY_MS)
+    );
+    let mut out = Vec::new();
+    c.poll_reversals(NOW + 30 + 2 * REVERSAL_RETRY_MS, &mut out);
+    let (_, third) = split(out);
+    assert_eq!((third[0].op_id, third[0].repeat), (rev.op_id, true));
+    // "System unavailable" (96) is not an acknowledgement: it is repeated.
+    assert!(answer_upstream(&mut c, &third[0], "96").is_empty());
+    assert_eq!(c.reversals_pending(), 1);
+    let due = c.next_reversal_due().unwrap();
+    let mut out = Vec::new();
+    c.poll_reversals(due, &mut out);
+    let (_, fourth) = split(out);
+    assert_eq!((fourth[0].op_id, fourth[0].repeat), (rev.op_id, true));
+    // Acknowledged: reversed, and the daily total is released.
+    assert!(answer_upstream(&mut c, &fourth[0], "00").is_empty());
+    assert_eq!(c.reversals_pending(), 0);
+    assert!(c.pending_ops().is_empty());
+    assert!(
+        answer_upstream(&mut c, &third[0], "00").is_empty(),
+        "duplicate ack"
+    );
+    let (inq, _) = step(&mut c, 2, &req(TxnKind::Inquiry, "M1", "T1", None));
+    assert_eq!(inq[0].1.state, Some(10), "reversed");
+    let (retry, up) = step(&mut c, 3, &auth);
+    assert!(up.is_empty(), "a retry never goes upstream again");
+    assert_eq!(
+        (retry[0].1.result, retry[0].1.state),
+        (ResultCode::UpstreamTimeout, Some(10))
+    );
+    // 1,000,000 of the 1,500,000 daily limit was released: another 1,000,000 fits.
+    let (a, up) = step(
+        &mut c,
+        4,
+        &req(TxnKind::Authorize, "M1", "T2", Some(1_000_000)),
+    );
+    assert!(a.is_empty());
+    assert_eq!(up.len(), 1);
+    let deltas: i64 = c.take_reversal_deltas().iter().map(|(_, d)| d).sum();
+    assert_eq!(deltas, 0, "one queued, one acknowledged");
+}
+
+#[test]
+fn a_cancel_without_an_answer_stands_and_its_reversal_is_repeated() {
+    let mut c = core();
+    authorized(&mut c, "C1", 5_000, TxnKind::Authorize);
+    let (_, up) = step(&mut c, 2, &req(TxnKind::Cancel, "M1", "C1", None));
+    assert_eq!(up[0].kind, UpstreamKind::Reversal);
+    let (answers, reversals) = split(timeout(&mut c, up[0].op_id, NOW + 10));
+    assert_eq!(
+        (answers[0].1.result, answers[0].1.state),
+        (ResultCode::Approved, Some(4))
+    );
+    // The first 0400 may have reached the host: what follows are repeats.
+    assert_eq!(reversals.len(), 1);
+    assert!(reversals[0].repeat);
+    assert_eq!(c.reversals_pending(), 1);
+    assert!(answer_upstream(&mut c, &reversals[0], "00").is_empty());
+    assert_eq!(c.reversals_pending(), 0);
+    let (inq, _) = step(&mut c, 3, &req(TxnKind::Inquiry, "M1", "C1", None));
+    assert_eq!(inq[0].1.state, Some(4));
+}
+
+#[test]
+fn a_snapshot_keeps_the_reversal_queue() {
+    let mut c = core();
+    let (_, up) = step(&mut c, 1, &req(TxnKind::Authorize, "M1", "S1", Some(700)));
+    let (_, reversals) = split(timeout(&mut c, up[0].op_id, NOW + 10));
+    timeout(&mut c, reversals[0].op_id, NOW + 20);
+    let due = c.next_reversal_due().unwrap();
+    let mut restored =
+        ShardCore::<u32>::decode_snapshot(c.settings().clone(), &c.encode_snapshot()).unwrap();
+    assert_eq!(restored.next_reversal_due(), Some(due));
+    assert_eq!(restored.reversals_pending(), 1);
+    assert_eq!(
+        restored
+            .take_reversal_deltas()
+            .iter()
+            .map(|(_, d)| d)
+            .sum::<i64>(),
+        1,
+        "the restored shard counts its pending reversal"
+    );
+    let mut out = Vec::new();
+    restored.poll_reversals(due, &mut out);
+    let (_, again) = split(out);
+    assert_eq!(
+        (again[0].op_id, again[0].repeat),
+        (reversals[0].op_id, true)
+    );
+    assert!(answer_upstream(&mut restored, &again[0], "00").is_empty());
+    assert_eq!(restored.reversals_pending(), 0);
 }

@@ -5,7 +5,9 @@
 //!
 //! Checked after every run: every request answered exactly once; a retransmission gets the same
 //! answer as its original; no order captured twice or above its authorization; refunds never above
-//! the captured amount; the host saw at most one authorization per order.
+//! the captured amount; the host saw at most one authorization per order; every authorization that
+//! timed out was reversed at the host and the reversal acknowledged (store-and-forward, with the
+//! same faults on the reversals), and nothing is left in doubt.
 //!
 //! Failing runs print their seed; rerun one with `PAYMESH_SIM_SEED=<seed>`.
 #![allow(
@@ -22,6 +24,7 @@ use bytes::{Bytes, BytesMut};
 use paymesh_actors::core::config::{
     CoreSettings, HostConfig, MerchantConfig, RouteConfig, RouteMethod,
 };
+use paymesh_actors::core::order::{OrderState, ReversalState};
 use paymesh_actors::core::pool::{HostSpec, PoolCore, ShardResult};
 use paymesh_actors::core::shard::{Output, ShardCore};
 use paymesh_codecs::iso8583::IsoMessage;
@@ -71,6 +74,8 @@ struct Sim {
     answers: BTreeMap<usize, Vec<TxnAnswer>>,
     /// Order id → authorizations the host saw.
     host_auths: HashMap<Bytes, u32>,
+    /// Order id → reversals (0400 and 0401) the host saw.
+    host_reversals: HashMap<Bytes, u32>,
     /// Orders the workload knows about: (order id, authorized amount).
     orders: Vec<(Bytes, u64)>,
 }
@@ -119,6 +124,7 @@ impl Sim {
             sent: Vec::new(),
             answers: BTreeMap::new(),
             host_auths: HashMap::new(),
+            host_reversals: HashMap::new(),
             orders: Vec::new(),
         }
     }
@@ -204,6 +210,12 @@ impl Sim {
                     .entry(req.get(48).cloned().unwrap_or_default())
                     .or_default() += 1;
             }
+            if mti == 400 || mti == 401 {
+                *self
+                    .host_reversals
+                    .entry(req.get(48).cloned().unwrap_or_default())
+                    .or_default() += 1;
+            }
             let processed = process(&self.rules, &mut self.book, 2611, &req).unwrap();
             let mut out = BytesMut::new();
             processed
@@ -277,17 +289,7 @@ impl Sim {
         while let Some(Reverse((at, id))) = self.queue.pop() {
             steps += 1;
             assert!(steps < STEPS_MAX, "step cap reached");
-            // Advance the virtual clock, expiring timeouts on the way.
-            while self.now < at {
-                self.now += 1;
-                let mut results = Vec::new();
-                self.pool.poll(self.now * 1_000, &mut results);
-                let mut out = Vec::new();
-                for (_, r) in results {
-                    self.shard.handle_upstream(self.now, r, &mut out);
-                }
-                self.run_outputs(out);
-            }
+            self.advance_to(at);
             let mut out = Vec::new();
             match self.events.remove(&id).unwrap() {
                 Event::Request(n) => {
@@ -315,15 +317,60 @@ impl Sim {
             }
             self.run_outputs(out);
         }
-        // Let every remaining timeout fire.
-        for _ in 0..=TIMEOUT_MS {
-            self.now += 1;
+        // Let every remaining timeout fire, and the reversal queue drain (the host keeps its
+        // faults: reversals get dropped and late answers too, and are repeated).
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            assert!(rounds < STEPS_MAX, "reversals never drained");
+            let next = [
+                self.queue.peek().map(|Reverse((at, _))| *at),
+                self.shard.next_reversal_due(),
+                (self.pool.inflight() > 0).then_some(self.now + 1),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let Some(at) = next else { break };
+            self.advance_to(at);
+            if let Some(Reverse((at, id))) = self.queue.peek().copied()
+                && at <= self.now
+            {
+                self.queue.pop();
+                let mut out = Vec::new();
+                if let Some(Event::HostAnswer(bytes)) = self.events.remove(&id) {
+                    let mut framer = self.pool.framer();
+                    let mut buf = BytesMut::from(&bytes[..]);
+                    while let Some(m) = framer.decode(&mut buf).unwrap() {
+                        if let Some((_, r)) = self.pool.on_message(0, self.now * 1_000, m).unwrap()
+                        {
+                            self.shard.handle_upstream(self.now, r, &mut out);
+                        }
+                    }
+                }
+                self.run_outputs(out);
+            }
+        }
+    }
+
+    /// Advances the virtual clock to `at`, expiring timeouts and sending due reversals on the way
+    /// (ms by ms while anything is in flight, else in one jump to the next due reversal).
+    fn advance_to(&mut self, at: u64) {
+        while self.now < at {
+            let idle = self.pool.inflight() == 0;
+            let due = self.shard.next_reversal_due().unwrap_or(u64::MAX);
+            self.now = if idle {
+                at.min(due).max(self.now + 1)
+            } else {
+                self.now + 1
+            };
             let mut results = Vec::new();
             self.pool.poll(self.now * 1_000, &mut results);
             let mut out = Vec::new();
             for (_, r) in results {
                 self.shard.handle_upstream(self.now, r, &mut out);
             }
+            self.shard.poll_reversals(self.now, &mut out);
             self.run_outputs(out);
         }
     }
@@ -379,6 +426,22 @@ impl Sim {
             assert!(captures <= 1, "captured {captures} times");
         }
         assert_eq!(self.shard.pending_count(), 0, "operations left pending");
+        assert_eq!(
+            self.shard.reversals_pending(),
+            0,
+            "reversals left unacknowledged"
+        );
+        for (key, o) in self.shard.orders() {
+            assert_ne!(o.state, OrderState::InDoubt, "{key:?} left in doubt");
+            if o.state == OrderState::Reversed {
+                assert!(
+                    self.host_reversals.get(&key.1).copied().unwrap_or(0) >= 1,
+                    "{key:?} reversed without the host seeing a reversal"
+                );
+                let r = o.reversal.unwrap();
+                assert_eq!(r.state, ReversalState::Acknowledged);
+            }
+        }
     }
 }
 
@@ -389,6 +452,8 @@ fn seeded_simulation_keeps_the_invariants() {
         Err(_) => (1..=SEEDS).collect(),
     };
     let mut seen: HashMap<(TxnKind, ResultCode), usize> = HashMap::new();
+    // Orders reversed after a timeout, and reversals the host saw more than once (repeats).
+    let mut reversals = (0usize, 0usize);
     for seed in seeds {
         let result = std::panic::catch_unwind(|| {
             let mut sim = Sim::new(seed);
@@ -398,10 +463,18 @@ fn seeded_simulation_keeps_the_invariants() {
             for (n, answers) in &sim.answers {
                 seen.push((sim.sent[*n].request.kind, answers[0].result));
             }
-            seen
+            let reversed = sim
+                .shard
+                .orders()
+                .filter(|(_, o)| o.state == OrderState::Reversed)
+                .count();
+            let repeated = sim.host_reversals.values().filter(|n| **n > 1).count();
+            (seen, reversed, repeated)
         });
         match result {
-            Ok(answers) => {
+            Ok((answers, reversed, repeated)) => {
+                reversals.0 += reversed;
+                reversals.1 += repeated;
                 assert_eq!(answers.len(), REQUESTS_PER_RUN);
                 for key in answers {
                     *seen.entry(key).or_default() += 1;
@@ -415,10 +488,17 @@ fn seeded_simulation_keeps_the_invariants() {
     }
     // The workload must have reached the interesting paths, or the invariants prove little.
     if std::env::var("PAYMESH_SIM_SEED").is_err() {
+        eprintln!(
+            "orders reversed: {}, reversals repeated: {}",
+            reversals.0, reversals.1
+        );
+        assert!(reversals.0 > 0, "no timed-out authorization was reversed");
+        assert!(reversals.1 > 0, "no reversal had to be repeated");
         for key in [
             (TxnKind::Authorize, ResultCode::Approved),
             (TxnKind::Sale, ResultCode::Approved),
             (TxnKind::Authorize, ResultCode::UpstreamTimeout),
+            (TxnKind::Sale, ResultCode::UpstreamTimeout),
             (TxnKind::Authorize, ResultCode::InvalidCard),
             (TxnKind::Capture, ResultCode::Approved),
             (TxnKind::Capture, ResultCode::AmountExceedsAvailable),

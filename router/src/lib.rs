@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod auth;
 pub mod bench_recovery;
+pub mod checkpoint;
 pub mod config;
 pub mod demo;
 pub mod journal;

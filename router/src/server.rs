@@ -47,6 +47,7 @@ pub struct Router {
     /// The upstream pools, signed off at shutdown.
     sign_offs: Vec<Recipient<SignOff>>,
     journal: Option<paymesh_journal::JournalHandle>,
+    checkpointer: Option<crate::checkpoint::Checkpointer>,
     store: Option<paymesh_store::StoreHandle>,
     grace: Duration,
     admin: Option<crate::admin::AdminServer>,
@@ -104,7 +105,7 @@ impl Router {
             pools.push(addr.recipient());
         }
         let pools = Arc::new(pools);
-        let (cores, journal) = if config.journal.dir.as_os_str().is_empty() {
+        let (cores, journal, catch_up) = if config.journal.dir.as_os_str().is_empty() {
             tracing::warn!(
                 "no journal configured: answers leave without a durable record (tests and benchmarks only)"
             );
@@ -119,26 +120,55 @@ impl Router {
                     ))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            (cores, None)
+            (cores, None, None)
         } else {
             let opened = crate::journal::open(&config.journal, &settings, config.shard_count())?;
-            (opened.cores, Some(opened.journal))
+            let catch_up = (opened.answers, opened.store_complete);
+            (opened.cores, Some(opened.journal), Some(catch_up))
         };
+        let store_existed = config.store.path.exists();
         let store = open_store(&config)?;
+        if let (Some(store), Some((answers, complete))) = (&store, &catch_up) {
+            let complete = *complete && store_existed;
+            let rows = crate::journal::feed_store(store, answers, complete, &cores)?;
+            tracing::info!(rows, rebuilt = !complete, "query store caught up from the journal");
+        }
+        let store_complete = catch_up.is_some_and(|(_, c)| c);
         let mut shard_addrs = Vec::new();
         for (i, core) in cores.into_iter().enumerate() {
-            let (p, m, j, st) = (
+            let (p, m, j, st, hm) = (
                 pools.clone(),
                 metrics.clone(),
                 journal.clone(),
                 store.clone(),
+                host_metrics.clone(),
             );
             let addr = ShardActor::start_in_arbiter(&pick(i)?, move |_| {
-                ShardActor::new(core, p, m, j).with_store(st)
+                ShardActor::new(core, p, m, j)
+                    .with_store(st)
+                    .with_host_metrics(hm)
             });
             shard_addrs.push(addr);
         }
         let _ = shard_results.set(shard_addrs.iter().map(|a| a.clone().recipient()).collect());
+        let checkpointer = match &journal {
+            Some(j) => {
+                let policy = crate::checkpoint::CheckpointPolicy {
+                    records: config.journal.checkpoint_records.max(1),
+                    interval: Duration::from_secs(config.journal.checkpoint_interval_secs),
+                };
+                let c = crate::checkpoint::Checkpointer::start(
+                    j.handle.clone(),
+                    shard_addrs.clone(),
+                    store.clone(),
+                    store_complete,
+                    policy,
+                )
+                .context("starting the checkpointer")?;
+                Some(c)
+            }
+            None => None,
+        };
         let shards = Shards {
             addrs: Arc::new(shard_addrs),
         };
@@ -233,6 +263,7 @@ impl Router {
             arbiters,
             sign_offs,
             journal: journal.map(|j| j.handle),
+            checkpointer,
             store,
             grace: Duration::from_millis(s.shutdown_grace_ms),
         })
@@ -252,6 +283,10 @@ impl Router {
         // /health answered 503 while draining; the admin port closes before the mesh stops.
         if let Some(admin) = self.admin {
             admin.stop().await;
+        }
+        if let Some(c) = self.checkpointer {
+            // The shards still run: a last checkpoint makes the next start-up quick.
+            tokio::task::spawn_blocking(move || c.stop(true)).await.ok();
         }
         // Upstream links sign off (0800, 002) before the threads stop; each pool bounds its wait.
         let sign_offs: Vec<_> = self.sign_offs.iter().map(|p| p.send(SignOff)).collect();

@@ -448,9 +448,12 @@ impl<R: Clone> ShardCore<R> {
             return;
         }
         match result.outcome {
-            UpstreamOutcome::Answered { .. } => {
+            UpstreamOutcome::Answered { result: code, .. }
+                if code != ResultCode::UpstreamUnavailable =>
+            {
                 // The host answered: acknowledged, whatever its response code (hosts answer
-                // reversals of messages they never saw too).
+                // reversals of messages they never saw too), except "system unavailable" (91, 92,
+                // 96), which asks for a repeat.
                 r.state = ReversalState::Acknowledged;
                 self.by_op_id.remove(&result.op_id);
                 if let Some(host) = order.host {
@@ -473,7 +476,8 @@ impl<R: Clone> ShardCore<R> {
                     }
                 }
             }
-            UpstreamOutcome::Timeout { .. }
+            UpstreamOutcome::Answered { .. }
+            | UpstreamOutcome::Timeout { .. }
             | UpstreamOutcome::Unknown
             | UpstreamOutcome::NotSent { .. } => {
                 if !matches!(result.outcome, UpstreamOutcome::NotSent { .. }) {
