@@ -12,7 +12,9 @@
 use bytes::{Bytes, BytesMut};
 use paymesh_actors::core::config::HostConfig;
 use paymesh_actors::core::pool::{HostSpec, LinkAction, PoolCore, ShardResult};
-use paymesh_actors::core::upstream::{Account, UpstreamKind, UpstreamOutcome, UpstreamRequest};
+use paymesh_actors::core::upstream::{
+    Account, UpstreamKind, UpstreamOutcome, UpstreamRequest, stan_for, trace_of,
+};
 use paymesh_actors::metrics::{BreakerState, LinkState};
 use paymesh_codecs::iso8583::{IsoMessage, Profile};
 use paymesh_codecs::types::{Pan, ResultCode};
@@ -49,6 +51,8 @@ fn request(op_id: u64, kind: UpstreamKind) -> UpstreamRequest {
         order_id: Bytes::from_static(b"ORDER-1"),
         original: None,
         repeat: false,
+        stan: 0,
+        sent_at_ms: 0,
     }
 }
 
@@ -747,4 +751,56 @@ fn sign_off_on_every_signed_on_link_then_close() {
             .all(|a| matches!(a, LinkAction::Close(0)))
     );
     assert_eq!(p.link_state(0), LinkState::Down);
+}
+
+#[test]
+fn a_stan_the_shard_assigned_is_used_and_stamps_what_the_shard_expects() {
+    let mut p = pool("");
+    sign_on(&mut p, 0, NOW);
+    sign_on(&mut p, 1, NOW);
+    let at_ms = NOW / MS - 250;
+    let mut r = request(1, UpstreamKind::Authorize);
+    r.stan = 4_242;
+    r.sent_at_ms = at_ms;
+    p.submit(NOW, r.clone()).unwrap();
+    // The same STAN again cannot share the link: it goes on the other one.
+    let mut again = request(2, UpstreamKind::Authorize);
+    again.stan = 4_242;
+    p.submit(NOW, again.clone()).unwrap();
+    let (first, second) = (written(&mut p, 0), written(&mut p, 1));
+    assert_eq!(first.len() + second.len(), 2);
+    for m in first.iter().chain(&second) {
+        assert_eq!(m.get_slice(11), Some(&b"004242"[..]));
+    }
+    // A third with that STAN finds no free link: BUSY, never a clash.
+    let mut third = request(3, UpstreamKind::Authorize);
+    third.stan = 4_242;
+    assert_eq!(refused(p.submit(NOW, third)), ResultCode::Busy);
+    // What the pool reports as sent is what the shard computes from the STAN and the time, so
+    // a reversal of a request lost in a crash names the original correctly.
+    let out = poll(&mut p, NOW + 100 * MS);
+    let UpstreamOutcome::Timeout { sent } = &out[0].1.outcome else {
+        panic!("{out:?}")
+    };
+    let expected = trace_of(UpstreamKind::Authorize, 4_242, at_ms);
+    assert_eq!(
+        (sent.stan, &sent.transmitted, &sent.rrn, sent.mti),
+        (4_242, &expected.transmitted, &expected.rrn, expected.mti)
+    );
+}
+
+#[test]
+fn shards_assign_distinct_stans() {
+    for shards in 1..=4u16 {
+        let mut seen = std::collections::HashSet::new();
+        let per_shard = 999_999 / u64::from(shards);
+        for shard in 0..shards {
+            for seq in (0..per_shard).step_by(97).chain([per_shard - 1]) {
+                let op_id = (u64::from(shard) << 48) | seq;
+                let stan = stan_for(op_id, shard, shards);
+                assert!((1..=999_999).contains(&stan));
+                assert!(seen.insert(stan), "shards {shards}: {stan} twice");
+            }
+        }
+    }
 }

@@ -662,3 +662,46 @@ fn a_snapshot_keeps_the_reversal_queue() {
     assert!(answer_upstream(&mut restored, &again[0], "00").is_empty());
     assert_eq!(restored.reversals_pending(), 0);
 }
+
+#[test]
+fn an_authorization_lost_in_a_crash_is_reversed_naming_what_was_sent() {
+    let mut c = core();
+    let (_, up) = step(&mut c, 1, &req(TxnKind::Authorize, "M1", "U1", Some(800)));
+    assert_ne!(up[0].stan, 0, "the shard assigns the STAN");
+    assert_eq!(up[0].sent_at_ms, NOW);
+    // Recovery found it sent, with no outcome journaled.
+    let mut out = Vec::new();
+    c.handle_upstream(
+        NOW + 60_000,
+        UpstreamResult {
+            op_id: up[0].op_id,
+            outcome: UpstreamOutcome::Unknown,
+        },
+        &mut out,
+    );
+    let (answers, reversals) = split(out);
+    assert_eq!(answers[0].1.result, ResultCode::InDoubt);
+    let original = reversals[0].original.clone().expect("field 90 data");
+    assert_eq!(
+        original,
+        paymesh_actors::core::upstream::trace_of(UpstreamKind::Authorize, up[0].stan, NOW)
+    );
+    // Possibly seen by the host: a repeat.
+    assert!(reversals[0].repeat);
+    assert_eq!(reversals[0].host, up[0].host);
+}
+
+#[test]
+fn replay_applies_the_outcome_of_an_attempt_its_timer_never_sent() {
+    // Live: timeout, reversal times out, the timer sends it again, the host acknowledges. The
+    // journal holds the outcomes only; replaying them (no timer) must reach the same state.
+    let mut c = core();
+    let (_, up) = step(&mut c, 1, &req(TxnKind::Authorize, "M1", "P1", Some(300)));
+    let (_, reversals) = split(timeout(&mut c, up[0].op_id, NOW + 10));
+    timeout(&mut c, reversals[0].op_id, NOW + 20);
+    assert_eq!(c.reversals_pending(), 1);
+    assert!(answer_upstream(&mut c, &reversals[0], "00").is_empty());
+    assert_eq!(c.reversals_pending(), 0);
+    let (inq, _) = step(&mut c, 2, &req(TxnKind::Inquiry, "M1", "P1", None));
+    assert_eq!(inq[0].1.state, Some(10));
+}

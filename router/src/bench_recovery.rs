@@ -118,7 +118,7 @@ fn generate(
     journal.append(&[(RECORD_META, encode_meta(u16::try_from(args.shards)?))])?;
     // Run the real cores while generating, so op ids in the outcomes match what replay computes.
     let mut cores: Vec<ShardCore<()>> = (0..args.shards)
-        .map(|i| ShardCore::new(i as u16, settings.clone(), 0))
+        .map(|i| ShardCore::new(i as u16, settings.clone(), 0).with_shard_count(args.shards as u16))
         .collect();
     let started = Instant::now();
     let now = paymesh_actors::now_ms();

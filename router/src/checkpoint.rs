@@ -130,7 +130,9 @@ impl Rounds {
                         elapsed_ms = info.elapsed.as_millis() as u64,
                         "journal checkpoint"
                     ),
-                    Err(error) => tracing::warn!(%error, "journal checkpoint failed; retrying at the next one"),
+                    Err(error) => {
+                        tracing::warn!(%error, "journal checkpoint failed; retrying at the next one")
+                    }
                 }
                 last_records = self.journal.stats().records;
                 last_at = Instant::now();

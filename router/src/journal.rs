@@ -151,7 +151,9 @@ pub fn open(
         shards,
         None,
     )?);
-    recovery.borrow_mut().collect_answers(STORE_CATCH_UP_ANSWERS_MAX);
+    recovery
+        .borrow_mut()
+        .collect_answers(STORE_CATCH_UP_ANSWERS_MAX);
     let failure = std::cell::RefCell::new(None);
     let fail = |e| {
         failure.borrow_mut().get_or_insert(e);

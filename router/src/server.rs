@@ -113,11 +113,10 @@ impl Router {
             let seq_start = paymesh_actors::now_ms().saturating_mul(100);
             let cores = (0..config.shard_count())
                 .map(|i| {
-                    Ok(ShardCore::new(
-                        u16::try_from(i)?,
-                        settings.clone(),
-                        seq_start,
-                    ))
+                    Ok(
+                        ShardCore::new(u16::try_from(i)?, settings.clone(), seq_start)
+                            .with_shard_count(u16::try_from(config.shard_count())?),
+                    )
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             (cores, None, None)
@@ -131,7 +130,11 @@ impl Router {
         if let (Some(store), Some((answers, complete))) = (&store, &catch_up) {
             let complete = *complete && store_existed;
             let rows = crate::journal::feed_store(store, answers, complete, &cores)?;
-            tracing::info!(rows, rebuilt = !complete, "query store caught up from the journal");
+            tracing::info!(
+                rows,
+                rebuilt = !complete,
+                "query store caught up from the journal"
+            );
         }
         let store_complete = catch_up.is_some_and(|(_, c)| c);
         let mut shard_addrs = Vec::new();

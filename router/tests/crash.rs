@@ -2,7 +2,10 @@
 //! under pipelined load and restarted on the same journal, several times. Then every order is
 //! retried by order id and checked: what the client saw approved is there exactly once with the
 //! same transaction id and approval code, nothing is doubled, every in-doubt order resolves to one
-//! recorded outcome, and the simulated host never saw a second authorization for an order. Also: a
+//! recorded outcome, and the simulated host never saw a second authorization for an order. Every
+//! order left in doubt is then reversed at its host through the store-and-forward queue, naming
+//! the authorization's STAN, and ends REVERSED. Checkpoints are taken every 20 records, so the
+//! restarts recover from a checkpoint plus the records after it (asserted). Also: a
 //! journal torn mid-record is truncated at start-up (and logged); a byte corrupted in the middle
 //! stops start-up with an error naming the file and offset. Bounded: 4 kills, a few hundred orders.
 #![cfg(unix)]
@@ -160,9 +163,13 @@ async fn kill_dash_nine_loses_no_approval_and_doubles_nothing() {
         "no checkpoint was taken during the rounds: recovery from one is untested\n{log}"
     );
     let mut outcomes: HashMap<ResultCode, usize> = HashMap::new();
+    let mut in_doubt = Vec::new();
     for n in 0..sent_orders {
         let a = c.call(order_request(n)).await;
         *outcomes.entry(a.result).or_default() += 1;
+        if matches!(a.result, ResultCode::InDoubt | ResultCode::UpstreamTimeout) {
+            in_doubt.push(n);
+        }
         if let Some(seen) = approved.get(&n) {
             assert_eq!(
                 a.result,
@@ -194,6 +201,37 @@ async fn kill_dash_nine_loses_no_approval_and_doubles_nothing() {
             env.host_authorizations(host, &format!("K{n}")) <= 1,
             "host saw order K{n} authorized twice"
         );
+    }
+    // Every order left in doubt is reversed at its host through the store-and-forward queue,
+    // naming the authorization the host saw (field 90), and ends REVERSED (state 10).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    for n in in_doubt.iter().copied() {
+        let order = format!("K{n}");
+        let host = if n % 3 == 0 { "card" } else { "van" };
+        loop {
+            let a = c
+                .call(request(TxnKind::Inquiry, "M000001", &order, None, None))
+                .await;
+            if a.state == Some(10) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{order} not reversed: {a:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (reversals, auths) = env.host_reversals(host, &order);
+        assert!(
+            !reversals.is_empty(),
+            "{order}: no reversal reached the host"
+        );
+        if let Some(stan) = auths.first() {
+            assert!(
+                reversals.iter().all(|r| *r == Some(*stan)),
+                "{order}: reversals {reversals:?} do not name the authorization's STAN {stan}"
+            );
+        }
     }
     eprintln!(
         "after {KILLS} kills: {} orders, {} acknowledged approved before a kill, final outcomes {outcomes:?}",

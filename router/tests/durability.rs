@@ -190,7 +190,11 @@ async fn checkpoints_bound_the_journal_and_the_store_is_rebuilt_from_it() {
     for (r, a) in first.iter().step_by(37) {
         let again = c.call(r.clone()).await;
         assert_eq!(
-            (again.result, again.server_txn_id, again.approval_code.clone()),
+            (
+                again.result,
+                again.server_txn_id,
+                again.approval_code.clone()
+            ),
             (a.result, a.server_txn_id, a.approval_code.clone())
         );
     }

@@ -149,7 +149,7 @@ impl<R: Clone> Recovery<R> {
         let count =
             u16::try_from(shards).map_err(|_| MeshError::Config("too many shards".into()))?;
         let cores = (0..count)
-            .map(|i| ShardCore::new(i, settings.clone(), 0))
+            .map(|i| ShardCore::new(i, settings.clone(), 0).with_shard_count(count))
             .collect();
         Ok(Self {
             keys: keys.to_vec(),
@@ -191,16 +191,19 @@ impl<R: Clone> Recovery<R> {
         }
         for (index, part) in parts.iter().enumerate() {
             let clear = unseal(&self.keys, &part.sealed)?;
-            let core = ShardCore::decode_snapshot(self.settings.clone(), &clear)?;
+            let shards = self.marks.len() as u16;
+            let core =
+                ShardCore::decode_snapshot(self.settings.clone(), &clear)?.with_shard_count(shards);
             if usize::from(core.shard()) != index {
                 return Err(MeshError::Journal(format!(
                     "checkpoint part {index} holds shard {}",
                     core.shard()
                 )));
             }
-            if let (Some(slot), Some(mark)) =
-                (self.replayed.cores.get_mut(index), self.marks.get_mut(index))
-            {
+            if let (Some(slot), Some(mark)) = (
+                self.replayed.cores.get_mut(index),
+                self.marks.get_mut(index),
+            ) {
                 *slot = core;
                 *mark = part.mark_lsn;
             }
@@ -302,6 +305,9 @@ impl<R: Clone> Recovery<R> {
                 core.handle_upstream(now_ms, result, &mut self.scratch);
                 self.replayed.in_doubt += 1;
             }
+            // Nothing replayed was sent: reversals still "in flight" now are the ones just
+            // started; the shard's timer sends them once the router runs.
+            core.schedule_unsent_reversals(now_ms);
         }
         self.keep_answers();
         Ok(self.replayed)

@@ -21,7 +21,9 @@ use super::order::{
     OpStatus, Operation, Order, OrderKey, OrderState, Reversal, ReversalState, wire_state,
 };
 use super::route::{HostId, RouteKey};
-use super::upstream::{Account, UpstreamKind, UpstreamOutcome, UpstreamRequest, UpstreamResult};
+use super::upstream::{
+    Account, UpstreamKind, UpstreamOutcome, UpstreamRequest, UpstreamResult, stan_for, trace_of,
+};
 
 mod snapshot;
 
@@ -67,6 +69,8 @@ pub struct ShardCore<R> {
     reversal_due: BTreeMap<(u64, u64), OrderKey>,
     /// Changes to the count of unacknowledged reversals per host, for the shell's gauges.
     reversal_deltas: Vec<(HostId, i64)>,
+    /// How many shards there are (STANs are partitioned between them).
+    shards: u16,
 }
 
 /// First delay before a reversal is sent again; it doubles with each attempt.
@@ -108,7 +112,15 @@ impl<R: Clone> ShardCore<R> {
             next_seq: seq_start & ((1 << TXN_SEQ_BITS) - 1),
             reversal_due: BTreeMap::new(),
             reversal_deltas: Vec::new(),
+            shards: 1,
         }
+    }
+
+    /// Sets the number of shards (default 1): the STANs this shard assigns are unique among
+    /// all of them.
+    pub fn with_shard_count(mut self, shards: u16) -> Self {
+        self.shards = shards.max(1);
+        self
     }
 
     /// This shard's index.
@@ -170,6 +182,19 @@ impl<R: Clone> ShardCore<R> {
         self.reversal_due.keys().next().map(|(due, _)| *due)
     }
 
+    /// After recovery: reversals started while resolving what was in doubt were never sent;
+    /// they are due at once (the shell's timer sends them).
+    pub fn schedule_unsent_reversals(&mut self, now_ms: u64) {
+        for (key, order) in &mut self.orders {
+            if let Some(r) = order.reversal.as_mut()
+                && r.state == ReversalState::InFlight
+            {
+                r.state = ReversalState::RetryAt(now_ms);
+                self.reversal_due.insert((now_ms, r.op_id), key.clone());
+            }
+        }
+    }
+
     /// Sends again the reversals due at `now_ms` (repeats, 0401, once an attempt may have reached
     /// the host).
     pub fn poll_reversals(&mut self, now_ms: u64, out: &mut Vec<Output<R>>) {
@@ -191,7 +216,7 @@ impl<R: Clone> ShardCore<R> {
             r.state = ReversalState::InFlight;
             r.attempts = r.attempts.saturating_add(1);
             let repeat = r.sent_once;
-            if let Some(req) = reversal_request(shard, op_id, repeat, &key, order) {
+            if let Some(req) = reversal_request((shard, self.shards), op_id, repeat, &key, order) {
                 out.push(Output::Upstream(Box::new(req)));
             }
         }
@@ -250,6 +275,7 @@ impl<R: Clone> ShardCore<R> {
         {
             return self.reversal_outcome(now_ms, key, result);
         }
+        let (shard, shards) = (self.shard, self.shards);
         let Some(key) = self.by_op_id.remove(&result.op_id) else {
             // Unknown or already resolved op: a late or duplicate outcome changes nothing.
             return;
@@ -351,6 +377,14 @@ impl<R: Clone> ShardCore<R> {
                     TxnKind::Authorize | TxnKind::Sale => {
                         order.state = OrderState::InDoubt;
                         order.authorized = op_amount;
+                        // What was sent is known without the pool: the shard assigned the STAN
+                        // and the stamp time (the request's own).
+                        let upstream_kind = match kind {
+                            TxnKind::Sale => UpstreamKind::Sale,
+                            _ => UpstreamKind::Authorize,
+                        };
+                        let stan = stan_for(result.op_id, shard, shards);
+                        order.sent = Some(trace_of(upstream_kind, stan, order.received_ms));
                         reverse = Some(true);
                     }
                     TxnKind::Cancel => {
@@ -430,7 +464,7 @@ impl<R: Clone> ShardCore<R> {
             self.reversal_deltas.push((host, 1));
         }
         self.by_op_id.insert(op_id, key.clone());
-        if let Some(req) = reversal_request(shard, op_id, sent_once, key, order) {
+        if let Some(req) = reversal_request((shard, self.shards), op_id, sent_once, key, order) {
             out.push(Output::Upstream(Box::new(req)));
         }
     }
@@ -443,10 +477,12 @@ impl<R: Clone> ShardCore<R> {
         let Some(r) = order.reversal.as_mut() else {
             return;
         };
-        if r.state != ReversalState::InFlight {
-            // A duplicate or late outcome (replay feeds every journaled one): nothing changes.
+        if r.state == ReversalState::Acknowledged {
+            // A duplicate or late outcome: nothing changes.
             return;
         }
+        // In flight, or (replaying the journal, where the timer that sent an attempt again does
+        // not run) waiting for an attempt the live shard did send: the outcome applies.
         match result.outcome {
             UpstreamOutcome::Answered { result: code, .. }
                 if code != ResultCode::UpstreamUnavailable =>
@@ -638,6 +674,8 @@ impl<R: Clone> ShardCore<R> {
             merchant_id: key.0,
             original: None,
             repeat: false,
+            stan: stan_for(op_id, self.shard, self.shards),
+            sent_at_ms: now_ms,
         })));
     }
 
@@ -766,6 +804,8 @@ impl<R: Clone> ShardCore<R> {
                     merchant_id: key.0,
                     original,
                     repeat: false,
+                    stan: stan_for(op_id, self.shard, self.shards),
+                    sent_at_ms: now_ms,
                 })));
             }
             _ => out.push(refuse(ResultCode::InvalidRequest, order)),
@@ -960,7 +1000,7 @@ fn replay<R: Clone>(
 /// The reversal message of an order's authorization (to the host that had it, for the amount it
 /// authorized, naming the original).
 fn reversal_request<R>(
-    shard: u16,
+    (shard, shards): (u16, u16),
     op_id: u64,
     repeat: bool,
     key: &OrderKey,
@@ -978,6 +1018,8 @@ fn reversal_request<R>(
         order_id: key.1.clone(),
         original: order.sent.clone(),
         repeat,
+        stan: stan_for(op_id, shard, shards),
+        sent_at_ms: 0,
     })
 }
 

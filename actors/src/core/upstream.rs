@@ -88,6 +88,45 @@ pub struct UpstreamRequest {
     pub original: Option<OriginalRef>,
     /// A repeat of a reversal already sent once (ISO 8583 0401 instead of 0400).
     pub repeat: bool,
+    /// System trace audit number (field 11) the shard assigned (0: the pool picks one). The
+    /// shard derives it from the op id, so that replay knows what identifies a message sent
+    /// before a crash, and its reversal can name it (field 90).
+    pub stan: u32,
+    /// The time the message is stamped with (fields 7, 12, 13 and the RRN), unix ms (0: now).
+    pub sent_at_ms: u64,
+}
+
+/// Largest STAN (six digits).
+pub const STAN_MAX: u32 = 999_999;
+
+/// The STAN of an operation: shards take disjoint residues modulo the shard count, and within a
+/// shard consecutive sequence numbers get distinct STANs for `999_999 / shards` operations.
+pub fn stan_for(op_id: u64, shard: u16, shards: u16) -> u32 {
+    let shards = u64::from(shards.max(1));
+    let per_shard = u64::from(STAN_MAX) / shards;
+    let seq = op_id & ((1 << super::shard::TXN_SEQ_BITS) - 1);
+    let stan = (seq % per_shard) * shards + u64::from(shard) % shards + 1;
+    u32::try_from(stan).unwrap_or(1)
+}
+
+/// What identifies a message the shard asked for: its MTI by the default dialect (a host's own
+/// dialect may differ; the pool reports the real one in outcomes), its STAN, transmission time
+/// and RRN as the pool stamps them.
+pub fn trace_of(kind: UpstreamKind, stan: u32, at_ms: u64) -> OriginalRef {
+    let (year, month, day, hour, minute, second) = super::clock::civil(at_ms, 0);
+    let doy = super::clock::day_of_year(year, month, day);
+    let transmitted = format!("{month:02}{day:02}{hour:02}{minute:02}{second:02}");
+    let rrn = format!("{}{doy:03}{hour:02}{stan:06}", year.rem_euclid(10));
+    OriginalRef {
+        mti: match kind {
+            UpstreamKind::Authorize | UpstreamKind::BalanceInquiry => 100,
+            UpstreamKind::Sale | UpstreamKind::Refund => 200,
+            UpstreamKind::Reversal => 400,
+        },
+        stan,
+        transmitted: Bytes::from(transmitted),
+        rrn: Bytes::from(rrn),
+    }
 }
 
 /// Outcome of an upstream request.

@@ -326,7 +326,12 @@ impl Actor for ShardActor {
         ctx.set_mailbox_capacity(SHARD_MAILBOX_MAX);
         // Store-and-forward: reversals not yet acknowledged are sent again when due.
         ctx.run_interval(Duration::from_millis(REVERSAL_POLL_MS), |act, ctx| {
-            if act.failed || act.core.next_reversal_due().is_none_or(|due| due > now_ms()) {
+            if act.failed
+                || act
+                    .core
+                    .next_reversal_due()
+                    .is_none_or(|due| due > now_ms())
+            {
                 return;
             }
             act.core.poll_reversals(now_ms(), &mut act.out);

@@ -404,6 +404,11 @@ impl Env {
         self.host(host).count_authorizations(order)
     }
 
+    /// See [`sim::Host::reversals`].
+    pub fn host_reversals(&self, host: &str, order: &str) -> (Vec<Option<u32>>, Vec<u32>) {
+        self.host(host).reversals(order)
+    }
+
     pub fn host_saw(&self, host: &str, order: &str) -> bool {
         self.host_count(host, order) > 0
     }
@@ -446,6 +451,25 @@ pub mod sim {
                     && (e.mti == 100 || e.mti == 200)
                     && e.processing_code.starts_with("00")
             })
+        }
+
+        /// Reversals (0400 and repeats 0401) the host saw for an order, with the STAN each
+        /// names as the original's (field 90), and the STANs of the order's authorizations.
+        pub fn reversals(&self, order: &str) -> (Vec<Option<u32>>, Vec<u32>) {
+            let entries = self.handle.record().entries();
+            let mine = entries
+                .iter()
+                .filter(|e| e.order_ref.as_deref() == Some(order));
+            let reversals = mine
+                .clone()
+                .filter(|e| e.mti == 400 || e.mti == 401)
+                .map(|e| e.original_stan)
+                .collect();
+            let auths = mine
+                .filter(|e| (e.mti == 100 || e.mti == 200) && e.processing_code.starts_with("00"))
+                .map(|e| e.stan)
+                .collect();
+            (reversals, auths)
         }
 
         pub fn count_order(&self, order: &str) -> usize {

@@ -254,7 +254,9 @@ impl PoolCore {
         }
     }
 
-    fn choose_link(&self) -> Result<usize, ResultCode> {
+    /// A link signed on with room, on which `key` (a STAN the shard assigned, with its MTI class)
+    /// is not already pending.
+    fn choose_link(&self, key: Option<(u32, u16)>) -> Result<usize, ResultCode> {
         let n = self.links.len();
         let mut any_up = false;
         for i in 0..n {
@@ -263,7 +265,8 @@ impl PoolCore {
                 && l.carries_transactions()
             {
                 any_up = true;
-                if l.pending.len() < self.spec.inflight_per_link_max {
+                let free = key.is_none_or(|k| !l.pending.contains_key(&k));
+                if free && l.pending.len() < self.spec.inflight_per_link_max {
                     return Ok(idx);
                 }
             }
@@ -276,7 +279,12 @@ impl PoolCore {
 
     /// The link a request may go on now, or why it may not go at all: the host's currency, a
     /// link signed on with room, the host's in-flight bound, the breaker.
-    fn admit(&mut self, now_us: u64, req: &UpstreamRequest) -> Result<usize, ResultCode> {
+    fn admit(
+        &mut self,
+        now_us: u64,
+        req: &UpstreamRequest,
+        key: Option<(u32, u16)>,
+    ) -> Result<usize, ResultCode> {
         if self
             .spec
             .dialect
@@ -288,7 +296,7 @@ impl PoolCore {
         if self.stopping {
             return Err(ResultCode::UpstreamUnavailable);
         }
-        let idx = self.choose_link()?;
+        let idx = self.choose_link(key)?;
         if self.inflight() >= self.spec.inflight_max {
             return Err(ResultCode::Busy);
         }
@@ -303,16 +311,25 @@ impl PoolCore {
 
     /// Builds, checks and queues a request on an admitted link; then the rate limit applies.
     fn place(&mut self, now_us: u64, req: &UpstreamRequest) -> Result<(), ResultCode> {
-        let idx = self.admit(now_us, req)?;
-        let d = &self.spec.dialect;
-        let mti = d.request_mti(req.kind, req.repeat);
+        let mti = self.spec.dialect.request_mti(req.kind, req.repeat);
         let class = mti_class(mti);
+        // The shard's STAN when it assigned one (so replay knows it), else the link's next.
+        let assigned = (req.stan != 0).then_some((req.stan, class));
+        let idx = self.admit(now_us, req, assigned)?;
+        let d = &self.spec.dialect;
         let Some(link) = self.links.get_mut(idx) else {
             return Err(ResultCode::UpstreamUnavailable);
         };
-        let stan = link.allocate_stan(class);
+        let stan = match assigned {
+            Some((stan, _)) => stan,
+            None => link.allocate_stan(class),
+        };
+        let at_ms = match req.sent_at_ms {
+            0 => now_us / US_PER_MS,
+            at => at,
+        };
         let mut w = FieldWriter::new(&mut self.scratch);
-        let built = build::transaction(&self.spec, now_us / US_PER_MS, mti, stan, req, &mut w)
+        let built = build::transaction(&self.spec, at_ms, mti, stan, req, &mut w)
             .map_err(|e| {
                 tracing::warn!(host = %self.spec.name, kind = ?req.kind, error = %e, "request does not fit the host's dialect; refused");
                 ResultCode::InvalidRequest

@@ -158,11 +158,14 @@ fn parse(text: &str) -> Vec<Sample> {
     samples
 }
 
+/// Bucket samples of one histogram series, grouped by their labels other than `le`.
+type BucketGroups<'a> = Vec<(Vec<(String, String)>, Vec<&'a Sample>)>;
+
 /// Buckets are cumulative, ascending in `le`, end in +Inf, and +Inf equals `_count`.
 fn check_histograms(types: &HashMap<String, String>, samples: &[Sample]) {
     for (family, _) in types.iter().filter(|(_, k)| *k == "histogram") {
         let bucket_name = format!("{family}_bucket");
-        let mut groups: Vec<(Vec<(String, String)>, Vec<&Sample>)> = Vec::new();
+        let mut groups: BucketGroups<'_> = Vec::new();
         for s in samples.iter().filter(|s| s.name == bucket_name) {
             let rest: Vec<_> = s
                 .labels
