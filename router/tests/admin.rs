@@ -153,7 +153,6 @@ async fn metrics_count_real_transactions() {
 
 /// Needs the pool actor to bump the router's `HostMetrics` (being wired in the pool actor).
 #[actix::test]
-#[ignore = "until the pool actor bumps Router::host_metrics"]
 async fn per_host_counters_move() {
     let env = Env::start(EnvOptions::default()).await;
     let admin = env.admin.unwrap();
