@@ -3,7 +3,9 @@
 //! the host's record shows them), a host down at start, a host dying mid-load, a slow host, garbage,
 //! late and duplicated answers, a disconnect with requests in flight, failover to a secondary host
 //! and back, a dialect sending refunds as 0220, unanswered echo tests reopening links, a refused
-//! sign-on keeping a link out of traffic.
+//! sign-on keeping a link out of traffic. Wherever an authorization timed out, the test waits for
+//! it to be REVERSED: the host's record shows a reversal naming the authorization's STAN, and the
+//! pool counted exactly one acknowledgement per reversal.
 //!
 //! Every wait is bounded ([`WAIT`], and the client's own receive timeout); nothing asserts how long
 //! anything took. Hosts reconnect and probe quickly here (`QUICK`) so that recovery fits a test.
@@ -150,6 +152,50 @@ impl Gw {
         self.seen(host, order)
             .iter()
             .any(|(mti, _, code)| *mti == 100 && code == "00")
+    }
+
+    /// Waits until every order in `orders` is REVERSED (state 10: its reversal acknowledged by
+    /// `host`), then checks the host's record: each got a reversal naming the STAN of the
+    /// authorization the host saw, and the pool counted each acknowledgement once.
+    async fn assert_reversed(&self, c: &mut Client, host: &str, orders: &[String]) {
+        let deadline = Instant::now() + 2 * WAIT;
+        for order in orders {
+            loop {
+                let inq = c
+                    .call(request(TxnKind::Inquiry, "M000001", order, None, None))
+                    .await;
+                if inq.state == Some(10) {
+                    break;
+                }
+                assert_ne!(inq.state, Some(1), "{order} approved after a timeout");
+                assert!(Instant::now() < deadline, "{order} not reversed: {inq:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let entries = self.sim(host).handle.record().entries();
+            let mine: Vec<_> = entries
+                .iter()
+                .filter(|e| e.order_ref.as_deref() == Some(order.as_str()))
+                .collect();
+            let auth_stan = mine.iter().find(|e| e.mti == 100).map(|e| e.stan);
+            let reversals: Vec<_> = mine
+                .iter()
+                .filter(|e| e.mti == 400 || e.mti == 401)
+                .collect();
+            assert!(!reversals.is_empty(), "{order}: the host saw no reversal");
+            for r in &reversals {
+                assert_eq!(
+                    r.original_stan, auth_stan,
+                    "{order}: field 90 names another message"
+                );
+            }
+        }
+        let m = self.metrics(host);
+        assert_eq!(m.reversals_pending.get(), 0, "reversals left in the queue");
+        assert_eq!(
+            m.reversals_acknowledged.get(),
+            orders.len() as u64,
+            "each reversal acknowledged exactly once"
+        );
     }
 
     async fn stop_router(&mut self) {
@@ -331,6 +377,15 @@ async fn a_host_dying_mid_load_answers_every_client_and_approves_nothing_it_did_
         .unwrap();
     gw.wait_available("van").await;
     assert_result(&c.call(auth("AFTER")).await, ResultCode::Approved);
+    // Every authorization that timed out is reversed once the host is back; those never sent
+    // (UPSTREAM_UNAVAILABLE) need none.
+    let timed_out: Vec<String> = results
+        .iter()
+        .filter(|(_, r)| **r == ResultCode::UpstreamTimeout)
+        .map(|(cid, _)| orders[cid].clone())
+        .collect();
+    assert!(!timed_out.is_empty(), "the host died with nothing in flight");
+    gw.assert_reversed(&mut c, "van", &timed_out).await;
     gw.stop_router().await;
 }
 
@@ -363,6 +418,13 @@ async fn a_slow_host_times_out_and_its_late_answer_changes_nothing() {
         [LinkState::Up, LinkState::Up],
         "a slow host keeps its links"
     );
+    // Once the host is quick again, the reversal (repeated meanwhile) is acknowledged.
+    gw.sim("van")
+        .handle
+        .set_latency(Latency::Fixed { ms: 0 })
+        .unwrap();
+    gw.assert_reversed(&mut c, "van", &["SLOW".to_string()])
+        .await;
     gw.stop_router().await;
 }
 
@@ -388,6 +450,8 @@ async fn late_answers_are_counted_and_ignored() {
     assert_eq!(m.approvals.get(), 0);
     gw.sim("van").handle.set_faults(Faults::NONE).unwrap();
     assert_result(&c.call(auth("ONTIME")).await, ResultCode::Approved);
+    gw.assert_reversed(&mut c, "van", &["LATE".to_string()])
+        .await;
     gw.stop_router().await;
 }
 
@@ -412,6 +476,8 @@ async fn garbage_answers_time_out_and_the_link_stays_up() {
     assert!(m.unmatched.get() >= 1, "the garbage was read and counted");
     gw.sim("van").handle.set_faults(Faults::NONE).unwrap();
     assert_result(&c.call(auth("CLEAN")).await, ResultCode::Approved);
+    gw.assert_reversed(&mut c, "van", &["JUNK".to_string()])
+        .await;
     assert_eq!(
         m.links.iter().map(|l| l.connects.get()).sum::<u64>(),
         connects,
@@ -470,6 +536,8 @@ async fn a_disconnect_with_requests_in_flight_times_them_out_and_the_link_signs_
     gw.wait_available("van").await;
     assert!(gw.metrics("van").timeouts.get() >= 1);
     assert_result(&c.call(auth("UNCUT")).await, ResultCode::Approved);
+    gw.assert_reversed(&mut c, "van", &["CUT".to_string()])
+        .await;
     gw.stop_router().await;
 }
 
