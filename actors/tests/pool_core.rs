@@ -804,3 +804,22 @@ fn shards_assign_distinct_stans() {
         }
     }
 }
+
+#[test]
+fn online_captures_are_completion_advices_and_repeats_are_0221() {
+    let mut p = pool("capture = \"online\"\n");
+    sign_on(&mut p, 0, NOW);
+    p.submit(NOW, request(1, UpstreamKind::Capture)).unwrap();
+    let mut repeat = request(2, UpstreamKind::Capture);
+    repeat.repeat = true;
+    p.submit(NOW, repeat).unwrap();
+    let sent = written(&mut p, 0);
+    assert_eq!((sent[0].mti().number(), sent[1].mti().number()), (220, 221));
+    assert_eq!(sent[0].get_slice(3), Some(&b"000000"[..]));
+    assert_eq!(sent[0].get_slice(4), Some(&b"000000012345"[..]));
+    // Both are answered 0230.
+    for (i, m) in sent.iter().enumerate() {
+        let r = p.on_message(0, NOW, answer_to(m, "00")).unwrap().unwrap();
+        assert_eq!(r.1.op_id, i as u64 + 1);
+    }
+}

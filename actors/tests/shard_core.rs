@@ -28,6 +28,11 @@ fn merchant(id: &str) -> MerchantConfig {
 }
 
 fn core() -> ShardCore<u32> {
+    core_with(false)
+}
+
+/// A shard whose hosts take captures online (or not).
+fn core_with(capture_online: bool) -> ShardCore<u32> {
     let mut disabled = merchant("OFF");
     disabled.enabled = false;
     let routes = vec![
@@ -57,7 +62,11 @@ fn core() -> ShardCore<u32> {
         },
     ];
     let hosts = vec!["van".to_string(), "card".to_string(), "carrier".to_string()];
-    let settings = CoreSettings::new(&[merchant("M1"), disabled], &routes, &hosts, 540).unwrap();
+    let mut settings =
+        CoreSettings::new(&[merchant("M1"), disabled], &routes, &hosts, 540).unwrap();
+    std::sync::Arc::get_mut(&mut settings)
+        .unwrap()
+        .capture_online = vec![capture_online; 3];
     ShardCore::new(0, settings, 1)
 }
 
@@ -704,4 +713,64 @@ fn replay_applies_the_outcome_of_an_attempt_its_timer_never_sent() {
     assert_eq!(c.reversals_pending(), 0);
     let (inq, _) = step(&mut c, 2, &req(TxnKind::Inquiry, "M1", "P1", None));
     assert_eq!(inq[0].1.state, Some(10));
+}
+
+#[test]
+fn a_host_taking_captures_online_gets_each_capture_and_an_unanswered_one_stands() {
+    let mut c = core_with(true);
+    authorized(&mut c, "OC1", 5_000, TxnKind::Authorize);
+    let mut capture = req(TxnKind::Capture, "M1", "OC1", Some(4_000));
+    capture.request_id = Some(Bytes::from_static(b"C1"));
+    let (a, up) = step(&mut c, 2, &capture);
+    assert!(a.is_empty(), "the answer waits for the host");
+    assert_eq!(
+        (up[0].kind, up[0].amount, up[0].repeat),
+        (UpstreamKind::Capture, 4_000, false)
+    );
+    // A second capture while the first is with the host: in progress.
+    let mut other = capture.clone();
+    other.request_id = Some(Bytes::from_static(b"C2"));
+    assert_eq!(
+        step(&mut c, 3, &other).0[0].1.result,
+        ResultCode::InProgress
+    );
+    let answers = answer_upstream(&mut c, &up[0], "00");
+    assert_eq!(
+        (
+            answers[0].1.result,
+            answers[0].1.captured_amount,
+            answers[0].1.state
+        ),
+        (ResultCode::Approved, Some(4_000), Some(3))
+    );
+
+    // No answer: the capture stands and its advice is repeated (0221) until acknowledged.
+    authorized(&mut c, "OC2", 2_000, TxnKind::Authorize);
+    let (_, up) = step(&mut c, 4, &req(TxnKind::Capture, "M1", "OC2", None));
+    let (answers, advice) = split(timeout(&mut c, up[0].op_id, NOW + 10));
+    assert_eq!(
+        (answers[0].1.result, answers[0].1.captured_amount),
+        (ResultCode::Approved, Some(2_000))
+    );
+    assert_eq!(
+        (advice[0].kind, advice[0].amount, advice[0].repeat),
+        (UpstreamKind::Capture, 2_000, true)
+    );
+    assert_eq!(c.reversals_pending(), 1);
+    // A refund waits for the advice to be acknowledged.
+    let mut refund = req(TxnKind::Refund, "M1", "OC2", Some(500));
+    refund.request_id = Some(Bytes::from_static(b"R1"));
+    assert_eq!(
+        step(&mut c, 5, &refund).0[0].1.result,
+        ResultCode::InProgress
+    );
+    assert!(answer_upstream(&mut c, &advice[0], "00").is_empty());
+    assert_eq!(c.reversals_pending(), 0);
+    let (inq, _) = step(&mut c, 6, &req(TxnKind::Inquiry, "M1", "OC2", None));
+    assert_eq!(
+        (inq[0].1.state, inq[0].1.captured_amount),
+        (Some(2), Some(2_000))
+    );
+    let (_, up) = step(&mut c, 7, &refund);
+    assert_eq!(up[0].kind, UpstreamKind::Refund);
 }

@@ -74,12 +74,19 @@ impl Router {
             .map(|h| Arc::new(HostMetrics::new(h.name.clone(), h.links)))
             .collect();
         let host_names: Vec<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
-        let settings = CoreSettings::new(
+        let mut settings = CoreSettings::new(
             &config.merchants,
             &config.routes,
             &host_names,
             config.server.day_offset_minutes,
         )?;
+        if let Some(s) = Arc::get_mut(&mut settings) {
+            s.capture_online = config
+                .hosts
+                .iter()
+                .map(|h| h.capture == paymesh_actors::core::config::CaptureMode::Online)
+                .collect();
+        }
         let arbiters: Vec<Arbiter> = (0..config.arbiter_count())
             .map(|_| Arbiter::new())
             .collect();

@@ -384,7 +384,10 @@ async fn a_host_dying_mid_load_answers_every_client_and_approves_nothing_it_did_
         .filter(|(_, r)| **r == ResultCode::UpstreamTimeout)
         .map(|(cid, _)| orders[cid].clone())
         .collect();
-    assert!(!timed_out.is_empty(), "the host died with nothing in flight");
+    assert!(
+        !timed_out.is_empty(),
+        "the host died with nothing in flight"
+    );
     gw.assert_reversed(&mut c, "van", &timed_out).await;
     gw.stop_router().await;
 }
@@ -660,5 +663,62 @@ async fn a_refused_sign_on_keeps_the_link_out_of_traffic_until_the_host_accepts(
     });
     gw.wait_available("van").await;
     assert_result(&c.call(auth("ACCEPTED")).await, ResultCode::Approved);
+    gw.stop_router().await;
+}
+
+#[actix::test]
+async fn a_host_taking_captures_online_gets_completion_advices_repeated_until_acknowledged() {
+    let mut gw = Gw::start(
+        &[(
+            "van",
+            "capture = \"online\"\ntimeout_ms = 200\nbreaker_failures = 0\n",
+        )],
+        VAN_ROUTE,
+    )
+    .await;
+    let mut c = gw.client().await;
+    assert_result(&c.call(auth("CAP1")).await, ResultCode::Approved);
+    let captured = c
+        .call(request(
+            TxnKind::Capture,
+            "M000001",
+            "CAP1",
+            Some(600),
+            None,
+        ))
+        .await;
+    assert_result(&captured, ResultCode::Approved);
+    assert!(
+        gw.seen("van", "CAP1")
+            .iter()
+            .any(|(mti, pc, code)| *mti == 220 && pc == "000000" && code == "00"),
+        "the capture reached the host as a completion advice: {:?}",
+        gw.seen("van", "CAP1")
+    );
+    // The host turns slow: the capture stands, and its advice is repeated (0221) until the host,
+    // quick again, acknowledges it.
+    assert_result(&c.call(auth("CAP2")).await, ResultCode::Approved);
+    gw.sim("van")
+        .handle
+        .set_latency(Latency::Fixed { ms: 600 })
+        .unwrap();
+    let captured = c
+        .call(request(TxnKind::Capture, "M000001", "CAP2", None, None))
+        .await;
+    assert_result(&captured, ResultCode::Approved);
+    gw.sim("van")
+        .handle
+        .set_latency(Latency::Fixed { ms: 0 })
+        .unwrap();
+    let m = gw.metrics("van");
+    wait_until("the advice acknowledged", || {
+        m.reversals_pending.get() == 0
+            && gw.seen("van", "CAP2").iter().any(|(mti, _, _)| *mti == 221)
+    })
+    .await;
+    let inq = c
+        .call(request(TxnKind::Inquiry, "M000001", "CAP2", None, None))
+        .await;
+    assert_eq!(inq.state, Some(2), "captured in full");
     gw.stop_router().await;
 }

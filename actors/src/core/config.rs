@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::route::RouteTable;
+use super::route::{HostId, RouteTable};
 use crate::error::MeshError;
 
 /// One merchant as configured.
@@ -85,6 +85,8 @@ pub struct CoreSettings {
     pub waiters_per_operation_max: usize,
     /// Tokens a shard's wallet vault holds.
     pub vault_tokens_per_shard_max: usize,
+    /// Hosts (by id) that take captures online; the others settle captures by file.
+    pub capture_online: Vec<bool>,
 }
 
 /// Default of [`CoreSettings::orders_per_shard_max`].
@@ -130,7 +132,16 @@ impl CoreSettings {
             orders_per_shard_max: ORDERS_PER_SHARD_MAX,
             waiters_per_operation_max: WAITERS_PER_OPERATION_MAX,
             vault_tokens_per_shard_max: VAULT_TOKENS_PER_SHARD_MAX,
+            capture_online: Vec::new(),
         }))
+    }
+
+    /// Whether `host` takes captures online.
+    pub fn captures_online(&self, host: HostId) -> bool {
+        self.capture_online
+            .get(usize::from(host))
+            .copied()
+            .unwrap_or(false)
     }
 
     /// Business day number of a unix time in milliseconds.
@@ -235,6 +246,11 @@ pub struct HostConfig {
     /// UNSUPPORTED_CURRENCY. Required when `currency` is `omit`.
     #[serde(default)]
     pub host_currency: Option<u16>,
+    /// How captures reach the host: `local` (default: kept for the settlement file) or `online`
+    /// (a message per capture, `[hosts.mti] capture`; one without an answer is repeated until the
+    /// host acknowledges it, and the capture stands).
+    #[serde(default)]
+    pub capture: CaptureMode,
     /// Fields every payment request (authorization, sale, refund, balance inquiry) must carry before
     /// it is sent (e.g. `[14, 22]`); one without is refused INVALID_REQUEST. Reversals and network
     /// management messages are not checked.
@@ -264,6 +280,17 @@ pub enum TerminalIdSource {
     Merchant,
 }
 
+/// How captures reach a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureMode {
+    /// Not sent online: the captured amount goes to the host in the settlement file.
+    #[default]
+    Local,
+    /// A message per capture (completion advice 0220 by default), store-and-forward.
+    Online,
+}
+
 /// Whether a host gets the currency in field 49.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -289,6 +316,8 @@ pub struct OperationMtis {
     pub reversal: String,
     /// Balance inquiry (default `0100`).
     pub balance: String,
+    /// Capture, with `capture = "online"` (default `0220`, a completion advice; a repeat adds 1).
+    pub capture: String,
 }
 
 impl Default for OperationMtis {
@@ -299,6 +328,7 @@ impl Default for OperationMtis {
             refund: "0200".into(),
             reversal: "0400".into(),
             balance: "0100".into(),
+            capture: "0220".into(),
         }
     }
 }
@@ -317,6 +347,8 @@ pub struct ProcessingCodes {
     pub reversal: String,
     /// Balance inquiry (default `310000`).
     pub balance: String,
+    /// Capture, with `capture = "online"` (default `000000`).
+    pub capture: String,
 }
 
 impl Default for ProcessingCodes {
@@ -327,6 +359,7 @@ impl Default for ProcessingCodes {
             refund: "200000".into(),
             reversal: "000000".into(),
             balance: "310000".into(),
+            capture: "000000".into(),
         }
     }
 }

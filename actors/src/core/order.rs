@@ -5,7 +5,7 @@ use bytes::Bytes;
 use paymesh_codecs::message::{TxnAnswer, TxnKind};
 
 use super::route::HostId;
-use super::upstream::{Account, OriginalRef};
+use super::upstream::{Account, OriginalRef, UpstreamKind};
 
 /// Idempotency key of an order: (merchant id, order id).
 pub type OrderKey = (Bytes, Bytes);
@@ -64,6 +64,8 @@ pub enum ReversalState {
 /// that had the original acknowledges it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reversal {
+    /// The message: a reversal, or a capture's completion advice (hosts taking captures online).
+    pub kind: UpstreamKind,
     /// Upstream op id, the same for every attempt.
     pub op_id: u64,
     /// Attempts sent so far.

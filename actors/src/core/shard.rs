@@ -301,8 +301,9 @@ impl<R: Clone> ShardCore<R> {
         let mut forget_order = false;
         let mut forget_op = false;
         let mut release_daily = 0u64;
-        // Start the store-and-forward reversal: (whether an attempt may already have reached it).
-        let mut reverse: Option<bool> = None;
+        // Start a store-and-forward message (a reversal, or a capture's completion advice), and
+        // whether an attempt may already have reached the host.
+        let mut forward: Option<(UpstreamKind, bool)> = None;
         match result.outcome {
             UpstreamOutcome::Answered {
                 result: code,
@@ -335,6 +336,11 @@ impl<R: Clone> ShardCore<R> {
                         }
                         order.sent = Some(sent);
                     }
+                    TxnKind::Capture if approved => {
+                        order.captured = op_amount;
+                        order.state = OrderState::Captured;
+                        answer.approval_code = Some(order.approval_code.clone());
+                    }
                     TxnKind::Cancel if approved => {
                         order.state = OrderState::Cancelled;
                         release_daily = order.authorized;
@@ -355,7 +361,7 @@ impl<R: Clone> ShardCore<R> {
                         order.state = OrderState::InDoubt;
                         order.authorized = op_amount;
                         order.sent = Some(sent);
-                        reverse = Some(false);
+                        forward = Some((UpstreamKind::Reversal, false));
                     }
                     TxnKind::Cancel => {
                         // The reversal may or may not have reached the host: it is repeated until
@@ -363,7 +369,16 @@ impl<R: Clone> ShardCore<R> {
                         answer.result = ResultCode::Approved;
                         order.state = OrderState::Cancelled;
                         release_daily = order.authorized;
-                        reverse = Some(true);
+                        forward = Some((UpstreamKind::Reversal, true));
+                    }
+                    TxnKind::Capture => {
+                        // The advice may or may not have reached the host: it is repeated until
+                        // acknowledged, so the capture stands.
+                        answer.result = ResultCode::Approved;
+                        order.captured = op_amount;
+                        order.state = OrderState::Captured;
+                        answer.approval_code = Some(order.approval_code.clone());
+                        forward = Some((UpstreamKind::Capture, true));
                     }
                     TxnKind::Refund => order.refund_in_doubt += op_amount,
                     TxnKind::BalanceInquiry => order.state = OrderState::Done,
@@ -385,13 +400,22 @@ impl<R: Clone> ShardCore<R> {
                         };
                         let stan = stan_for(result.op_id, shard, shards);
                         order.sent = Some(trace_of(upstream_kind, stan, order.received_ms));
-                        reverse = Some(true);
+                        forward = Some((UpstreamKind::Reversal, true));
                     }
                     TxnKind::Cancel => {
                         answer.result = ResultCode::Approved;
                         order.state = OrderState::Cancelled;
                         release_daily = order.authorized;
-                        reverse = Some(true);
+                        forward = Some((UpstreamKind::Reversal, true));
+                    }
+                    TxnKind::Capture => {
+                        // The advice may or may not have reached the host: it is repeated until
+                        // acknowledged, so the capture stands.
+                        answer.result = ResultCode::Approved;
+                        order.captured = op_amount;
+                        order.state = OrderState::Captured;
+                        answer.approval_code = Some(order.approval_code.clone());
+                        forward = Some((UpstreamKind::Capture, true));
                     }
                     TxnKind::Refund => order.refund_in_doubt += op_amount,
                     TxnKind::BalanceInquiry => order.state = OrderState::Done,
@@ -433,16 +457,18 @@ impl<R: Clone> ShardCore<R> {
         for w in waiters {
             out.push(Output::Reply(w, Box::new(answer.clone())));
         }
-        if let Some(sent_once) = reverse {
-            self.start_reversal(now_ms, &key, sent_once, out);
+        if let Some((kind, sent_once)) = forward {
+            self.start_reversal(now_ms, &key, kind, sent_once, out);
         }
     }
 
-    /// Queues the store-and-forward reversal of `key`'s authorization and sends its first attempt.
+    /// Queues a store-and-forward message for `key` (the reversal of its authorization, or its
+    /// capture's completion advice) and sends its first attempt.
     fn start_reversal(
         &mut self,
         _now_ms: u64,
         key: &OrderKey,
+        kind: UpstreamKind,
         sent_once: bool,
         out: &mut Vec<Output<R>>,
     ) {
@@ -455,6 +481,7 @@ impl<R: Clone> ShardCore<R> {
             return;
         }
         order.reversal = Some(Reversal {
+            kind,
             op_id,
             attempts: 1,
             sent_once,
@@ -495,7 +522,7 @@ impl<R: Clone> ShardCore<R> {
                 if let Some(host) = order.host {
                     self.reversal_deltas.push((host, -1));
                 }
-                if order.state == OrderState::InDoubt {
+                if order.state == OrderState::InDoubt && r.kind == UpstreamKind::Reversal {
                     order.state = OrderState::Reversed;
                     let released = order.authorized;
                     let (day, merchant) = (order.day, key.0.clone());
@@ -715,7 +742,8 @@ impl<R: Clone> ShardCore<R> {
             a.amount = req.amount;
             Output::Reply(to.clone(), Box::new(a))
         };
-        if order.busy() {
+        if order.pinned() {
+            // An operation, or a reversal or capture advice, is still on its way to the host.
             out.push(refuse(ResultCode::InProgress, order));
             return;
         }
@@ -732,6 +760,20 @@ impl<R: Clone> ShardCore<R> {
                 let amount = req.amount.unwrap_or(order.authorized);
                 if amount == 0 || amount > order.authorized {
                     out.push(refuse(ResultCode::AmountExceedsAvailable, order));
+                    return;
+                }
+                let online = order.host.is_some_and(|h| self.settings.captures_online(h));
+                if online {
+                    let Some(req) = self.follow_up_request(
+                        now_ms,
+                        &key,
+                        UpstreamKind::Capture,
+                        amount,
+                        (to, request_id, fingerprint, req.kind),
+                    ) else {
+                        return;
+                    };
+                    out.push(req);
                     return;
                 }
                 // Capture is local: the captured amount goes to the host in the settlement file.
@@ -773,43 +815,60 @@ impl<R: Clone> ShardCore<R> {
                     }
                     (UpstreamKind::Refund, amount)
                 };
-                let (Some(host), Some(account)) = (order.host, order.account.clone()) else {
+                if order.host.is_none() || order.account.is_none() {
                     out.push(refuse(ResultCode::InvalidState, order));
                     return;
-                };
-                self.next_seq = (self.next_seq + 1) & ((1 << TXN_SEQ_BITS) - 1);
-                let op_id = (u64::from(self.shard) << TXN_SEQ_BITS) | self.next_seq;
-                order.ops.push(Operation {
-                    kind: req.kind,
-                    request_id,
-                    fingerprint,
-                    amount,
-                    status: OpStatus::Pending {
-                        op_id,
-                        waiters: vec![to],
-                    },
-                });
-                let currency = order.currency;
-                let original = order.sent.clone();
-                self.by_op_id.insert(op_id, key.clone());
-                out.push(Output::Upstream(Box::new(UpstreamRequest {
-                    op_id,
-                    shard: self.shard,
-                    host,
-                    kind,
-                    amount,
-                    currency,
-                    account,
-                    order_id: key.1.clone(),
-                    merchant_id: key.0,
-                    original,
-                    repeat: false,
-                    stan: stan_for(op_id, self.shard, self.shards),
-                    sent_at_ms: now_ms,
-                })));
+                }
+                let op = (to, request_id, fingerprint, req.kind);
+                if let Some(req) = self.follow_up_request(now_ms, &key, kind, amount, op) {
+                    out.push(req);
+                }
             }
             _ => out.push(refuse(ResultCode::InvalidRequest, order)),
         }
+    }
+
+    /// Records a pending follow-up operation on `key` (capture, cancel, refund) and returns the
+    /// upstream request for it (to the order's host, naming its authorization).
+    fn follow_up_request(
+        &mut self,
+        now_ms: u64,
+        key: &OrderKey,
+        kind: UpstreamKind,
+        amount: u64,
+        (to, request_id, fingerprint, txn_kind): (R, Bytes, u64, TxnKind),
+    ) -> Option<Output<R>> {
+        let op_id = self.next_id();
+        let (shard, shards) = (self.shard, self.shards);
+        let order = self.orders.get_mut(key)?;
+        let (host, account) = (order.host?, order.account.clone()?);
+        order.ops.push(Operation {
+            kind: txn_kind,
+            request_id,
+            fingerprint,
+            amount,
+            status: OpStatus::Pending {
+                op_id,
+                waiters: vec![to],
+            },
+        });
+        let (currency, original) = (order.currency, order.sent.clone());
+        self.by_op_id.insert(op_id, key.clone());
+        Some(Output::Upstream(Box::new(UpstreamRequest {
+            op_id,
+            shard,
+            host,
+            kind,
+            amount,
+            currency,
+            account,
+            order_id: key.1.clone(),
+            merchant_id: key.0.clone(),
+            original,
+            repeat: false,
+            stan: stan_for(op_id, shard, shards),
+            sent_at_ms: now_ms,
+        })))
     }
 
     fn check_merchant(
@@ -1006,12 +1065,17 @@ fn reversal_request<R>(
     key: &OrderKey,
     order: &Order<R>,
 ) -> Option<UpstreamRequest> {
+    let kind = order.reversal.map_or(UpstreamKind::Reversal, |r| r.kind);
+    let amount = match kind {
+        UpstreamKind::Capture => order.captured,
+        _ => order.authorized,
+    };
     Some(UpstreamRequest {
         op_id,
         shard,
         host: order.host?,
-        kind: UpstreamKind::Reversal,
-        amount: order.authorized,
+        kind,
+        amount,
         currency: order.currency,
         account: order.account.clone()?,
         merchant_id: key.0.clone(),

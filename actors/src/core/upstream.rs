@@ -22,6 +22,9 @@ pub enum UpstreamKind {
     Refund,
     /// Balance inquiry (0100, processing code 31).
     BalanceInquiry,
+    /// Capture of an authorized amount, for hosts that take captures online (`capture =
+    /// "online"`): a completion advice (0220, repeats 0221) by default.
+    Capture,
 }
 
 /// The account an upstream request charges.
@@ -121,6 +124,7 @@ pub fn trace_of(kind: UpstreamKind, stan: u32, at_ms: u64) -> OriginalRef {
         mti: match kind {
             UpstreamKind::Authorize | UpstreamKind::BalanceInquiry => 100,
             UpstreamKind::Sale | UpstreamKind::Refund => 200,
+            UpstreamKind::Capture => 220,
             UpstreamKind::Reversal => 400,
         },
         stan,

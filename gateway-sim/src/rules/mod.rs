@@ -286,6 +286,7 @@ impl HostRules {
                 }
                 Decision::code(ResponseCode::APPROVED)
             }
+            Operation::Completion => Decision::code(ResponseCode::APPROVED),
             Operation::Unsupported => Decision::code(ResponseCode::INVALID_TRANSACTION),
             operation @ (Operation::Debit | Operation::Credit | Operation::BalanceInquiry) => {
                 match self.payment(book, today_yymm, req, operation) {

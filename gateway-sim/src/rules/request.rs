@@ -38,6 +38,9 @@ pub enum Operation {
     Reversal,
     /// `08xx`: sign-on, sign-off, echo (field 70).
     NetworkManagement,
+    /// `0220`/`0221` with processing code `00`: completion advice (the capture of an earlier
+    /// authorization, whose amount is already held): acknowledged, nothing moves again.
+    Completion,
     /// Anything else, answered "12" (invalid transaction).
     Unsupported,
 }
@@ -125,6 +128,7 @@ impl SimRequest {
             return Operation::Unsupported;
         }
         match class {
+            2 if function == 2 && self.processing_code.starts_with(b"00") => Operation::Completion,
             1 | 2 => match self.processing_code {
                 [b'0', b'0' | b'1' | b'9', ..] => Operation::Debit,
                 [b'2', b'0', ..] => Operation::Credit,

@@ -519,3 +519,35 @@ proptest! {
         prop_assert_eq!(book.remembered(), 0);
     }
 }
+
+#[test]
+fn a_completion_advice_is_acknowledged_and_moves_nothing_again() {
+    let rules = rules();
+    let mut book = Book::default();
+    let before = balance_of(&rules, &mut book, GOOD_PAN);
+    assert_eq!(
+        rules
+            .decide(&mut book, TODAY, &auth(GOOD_PAN, 700, 1))
+            .response_code,
+        *b"00"
+    );
+    for (mti, stan) in [(220, 2), (221, 3)] {
+        let advice = SimRequest {
+            mti,
+            ..auth(GOOD_PAN, 700, stan)
+        };
+        assert_eq!(advice.operation(), Operation::Completion);
+        assert_eq!(
+            rules.decide(&mut book, TODAY, &advice).response_code,
+            *b"00"
+        );
+    }
+    assert_eq!(balance_of(&rules, &mut book, GOOD_PAN), before - 700);
+    // A refund sent as 0220 (processing code 20) is still a credit.
+    let refund = SimRequest {
+        mti: 220,
+        processing_code: *b"200000",
+        ..auth(GOOD_PAN, 100, 4)
+    };
+    assert_eq!(refund.operation(), Operation::Credit);
+}

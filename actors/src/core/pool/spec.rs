@@ -38,6 +38,8 @@ pub struct PerOperation<T> {
     pub reversal: T,
     /// Balance inquiry.
     pub balance: T,
+    /// Capture (hosts that take captures online).
+    pub capture: T,
 }
 
 impl<T> PerOperation<T> {
@@ -49,6 +51,7 @@ impl<T> PerOperation<T> {
             UpstreamKind::Refund => &self.refund,
             UpstreamKind::Reversal => &self.reversal,
             UpstreamKind::BalanceInquiry => &self.balance,
+            UpstreamKind::Capture => &self.capture,
         }
     }
 
@@ -62,6 +65,7 @@ impl<T> PerOperation<T> {
             refund: f("refund", &self.refund)?,
             reversal: f("reversal", &self.reversal)?,
             balance: f("balance", &self.balance)?,
+            capture: f("capture", &self.capture)?,
         })
     }
 }
@@ -94,11 +98,12 @@ pub struct Dialect {
 }
 
 impl Dialect {
-    /// The MTI of a request: the operation's, + 1 for a repeated reversal (0400 → 0401).
+    /// The MTI of a request: the operation's, + 1 for a repeated reversal or capture advice
+    /// (0400 → 0401, 0220 → 0221).
     pub fn request_mti(&self, kind: UpstreamKind, repeat: bool) -> u16 {
         let base = *self.mti.get(kind);
         match (kind, repeat) {
-            (UpstreamKind::Reversal, true) => base + 1,
+            (UpstreamKind::Reversal | UpstreamKind::Capture, true) => base + 1,
             _ => base,
         }
     }
@@ -414,6 +419,7 @@ impl HostConfig {
             refund: m.refund.clone(),
             reversal: m.reversal.clone(),
             balance: m.balance.clone(),
+            capture: m.capture.clone(),
         }
     }
 
@@ -425,6 +431,7 @@ impl HostConfig {
             refund: p.refund.clone(),
             reversal: p.reversal.clone(),
             balance: p.balance.clone(),
+            capture: p.capture.clone(),
         }
     }
 }

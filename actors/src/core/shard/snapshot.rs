@@ -14,7 +14,7 @@
 //! u16 | host u16 (0xFFFF none) | account? | masked? | state u8 | authorized u64 | captured u64 |
 //! refunded u64 | refund_in_doubt u64 | approval bytes | sent? | day u64 | received_ms u64 | ops
 //! u16 × (kind u8, request id bytes, fingerprint u64, amount u64, status)`, after the times a
-//! reversal: `0` or `1 | op_id u64 | attempts u32 | sent_once u8 | 0 (in flight) or 1 | due u64
+//! reversal or capture advice: `0` or `1 | kind u8 (0 reversal, 1 capture) | op_id u64 | attempts u32 | sent_once u8 | 0 (in flight) or 1 | due u64
 //! (retry at) or 2 (acknowledged)`; a status is `0 |
 //! op_id u64` (pending) or `1 | answer type u8 | answer body bytes` (done).
 
@@ -31,7 +31,7 @@ use crate::core::config::CoreSettings;
 use crate::core::order::{
     OpStatus, Operation, Order, OrderKey, OrderState, Reversal, ReversalState,
 };
-use crate::core::upstream::{Account, OriginalRef};
+use crate::core::upstream::{Account, OriginalRef, UpstreamKind};
 use crate::error::MeshError;
 
 const SNAPSHOT_FORMAT: u8 = 1;
@@ -136,6 +136,7 @@ fn put_order<R>(out: &mut BytesMut, key: &OrderKey, order: &Order<R>) {
         None => out.put_u8(0),
         Some(r) => {
             out.put_u8(1);
+            out.put_u8(u8::from(r.kind == UpstreamKind::Capture));
             out.put_u64(r.op_id);
             out.put_u32(r.attempts);
             out.put_u8(u8::from(r.sent_once));
@@ -265,6 +266,11 @@ impl Reader<'_> {
         let reversal = match self.u8()? {
             0 => None,
             1 => {
+                let kind = match self.u8()? {
+                    0 => UpstreamKind::Reversal,
+                    1 => UpstreamKind::Capture,
+                    _ => return None,
+                };
                 let (op_id, attempts) = (self.u64()?, self.u32()?);
                 let sent_once = self.u8()? == 1;
                 let state = match self.u8()? {
@@ -274,6 +280,7 @@ impl Reader<'_> {
                     _ => return None,
                 };
                 Some(Reversal {
+                    kind,
                     op_id,
                     attempts,
                     sent_once,
