@@ -33,6 +33,11 @@ fn core() -> ShardCore<u32> {
 
 /// A shard whose hosts take captures online (or not).
 fn core_with(capture_online: bool) -> ShardCore<u32> {
+    core_adjusted(|s| s.capture_online = vec![capture_online; 3])
+}
+
+/// A shard whose settings `adjust` changed.
+fn core_adjusted(adjust: impl FnOnce(&mut CoreSettings)) -> ShardCore<u32> {
     let mut disabled = merchant("OFF");
     disabled.enabled = false;
     let routes = vec![
@@ -64,9 +69,7 @@ fn core_with(capture_online: bool) -> ShardCore<u32> {
     let hosts = vec!["van".to_string(), "card".to_string(), "carrier".to_string()];
     let mut settings =
         CoreSettings::new(&[merchant("M1"), disabled], &routes, &hosts, 540).unwrap();
-    std::sync::Arc::get_mut(&mut settings)
-        .unwrap()
-        .capture_online = vec![capture_online; 3];
+    adjust(std::sync::Arc::get_mut(&mut settings).unwrap());
     ShardCore::new(0, settings, 1)
 }
 
@@ -773,4 +776,22 @@ fn a_host_taking_captures_online_gets_each_capture_and_an_unanswered_one_stands(
     );
     let (_, up) = step(&mut c, 7, &refund);
     assert_eq!(up[0].kind, UpstreamKind::Refund);
+}
+
+#[test]
+fn a_full_reversal_queue_refuses_new_money_busy_until_hosts_acknowledge() {
+    let mut c = core_adjusted(|s| s.forwards_pending_per_shard_max = 1);
+    let (_, up) = step(&mut c, 1, &req(TxnKind::Authorize, "M1", "Q1", Some(100)));
+    let (_, reversals) = split(timeout(&mut c, up[0].op_id, NOW + 10));
+    assert_eq!(c.reversals_pending(), 1);
+    let (a, up2) = step(&mut c, 2, &req(TxnKind::Authorize, "M1", "Q2", Some(100)));
+    assert!(up2.is_empty());
+    assert_eq!(a[0].1.result, ResultCode::Busy);
+    // Inquiries still work, and the refusal was not recorded: the same key works later.
+    let (inq, _) = step(&mut c, 3, &req(TxnKind::Inquiry, "M1", "Q1", None));
+    assert_eq!(inq[0].1.state, Some(8));
+    assert!(answer_upstream(&mut c, &reversals[0], "00").is_empty());
+    let (a, up3) = step(&mut c, 4, &req(TxnKind::Authorize, "M1", "Q2", Some(100)));
+    assert!(a.is_empty());
+    assert_eq!(up3.len(), 1);
 }

@@ -87,7 +87,14 @@ pub struct CoreSettings {
     pub vault_tokens_per_shard_max: usize,
     /// Hosts (by id) that take captures online; the others settle captures by file.
     pub capture_online: Vec<bool>,
+    /// Store-and-forward messages (reversals, capture advices) a shard holds unacknowledged;
+    /// beyond it new authorizations and sales are refused BUSY until hosts catch up (a queued
+    /// reversal is never dropped).
+    pub forwards_pending_per_shard_max: usize,
 }
+
+/// Default of [`CoreSettings::forwards_pending_per_shard_max`].
+pub const FORWARDS_PENDING_PER_SHARD_MAX: usize = 100_000;
 
 /// Default of [`CoreSettings::orders_per_shard_max`].
 pub const ORDERS_PER_SHARD_MAX: usize = 1_000_000;
@@ -133,6 +140,7 @@ impl CoreSettings {
             waiters_per_operation_max: WAITERS_PER_OPERATION_MAX,
             vault_tokens_per_shard_max: VAULT_TOKENS_PER_SHARD_MAX,
             capture_online: Vec::new(),
+            forwards_pending_per_shard_max: FORWARDS_PENDING_PER_SHARD_MAX,
         }))
     }
 

@@ -71,6 +71,8 @@ pub struct ShardCore<R> {
     reversal_deltas: Vec<(HostId, i64)>,
     /// How many shards there are (STANs are partitioned between them).
     shards: u16,
+    /// Reversals and capture advices not yet acknowledged.
+    forwards_pending: usize,
 }
 
 /// First delay before a reversal is sent again; it doubles with each attempt.
@@ -113,6 +115,7 @@ impl<R: Clone> ShardCore<R> {
             reversal_due: BTreeMap::new(),
             reversal_deltas: Vec::new(),
             shards: 1,
+            forwards_pending: 0,
         }
     }
 
@@ -164,12 +167,9 @@ impl<R: Clone> ShardCore<R> {
         ops
     }
 
-    /// Reversals the hosts have not acknowledged yet.
+    /// Reversals (and capture advices) the hosts have not acknowledged yet.
     pub fn reversals_pending(&self) -> usize {
-        self.orders
-            .values()
-            .filter(|o| o.reversal.is_some_and(|r| r.pending()))
-            .count()
+        self.forwards_pending
     }
 
     /// Changes to the number of unacknowledged reversals per host since the last call.
@@ -490,6 +490,7 @@ impl<R: Clone> ShardCore<R> {
         if let Some(host) = order.host {
             self.reversal_deltas.push((host, 1));
         }
+        self.forwards_pending += 1;
         self.by_op_id.insert(op_id, key.clone());
         if let Some(req) = reversal_request((shard, self.shards), op_id, sent_once, key, order) {
             out.push(Output::Upstream(Box::new(req)));
@@ -518,6 +519,7 @@ impl<R: Clone> ShardCore<R> {
                 // reversals of messages they never saw too), except "system unavailable" (91, 92,
                 // 96), which asks for a repeat.
                 r.state = ReversalState::Acknowledged;
+                self.forwards_pending = self.forwards_pending.saturating_sub(1);
                 self.by_op_id.remove(&result.op_id);
                 if let Some(host) = order.host {
                     self.reversal_deltas.push((host, -1));
@@ -664,6 +666,14 @@ impl<R: Clone> ShardCore<R> {
             TxnKind::BalanceInquiry => UpstreamKind::BalanceInquiry,
             _ => UpstreamKind::Authorize,
         };
+        if self.forwards_pending >= self.settings.forwards_pending_per_shard_max {
+            // Hosts are not acknowledging reversals: take no new money until they do.
+            out.push(Output::Reply(
+                to,
+                Box::new(base_answer(req.kind, ResultCode::Busy, &key, now_ms)),
+            ));
+            return;
+        }
         if kind != UpstreamKind::BalanceInquiry {
             if let Err(code) = self.reserve_daily(&key.0, amount, day) {
                 out.push(Output::Reply(

@@ -421,6 +421,7 @@ impl<R: Clone> ShardCore<R> {
             }
             if let Some(r) = order.reversal.filter(|r| r.pending()) {
                 core.by_op_id.insert(r.op_id, key.clone());
+                core.forwards_pending += 1;
                 if let Some(host) = order.host {
                     core.reversal_deltas.push((host, 1));
                 }
