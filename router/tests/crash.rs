@@ -55,7 +55,30 @@ fn strip_ansi(text: &str) -> String {
     out
 }
 
-fn spawn_router(config: &Path, log: &Path) -> Child {
+/// A router process killed when dropped, so a failing test leaves none running.
+struct KillOnDrop(Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_router(config: &Path, log: &Path) -> KillOnDrop {
     Command::new(env!("CARGO_BIN_EXE_paymesh"))
         .args(["serve", "--config"])
         .arg(config)
@@ -63,6 +86,7 @@ fn spawn_router(config: &Path, log: &Path) -> Child {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
+        .map(KillOnDrop)
         .unwrap()
 }
 
