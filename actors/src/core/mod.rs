@@ -4,12 +4,16 @@
 //!
 //! - [`config`]: merchants, routes, limits, upstream hosts and their dialects.
 //! - [`route`]: the route table (method and BIN range → host, failover by host availability).
-//! - [`order`]: orders and operations, the records behind idempotency.
-//! - [`shard`]: the shard state machine.
-//! - [`upstream`]: the shard ↔ upstream-pool contract and response-code mapping.
+//! - [`order`]: orders and operations, the records behind idempotency, and the store-and-forward
+//!   reversal (or capture advice) an order may carry.
+//! - [`shard`]: the shard state machine, its reversal queue (`poll_reversals`) and its snapshot
+//!   (`shard/snapshot.rs`, for journal checkpoints).
+//! - [`upstream`]: the shard ↔ upstream-pool contract, response-code mapping, STANs the shards
+//!   assign (`stan_for`, so replay knows what was sent).
 //! - [`pool`]: one upstream host's links: sign-on, echo and sign-off, STANs, matching, timeouts,
 //!   reconnect backoff, circuit breaker, host limits, dialects.
-//! - [`recovery`]: rebuilding shards from the journal; in-doubt operations.
+//! - [`recovery`]: rebuilding shards from the newest checkpoint and the records after it;
+//!   in-doubt operations and their reversals.
 //! - [`journal_codec`]: the shard inputs as journal records (requests encrypted, CVV never written).
 
 pub mod clock;
