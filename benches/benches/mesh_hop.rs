@@ -17,6 +17,10 @@
 //! cost, without cross-thread wake-ups); `three_arbiters` gives each its own, as the router places
 //! sessions, shards and pools on different Arbiters (every hop crosses threads).
 //!
+//! Iterations are timed from the main thread (which only waits meanwhile). After each benchmark
+//! a line gives the process's CPU time per transaction (every Arbiter thread) next to the wall
+//! time: with three Arbiters the CPU time is the sum over threads.
+//!
 //! `cargo bench -p paymesh-benches --bench mesh_hop`
 #![allow(
     clippy::unwrap_used,
@@ -28,9 +32,11 @@
 
 mod fixtures;
 
+use fixtures::CpuMeter;
+
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::{Actor, Addr, Arbiter, AsyncContext, Context, Handler, Message, Recipient, System};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -76,14 +82,14 @@ impl Handler<UpstreamBatch> for FakeHost {
     }
 }
 
-/// One timed run: send `requests` in `ShardBatch`es of `batch`, report the time to the last
-/// answer on `done`.
+/// One run: send `requests` in `ShardBatch`es of `batch`, say on `done` when the last answer
+/// has arrived.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Run {
     requests: Vec<TxnRequest>,
     batch: usize,
-    done: mpsc::Sender<Duration>,
+    done: mpsc::Sender<()>,
 }
 
 /// Stands in for the session actor: sends requests to the shard within the window, counts the
@@ -98,8 +104,7 @@ struct Client {
     answered: usize,
     approved: usize,
     total: usize,
-    started: Instant,
-    done: Option<mpsc::Sender<Duration>>,
+    done: Option<mpsc::Sender<()>>,
 }
 
 impl Client {
@@ -114,7 +119,6 @@ impl Client {
             answered: 0,
             approved: 0,
             total: 0,
-            started: Instant::now(),
             done: None,
         }
     }
@@ -167,7 +171,6 @@ impl Handler<Run> for Client {
         self.batch = run.batch;
         (self.sent, self.answered, self.approved) = (0, 0, 0);
         self.done = Some(run.done);
-        self.started = Instant::now();
         self.refill();
     }
 }
@@ -185,9 +188,8 @@ impl Handler<AnswerBatch> for Client {
         if self.answered < self.total {
             return self.refill();
         }
-        let elapsed = self.started.elapsed();
         assert_eq!(self.approved, self.total, "every answer approved");
-        self.done.take().unwrap().send(elapsed).unwrap();
+        self.done.take().unwrap().send(()).unwrap();
     }
 }
 
@@ -214,6 +216,7 @@ fn bench_hop(c: &mut Criterion) {
     let mut group = c.benchmark_group("mesh_hop");
     group.throughput(Throughput::Elements(REQUESTS as u64));
     let mut next = 0;
+    let mut meter = CpuMeter::process();
     for (topology, threads) in [("one_arbiter", 1), ("three_arbiters", 3)] {
         let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
         let client = start_mesh(&arbiters);
@@ -229,20 +232,23 @@ fn bench_hop(c: &mut Criterion) {
             let id = BenchmarkId::new(topology, format!("batch_{batch}"));
             group.bench_function(id, |b| {
                 b.iter_custom(|iterations| {
-                    let mut total = Duration::ZERO;
+                    let mut wall = Duration::ZERO;
                     for _ in 0..iterations {
                         let requests = fixtures::authorizations(&mut next, REQUESTS);
                         let (done, finished) = mpsc::channel();
+                        let started = meter.start();
                         client.do_send(Run {
                             requests,
                             batch,
                             done,
                         });
-                        total += finished.recv().unwrap();
+                        finished.recv().unwrap();
+                        wall += meter.stop(started, REQUESTS);
                     }
-                    total
+                    wall
                 })
             });
+            meter.report(&format!("mesh_hop/{topology}/batch_{batch}"));
         }
         for arbiter in arbiters {
             arbiter.stop();

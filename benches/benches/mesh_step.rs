@@ -5,6 +5,8 @@
 //!   request), then `handle_upstream` of the host's approval (the order's new state, the stored
 //!   answer, the client's answer). A long-lived shard whose window of `ORDERS_WINDOW` orders is
 //!   full, so each new order also evicts the oldest, as in steady state.
+//! - `shard_step/authorize_approved_empty_shard`: the same on an empty shard for every batch of
+//!   `BATCH` (small maps in cache, nothing to evict): the lower bound.
 //! - `shard_step/retransmit_replay`: the same request again for an answered order: the stored
 //!   answer, replayed.
 //! - `shard_step/inquiry`: an INQUIRY by merchant and order id.
@@ -15,7 +17,8 @@
 //!   link has signed on (0800 answered 00) in setup.
 //!
 //! Requests are built outside the timed loop, `BATCH` at a time with order ids never used
-//! before; throughput is in transactions.
+//! before; throughput is in transactions. After each benchmark a line gives the thread's CPU time
+//! per transaction next to the wall time (they differ when other work shares the cores).
 //!
 //! `cargo bench -p paymesh-benches --bench mesh_step`
 #![allow(
@@ -32,7 +35,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Bencher, Criterion, Throughput, criterion_group, criterion_main};
 use paymesh_actors::core::pool::{HostSpec, PoolCore, ShardResult};
 use paymesh_actors::core::shard::{Output, ShardCore};
 use paymesh_actors::core::upstream::{Account, UpstreamKind, UpstreamRequest};
@@ -40,12 +43,32 @@ use paymesh_codecs::iso8583::IsoMessage;
 use paymesh_codecs::message::{TxnKind, TxnRequest};
 use paymesh_codecs::types::{Pan, ResultCode};
 
-use fixtures::{NOW_MS, ORDERS_WINDOW, approved, authorizations, authorize};
+use fixtures::{CpuMeter, NOW_MS, ORDERS_WINDOW, approved, authorizations, authorize};
 
 /// Transactions per measured batch.
 const BATCH: usize = 256;
 /// The pool core's clock, microseconds.
 const NOW_US: u64 = NOW_MS * 1_000;
+
+/// Times `routine` on what `setup` made (setup and the input's drop are not timed), recording
+/// its CPU time in `meter`; each run is `BATCH` transactions.
+fn timed<I>(
+    b: &mut Bencher,
+    meter: &mut CpuMeter,
+    mut setup: impl FnMut() -> I,
+    mut routine: impl FnMut(&mut I),
+) {
+    b.iter_custom(|iterations| {
+        let mut wall = Duration::ZERO;
+        for _ in 0..iterations {
+            let mut input = setup();
+            let started = meter.start();
+            routine(&mut input);
+            wall += meter.stop(started, BATCH);
+        }
+        wall
+    })
+}
 
 /// A shard whose window is already full of answered orders.
 fn full_shard(next: &mut u64) -> ShardCore<u32> {
@@ -78,18 +101,21 @@ fn bench_shard(c: &mut Criterion) {
     let mut next = 0;
     let mut core = full_shard(&mut next);
     let mut out = Vec::with_capacity(4);
+    let mut meter = CpuMeter::thread();
     group.bench_function("authorize_approved", |b| {
-        b.iter_batched_ref(
+        timed(
+            b,
+            &mut meter,
             || authorizations(&mut next, BATCH),
             |requests| {
                 for req in requests.iter() {
                     authorize_approved(&mut core, req, &mut out);
                 }
-                black_box(out.len())
+                black_box(out.len());
             },
-            BatchSize::SmallInput,
         )
     });
+    meter.report("shard_step/authorize_approved");
     assert_eq!(
         core.order_count(),
         ORDERS_WINDOW,
@@ -108,20 +134,45 @@ fn bench_shard(c: &mut Criterion) {
         .collect();
     for (name, requests) in [("retransmit_replay", &again), ("inquiry", &inquiries)] {
         group.bench_function(name, |b| {
-            b.iter(|| {
-                for req in requests {
-                    out.clear();
-                    core.handle_request(NOW_MS + 10, 1, req, &mut out);
-                    match out.last() {
-                        Some(Output::Replay(_, a) | Output::Reply(_, a))
-                            if a.result == ResultCode::Approved => {}
-                        other => panic!("{name}: {other:?}"),
+            timed(
+                b,
+                &mut meter,
+                || (),
+                |()| {
+                    for req in requests {
+                        out.clear();
+                        core.handle_request(NOW_MS + 10, 1, req, &mut out);
+                        match out.last() {
+                            Some(Output::Replay(_, a) | Output::Reply(_, a))
+                                if a.result == ResultCode::Approved => {}
+                            other => panic!("{name}: {other:?}"),
+                        }
                     }
-                }
-                black_box(out.len())
-            })
+                    black_box(out.len());
+                },
+            )
         });
+        meter.report(&format!("shard_step/{name}"));
     }
+    // The same with an empty shard for every batch: small, cache-hot maps and no eviction (a
+    // lower bound; in a 5 s demo run the shards hold tens of thousands of orders and evict none).
+    group.bench_function("authorize_approved_empty_shard", |b| {
+        timed(
+            b,
+            &mut meter,
+            || {
+                let core = ShardCore::new(0, fixtures::settings(), 1);
+                (core, authorizations(&mut next, BATCH))
+            },
+            |(core, requests)| {
+                for req in requests.iter() {
+                    authorize_approved(core, req, &mut out);
+                }
+                black_box(out.len());
+            },
+        )
+    });
+    meter.report("shard_step/authorize_approved_empty_shard");
     group.finish();
 }
 
@@ -186,6 +237,7 @@ fn signed_on(spec: &HostSpec) -> PoolCore {
 
 fn bench_pool(c: &mut Criterion) {
     let mut group = c.benchmark_group("pool_step");
+    let mut meter = CpuMeter::thread();
     group.throughput(Throughput::Elements(BATCH as u64));
     // The demo's VAN and card company: ASCII with a 2-byte binary length, BCD with a BCD length.
     for (profile, header) in [("ascii_1987", "binary2"), ("binary_bcd", "bcd2")] {
@@ -205,26 +257,32 @@ fn bench_pool(c: &mut Criterion) {
         }
         let mut pool = signed_on(&spec);
         let mut framer = pool.framer();
+        let mut now = NOW_US;
         let name = format!("authorize_submit_and_answer/{profile}_{header}");
-        group.bench_function(name, |b| {
-            b.iter_batched_ref(
+        group.bench_function(&name, |b| {
+            timed(
+                b,
+                &mut meter,
                 || {
                     let results: Vec<ShardResult> = Vec::with_capacity(BATCH);
                     (requests.clone(), read.clone(), results)
                 },
                 |(requests, read, results)| {
+                    // The clock moves on (1 ms a batch): deadlines of answered requests, kept
+                    // until the link's queue is compacted, differ from the next batch's.
+                    now += 1_000;
                     for r in requests.drain(..) {
-                        pool.submit(NOW_US, r).unwrap();
+                        pool.submit(now, r).unwrap();
                     }
                     black_box(pool.take_output(0).unwrap());
                     while let Some(frame) = framer.decode(read).unwrap() {
-                        results.push(pool.on_message(0, NOW_US + 500, frame).unwrap().unwrap());
+                        results.push(pool.on_message(0, now + 500, frame).unwrap().unwrap());
                     }
                     assert_eq!(results.len(), BATCH);
                 },
-                BatchSize::SmallInput,
             )
         });
+        meter.report(&format!("pool_step/{name}"));
         assert_eq!(pool.inflight(), 0, "every request was answered");
     }
     group.finish();
