@@ -31,6 +31,10 @@
 
 mod fixtures;
 
+// The router's allocator (router/src/main.rs), so allocation costs what it costs there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::time::Duration;
 
