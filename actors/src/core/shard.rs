@@ -8,7 +8,7 @@
 //! with other content is refused as DUPLICATE_ORDER.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
@@ -26,6 +26,10 @@ use super::upstream::{
 };
 
 mod snapshot;
+
+/// The shards' hash maps: keyed by what clients send (merchant and order ids), so seeded per
+/// process; foldhash rather than SipHash for speed.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// What the shard core asks its shell to do.
 #[derive(Debug)]
@@ -105,12 +109,12 @@ impl<R: Clone> ShardCore<R> {
         Self {
             shard,
             settings,
-            orders: HashMap::new(),
-            by_txn_id: HashMap::new(),
-            by_op_id: HashMap::new(),
+            orders: HashMap::default(),
+            by_txn_id: HashMap::default(),
+            by_op_id: HashMap::default(),
             age: VecDeque::new(),
-            daily: HashMap::new(),
-            vault: HashMap::new(),
+            daily: HashMap::default(),
+            vault: HashMap::default(),
             next_seq: seq_start & ((1 << TXN_SEQ_BITS) - 1),
             reversal_due: BTreeMap::new(),
             reversal_deltas: Vec::new(),

@@ -18,7 +18,7 @@
 //! (retry at) or 2 (acknowledged)`; a status is `0 |
 //! op_id u64` (pending) or `1 | answer type u8 | answer body bytes` (done).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -386,7 +386,7 @@ impl<R: Clone> ShardCore<R> {
         }
         let shard = r.u16()?;
         let next_seq = r.u64()? & ((1 << TXN_SEQ_BITS) - 1);
-        let mut daily = HashMap::new();
+        let mut daily = super::HashMap::default();
         for _ in 0..r.u32()? {
             let merchant = r.bytes()?;
             let total = DailyTotal {
@@ -395,7 +395,7 @@ impl<R: Clone> ShardCore<R> {
             };
             daily.insert(merchant, total);
         }
-        let mut vault = HashMap::new();
+        let mut vault = super::HashMap::default();
         for _ in 0..r.u32()? {
             let token = r.bytes()?;
             let entry = VaultEntry {
