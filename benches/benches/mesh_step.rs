@@ -7,6 +7,9 @@
 //!   full, so each new order also evicts the oldest, as in steady state.
 //! - `shard_step/authorize_approved_empty_shard`: the same on an empty shard for every batch of
 //!   `BATCH` (small maps in cache, nothing to evict): the lower bound.
+//! - `shard_step/journal_records`: the two journal records of an authorization (the request,
+//!   sealed with ChaCha20-Poly1305, and the host's outcome), which a shard with a journal encodes
+//!   in the same step (`mesh_hop` runs without a journal).
 //! - `shard_step/retransmit_replay`: the same request again for an answered order: the stored
 //!   answer, replayed.
 //! - `shard_step/inquiry`: an INQUIRY by merchant and order id.
@@ -40,6 +43,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{Bencher, Criterion, Throughput, criterion_group, criterion_main};
+use paymesh_actors::core::journal_codec::{JournalKey, encode_request, encode_upstream};
 use paymesh_actors::core::pool::{HostSpec, PoolCore, ShardResult};
 use paymesh_actors::core::shard::{Output, ShardCore};
 use paymesh_actors::core::upstream::{Account, UpstreamKind, UpstreamRequest};
@@ -177,6 +181,30 @@ fn bench_shard(c: &mut Criterion) {
         )
     });
     meter.report("shard_step/authorize_approved_empty_shard");
+    // What the shard actor journals for one authorization (with a journal): the request, sealed
+    // (ChaCha20-Poly1305; the CVV is never written), and the host's outcome.
+    let key = JournalKey::new(1, &[7; 32], [1, 2, 3, 4]);
+    let mut counter = 0;
+    group.bench_function("journal_records", |b| {
+        timed(
+            b,
+            &mut meter,
+            || {
+                (
+                    authorizations(&mut next, BATCH),
+                    Vec::with_capacity(2 * BATCH),
+                )
+            },
+            |(requests, records)| {
+                for (op_id, req) in (0..).zip(requests.iter()) {
+                    counter += 1;
+                    records.push(encode_request(&key, counter, NOW_MS, req).unwrap());
+                    records.push(encode_upstream(NOW_MS + 5, &approved(op_id)));
+                }
+            },
+        )
+    });
+    meter.report("shard_step/journal_records");
     group.finish();
 }
 
