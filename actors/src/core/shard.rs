@@ -9,7 +9,6 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -1109,25 +1108,73 @@ fn route_key(account: &Account) -> RouteKey<'_> {
     }
 }
 
-/// Hash of what makes two requests with the same key "the same request".
+/// Hash of what makes two requests with the same key "the same request". A fixed algorithm
+/// (FNV-1a over length-prefixed fields), so fingerprints kept in snapshots and rebuilt by replay
+/// agree with new requests whatever the toolchain.
 fn fingerprint(req: &TxnRequest) -> u64 {
-    let mut h = DefaultHasher::new();
-    (req.kind as u8).hash(&mut h);
-    req.amount.hash(&mut h);
-    req.currency.hash(&mut h);
-    req.request_id.hash(&mut h);
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    h.bytes(&[req.kind as u8]);
+    h.opt_u64(req.amount);
+    h.opt_u64(req.currency.map(u64::from));
+    h.opt_bytes(req.request_id.as_deref());
     match &req.payment {
-        Some(PaymentMethod::Card { pan, expiry, .. }) => (1u8, pan.digits(), expiry).hash(&mut h),
-        Some(PaymentMethod::WalletToken(t)) => (2u8, t).hash(&mut h),
+        Some(PaymentMethod::Card { pan, expiry, .. }) => {
+            h.bytes(&[1]);
+            h.field(pan.digits());
+            h.field(expiry);
+        }
+        Some(PaymentMethod::WalletToken(t)) => {
+            h.bytes(&[2]);
+            h.field(t);
+        }
         Some(PaymentMethod::CarrierBilling { phone, carrier }) => {
-            (3u8, phone, carrier).hash(&mut h)
+            h.bytes(&[3]);
+            h.field(phone);
+            h.field(carrier);
         }
         Some(PaymentMethod::BankTransfer { bank_code, account }) => {
-            (4u8, bank_code, account).hash(&mut h)
+            h.bytes(&[4]);
+            h.field(bank_code);
+            h.field(account);
         }
-        None => 0u8.hash(&mut h),
+        None => h.bytes(&[0]),
     }
-    h.finish()
+    h.0
+}
+
+/// FNV-1a, 64 bits.
+struct Fnv(u64);
+
+impl Fnv {
+    fn bytes(&mut self, b: &[u8]) {
+        for byte in b {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    /// A variable-length field: its length first, so fields cannot run into each other.
+    fn field(&mut self, b: &[u8]) {
+        self.bytes(&(b.len() as u64).to_be_bytes());
+        self.bytes(b);
+    }
+    fn opt_u64(&mut self, v: Option<u64>) {
+        match v {
+            Some(v) => {
+                self.bytes(&[1]);
+                self.bytes(&v.to_be_bytes());
+            }
+            None => self.bytes(&[0]),
+        }
+    }
+    fn opt_bytes(&mut self, v: Option<&[u8]>) {
+        match v {
+            Some(v) => {
+                self.bytes(&[1]);
+                self.field(v);
+            }
+            None => self.bytes(&[0]),
+        }
+    }
 }
 
 fn base_answer(kind: TxnKind, result: ResultCode, key: &OrderKey, now_ms: u64) -> TxnAnswer {
@@ -1151,5 +1198,35 @@ fn fill_order_fields<R>(a: &mut TxnAnswer, order: &Order<R>) {
     }
     if !order.approval_code.is_empty() {
         a.approval_code = Some(order.approval_code.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn request(amount: u64) -> TxnRequest {
+        let mut r = TxnRequest::new(
+            TxnKind::Authorize,
+            Bytes::from_static(b"M1"),
+            Bytes::from_static(b"O1"),
+        );
+        r.amount = Some(amount);
+        r.currency = Some(410);
+        r.payment = Some(PaymentMethod::Card {
+            pan: paymesh_codecs::types::Pan::new(Bytes::from_static(b"4111111111111111")).unwrap(),
+            expiry: Bytes::from_static(b"3012"),
+            cvv: None,
+        });
+        r
+    }
+
+    #[test]
+    fn fingerprints_are_a_fixed_function_of_the_request() {
+        // Pinned: snapshots keep fingerprints across restarts and toolchain upgrades, so the
+        // function must never change silently.
+        assert_eq!(fingerprint(&request(1_000)), 0xe115_74d8_55f4_2481);
+        assert_ne!(fingerprint(&request(1_000)), fingerprint(&request(1_001)));
     }
 }
