@@ -40,6 +40,37 @@ pub fn day_of_year(year: i64, month: u32, day: u32) -> u32 {
     before + day + u32::from(leap && month > 2)
 }
 
+/// The date and time fields of one ISO 8583 message, as numbers (UTC): what the pool writes and
+/// what a shard expects it wrote (`upstream::trace_of`).
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp {
+    /// Field 7, `MMDDhhmmss`.
+    pub transmitted: u64,
+    /// Field 12, `hhmmss`.
+    pub time: u64,
+    /// Field 13, `MMDD`.
+    pub date: u64,
+    /// The RRN without its STAN: year digit, day of the year, hour (`YDDDhh`).
+    pub rrn_prefix: u64,
+}
+
+impl Stamp {
+    /// The stamp of a message sent at `now_ms` (unix ms).
+    pub fn at(now_ms: u64) -> Self {
+        let (year, month, day, hour, minute, second) = civil(now_ms, 0);
+        let doy = u64::from(day_of_year(year, month, day));
+        let (month, day, hour) = (u64::from(month), u64::from(day), u64::from(hour));
+        let time = hour * 10_000 + u64::from(minute) * 100 + u64::from(second);
+        let date = month * 100 + day;
+        Self {
+            transmitted: date * 1_000_000 + time,
+            time,
+            date,
+            rrn_prefix: (year.rem_euclid(10) as u64 * 1_000 + doy) * 100 + hour,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

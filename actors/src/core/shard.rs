@@ -356,55 +356,37 @@ impl<R: Clone> ShardCore<R> {
                     _ => {}
                 }
             }
-            UpstreamOutcome::Timeout { sent } => {
-                answer.result = ResultCode::UpstreamTimeout;
-                answer.rrn = Some(sent.rrn.clone());
-                match kind {
-                    TxnKind::Authorize | TxnKind::Sale => {
-                        order.state = OrderState::InDoubt;
-                        order.authorized = op_amount;
-                        order.sent = Some(sent);
-                        forward = Some((UpstreamKind::Reversal, false));
+            outcome @ (UpstreamOutcome::Timeout { .. } | UpstreamOutcome::Unknown) => {
+                // Timeout: no answer in time. Unknown: sent before a crash, no answer journaled,
+                // and what was sent is known without the pool: the shard assigned the STAN and
+                // the stamp time (the request's own).
+                let (code, sent, after_crash) = match outcome {
+                    UpstreamOutcome::Timeout { sent } => {
+                        (ResultCode::UpstreamTimeout, Some(sent), false)
                     }
-                    TxnKind::Cancel => {
-                        // The reversal may or may not have reached the host: it is repeated until
-                        // acknowledged, so the cancel stands.
-                        answer.result = ResultCode::Approved;
-                        order.state = OrderState::Cancelled;
-                        release_daily = order.authorized;
-                        forward = Some((UpstreamKind::Reversal, true));
-                    }
-                    TxnKind::Capture => {
-                        // The advice may or may not have reached the host: it is repeated until
-                        // acknowledged, so the capture stands.
-                        answer.result = ResultCode::Approved;
-                        order.captured = op_amount;
-                        order.state = OrderState::Captured;
-                        answer.approval_code = Some(order.approval_code.clone());
-                        forward = Some((UpstreamKind::Capture, true));
-                    }
-                    TxnKind::Refund => order.refund_in_doubt += op_amount,
-                    TxnKind::BalanceInquiry => order.state = OrderState::Done,
-                    _ => {}
+                    _ => (ResultCode::InDoubt, None, true),
+                };
+                answer.result = code;
+                if let Some(sent) = &sent {
+                    answer.rrn = Some(sent.rrn.clone());
                 }
-            }
-            UpstreamOutcome::Unknown => {
-                // Sent before a crash, no answer journaled: in doubt until reversed.
-                answer.result = ResultCode::InDoubt;
                 match kind {
                     TxnKind::Authorize | TxnKind::Sale => {
                         order.state = OrderState::InDoubt;
                         order.authorized = op_amount;
-                        // What was sent is known without the pool: the shard assigned the STAN
-                        // and the stamp time (the request's own).
                         let upstream_kind = match kind {
                             TxnKind::Sale => UpstreamKind::Sale,
                             _ => UpstreamKind::Authorize,
                         };
                         let stan = stan_for(result.op_id, shard, shards);
-                        order.sent = Some(trace_of(upstream_kind, stan, order.received_ms));
-                        forward = Some((UpstreamKind::Reversal, true));
+                        order.sent =
+                            Some(sent.unwrap_or_else(|| {
+                                trace_of(upstream_kind, stan, order.received_ms)
+                            }));
+                        forward = Some((UpstreamKind::Reversal, after_crash));
                     }
+                    // The reversal or advice may or may not have reached the host: it is repeated
+                    // until acknowledged, so the cancel or capture stands.
                     TxnKind::Cancel => {
                         answer.result = ResultCode::Approved;
                         order.state = OrderState::Cancelled;
@@ -412,8 +394,6 @@ impl<R: Clone> ShardCore<R> {
                         forward = Some((UpstreamKind::Reversal, true));
                     }
                     TxnKind::Capture => {
-                        // The advice may or may not have reached the host: it is repeated until
-                        // acknowledged, so the capture stands.
                         answer.result = ResultCode::Approved;
                         order.captured = op_amount;
                         order.state = OrderState::Captured;
@@ -451,12 +431,7 @@ impl<R: Clone> ShardCore<R> {
             self.orders.remove(&key);
             self.by_txn_id.remove(&txn_id);
         }
-        if release_daily > 0
-            && let Some(d) = self.daily.get_mut(&merchant)
-            && d.day == day
-        {
-            d.total = d.total.saturating_sub(release_daily);
-        }
+        self.release_daily(&merchant, day, release_daily);
         for w in waiters {
             out.push(Output::Reply(w, Box::new(answer.clone())));
         }
@@ -537,11 +512,7 @@ impl<R: Clone> ShardCore<R> {
                             a.state = Some(state);
                         }
                     }
-                    if let Some(d) = self.daily.get_mut(&merchant)
-                        && d.day == day
-                    {
-                        d.total = d.total.saturating_sub(released);
-                    }
+                    self.release_daily(&merchant, day, released);
                 }
             }
             UpstreamOutcome::Answered { .. }
@@ -910,6 +881,17 @@ impl<R: Clone> ShardCore<R> {
             return Err(ResultCode::AmountOverLimit);
         }
         Ok(())
+    }
+
+    /// Gives back `amount` of a merchant's daily total reserved on business day `day` (nothing
+    /// once the day has turned).
+    fn release_daily(&mut self, merchant: &Bytes, day: u64, amount: u64) {
+        if amount > 0
+            && let Some(d) = self.daily.get_mut(merchant)
+            && d.day == day
+        {
+            d.total = d.total.saturating_sub(amount);
+        }
     }
 
     fn reserve_daily(&mut self, merchant: &Bytes, amount: u64, day: u64) -> Result<(), ResultCode> {

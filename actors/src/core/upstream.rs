@@ -116,10 +116,9 @@ pub fn stan_for(op_id: u64, shard: u16, shards: u16) -> u32 {
 /// dialect may differ; the pool reports the real one in outcomes), its STAN, transmission time
 /// and RRN as the pool stamps them.
 pub fn trace_of(kind: UpstreamKind, stan: u32, at_ms: u64) -> OriginalRef {
-    let (year, month, day, hour, minute, second) = super::clock::civil(at_ms, 0);
-    let doy = super::clock::day_of_year(year, month, day);
-    let transmitted = format!("{month:02}{day:02}{hour:02}{minute:02}{second:02}");
-    let rrn = format!("{}{doy:03}{hour:02}{stan:06}", year.rem_euclid(10));
+    let stamp = super::clock::Stamp::at(at_ms);
+    let transmitted = format!("{:010}", stamp.transmitted);
+    let rrn = format!("{:012}", stamp.rrn_prefix * 1_000_000 + u64::from(stan));
     OriginalRef {
         mti: match kind {
             UpstreamKind::Authorize | UpstreamKind::BalanceInquiry => 100,

@@ -10,7 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use paymesh_codecs::iso8583::{IsoMessage, Mti};
 
 use super::spec::{Dialect, HostSpec};
-use crate::core::clock::{civil, day_of_year};
+use crate::core::clock::Stamp;
 use crate::core::config::{CurrencyMode, TerminalIdSource};
 use crate::core::upstream::{Account, OriginalRef, UpstreamKind, UpstreamRequest};
 use crate::error::MeshError;
@@ -117,35 +117,6 @@ pub struct Built {
 
 fn out_of_range(field: u8) -> MeshError {
     MeshError::Iso(IsoError::ValueOutOfRange { field })
-}
-
-/// The date and time fields of one message, as numbers (UTC).
-#[derive(Debug, Clone, Copy)]
-struct Stamp {
-    /// Field 7, `MMDDhhmmss`.
-    transmitted: u64,
-    /// Field 12, `hhmmss`.
-    time: u64,
-    /// Field 13, `MMDD`.
-    date: u64,
-    /// The RRN without its STAN: year digit, day of the year, hour (`YDDDhh`).
-    rrn_prefix: u64,
-}
-
-impl Stamp {
-    fn at(now_ms: u64) -> Self {
-        let (year, month, day, hour, minute, second) = civil(now_ms, 0);
-        let doy = u64::from(day_of_year(year, month, day));
-        let (month, day, hour) = (u64::from(month), u64::from(day), u64::from(hour));
-        let time = hour * 10_000 + u64::from(minute) * 100 + u64::from(second);
-        let date = month * 100 + day;
-        Self {
-            transmitted: date * 1_000_000 + time,
-            time,
-            date,
-            rrn_prefix: (year.rem_euclid(10) as u64 * 1_000 + doy) * 100 + hour,
-        }
-    }
 }
 
 /// Builds a transaction request of type `mti` with STAN `stan` at `now_ms`.
