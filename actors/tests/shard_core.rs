@@ -795,3 +795,84 @@ fn a_full_reversal_queue_refuses_new_money_busy_until_hosts_acknowledge() {
     assert!(a.is_empty());
     assert_eq!(up3.len(), 1);
 }
+
+#[test]
+fn a_key_evicted_from_the_window_is_never_authorized_again() {
+    let mut c = core_adjusted(|s| {
+        s.orders_per_shard_max = 2;
+        s.evicted_keys_per_shard_max = 100;
+    });
+    for n in 1..=4 {
+        authorized(&mut c, &format!("O{n}"), 1_000, TxnKind::Authorize);
+    }
+    assert_eq!(c.order_count(), 2);
+    assert_eq!(c.evicted_key_count(), 2);
+    assert!(c.order(b"M1", b"O1").is_none(), "O1 left the window");
+    // The same authorization again: refused, nothing sent to the host.
+    let (a, up) = step(&mut c, 9, &req(TxnKind::Authorize, "M1", "O1", Some(1_000)));
+    assert!(up.is_empty(), "an evicted key went upstream again: {up:?}");
+    assert_eq!(a[0].1.result, ResultCode::DuplicateOrder);
+    assert_eq!(a[0].1.order_id.as_deref(), Some(&b"O1"[..]));
+    assert!(a[0].1.message.is_some());
+    // Inquiry and follow-ups say the order is not here, and why.
+    let (a, _) = step(&mut c, 9, &req(TxnKind::Inquiry, "M1", "O2", None));
+    assert_eq!(a[0].1.result, ResultCode::NotFound);
+    assert!(a[0].1.message.is_some());
+    let (a, up) = step(&mut c, 9, &req(TxnKind::Capture, "M1", "O2", None));
+    assert!(up.is_empty());
+    assert_eq!(a[0].1.result, ResultCode::NotFound);
+    // Orders still in the window answer as before; new keys are authorized.
+    let (a, _) = step(&mut c, 9, &req(TxnKind::Inquiry, "M1", "O4", None));
+    assert_eq!(a[0].1.result, ResultCode::Approved);
+    let (a, up) = step(&mut c, 9, &req(TxnKind::Authorize, "M1", "O5", Some(1_000)));
+    assert!(a.is_empty());
+    assert_eq!(up.len(), 1);
+    // A snapshot keeps the evicted keys.
+    let restored =
+        ShardCore::<u32>::decode_snapshot(c.settings().clone(), &c.encode_snapshot()).unwrap();
+    let mut restored = restored;
+    assert_eq!(restored.evicted_key_count(), c.evicted_key_count());
+    let (a, up) = step(
+        &mut restored,
+        9,
+        &req(TxnKind::Authorize, "M1", "O2", Some(1_000)),
+    );
+    assert!(up.is_empty());
+    assert_eq!(a[0].1.result, ResultCode::DuplicateOrder);
+}
+
+#[test]
+fn an_order_keeps_nothing_of_the_clients_read_buffer() {
+    use bytes::BytesMut;
+    use paymesh_codecs::frame::decode_frame;
+    use paymesh_codecs::message::Message;
+    use paymesh_codecs::types::Secret;
+    let mut c = core();
+    // A request decoded from a read buffer, as a session does: its fields are slices of it,
+    // CVV included.
+    let mut r = req(TxnKind::Authorize, "M1", "O1", Some(5_000));
+    r.request_id = None;
+    r.payment = Some(PaymentMethod::Card {
+        pan: Pan::new(Bytes::from_static(b"4111111111111111")).unwrap(),
+        expiry: Bytes::from_static(b"3012"),
+        cvv: Some(Secret::new(Bytes::from_static(b"123"))),
+    });
+    let mut buf = BytesMut::new();
+    Message::Request(r).encode(1, 0, &mut buf);
+    let frame = decode_frame(&mut buf, 1 << 16).unwrap().unwrap();
+    drop(buf);
+    let read_buffer = frame.body.clone();
+    let Message::Request(decoded) = Message::decode(&frame).unwrap() else {
+        panic!("not a request")
+    };
+    drop(frame);
+    let (_, up) = step(&mut c, 1, &decoded);
+    answer_upstream(&mut c, &up[0], "00");
+    drop((decoded, up));
+    // Only the test's own handle is left: the order copied what it keeps.
+    assert!(
+        read_buffer.is_unique(),
+        "the shard still holds a slice of the client's read buffer"
+    );
+    assert!(c.order(b"M1", b"O1").is_some());
+}

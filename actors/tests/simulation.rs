@@ -435,7 +435,11 @@ impl Sim {
             assert_ne!(o.state, OrderState::InDoubt, "{key:?} left in doubt");
             if o.state == OrderState::Reversed {
                 assert!(
-                    self.host_reversals.get(&key.1).copied().unwrap_or(0) >= 1,
+                    self.host_reversals
+                        .get(&key.order_id())
+                        .copied()
+                        .unwrap_or(0)
+                        >= 1,
                     "{key:?} reversed without the host seeing a reversal"
                 );
                 let r = o.reversal.unwrap();

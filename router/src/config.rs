@@ -101,6 +101,13 @@ pub struct ServerConfig {
     pub day_offset_minutes: i32,
     /// On shutdown, how long in-flight requests may take before connections are closed, ms.
     pub shutdown_grace_ms: u64,
+    /// Orders each shard keeps in memory (its idempotency window; retransmissions of these get
+    /// their stored answer). About 1 KiB each: this bounds most of the router's memory
+    /// (docs/PERFORMANCE.md, `order_memory` bench).
+    pub orders_per_shard_max: usize,
+    /// Keys of orders evicted from a shard's window it still remembers (about 19 bytes each):
+    /// reusing one is refused DUPLICATE_ORDER instead of being authorized again.
+    pub evicted_keys_per_shard_max: usize,
 }
 
 impl Default for ServerConfig {
@@ -120,6 +127,8 @@ impl Default for ServerConfig {
             shards: 0,
             day_offset_minutes: 540,
             shutdown_grace_ms: 5_000,
+            orders_per_shard_max: paymesh_actors::core::config::ORDERS_PER_SHARD_MAX,
+            evicted_keys_per_shard_max: paymesh_actors::core::config::EVICTED_KEYS_PER_SHARD_MAX,
         }
     }
 }
@@ -157,6 +166,10 @@ impl Config {
             "no listener configured"
         );
         anyhow::ensure!(s.inflight_window >= 1, "inflight_window must be at least 1");
+        anyhow::ensure!(
+            s.orders_per_shard_max >= 1_000,
+            "orders_per_shard_max must be at least 1000"
+        );
         anyhow::ensure!(
             s.max_body_bytes >= 256 && s.max_body_bytes <= 16_384,
             "max_body_bytes must be 256..=16384"

@@ -250,7 +250,7 @@ pub fn feed_store(
             for (_, order) in core.orders() {
                 for op in &order.ops {
                     if let OpStatus::Done(a) = &op.status {
-                        push(a, &mut rows)?;
+                        push(&a.answer(op.kind), &mut rows)?;
                     }
                 }
             }

@@ -81,6 +81,8 @@ impl Router {
             config.server.day_offset_minutes,
         )?;
         if let Some(s) = Arc::get_mut(&mut settings) {
+            s.orders_per_shard_max = config.server.orders_per_shard_max;
+            s.evicted_keys_per_shard_max = config.server.evicted_keys_per_shard_max;
             s.capture_online = config
                 .hosts
                 .iter()

@@ -81,6 +81,9 @@ pub struct CoreSettings {
     pub day_offset_minutes: i32,
     /// Orders (and their idempotency records) a shard keeps before evicting the oldest finished ones.
     pub orders_per_shard_max: usize,
+    /// Keys of evicted orders a shard remembers (8 bytes of hash each), so that a request reusing
+    /// one is refused DUPLICATE_ORDER rather than authorized a second time.
+    pub evicted_keys_per_shard_max: usize,
     /// Retransmissions that may wait on one in-progress operation; more get IN_PROGRESS.
     pub waiters_per_operation_max: usize,
     /// Tokens a shard's wallet vault holds.
@@ -96,8 +99,12 @@ pub struct CoreSettings {
 /// Default of [`CoreSettings::forwards_pending_per_shard_max`].
 pub const FORWARDS_PENDING_PER_SHARD_MAX: usize = 100_000;
 
-/// Default of [`CoreSettings::orders_per_shard_max`].
-pub const ORDERS_PER_SHARD_MAX: usize = 1_000_000;
+/// Default of [`CoreSettings::orders_per_shard_max`]: about 64 MiB of a shard's memory
+/// (`benches/benches/order_memory.rs` measures ~1 KiB per order).
+pub const ORDERS_PER_SHARD_MAX: usize = 64 * 1024;
+/// Default of [`CoreSettings::evicted_keys_per_shard_max`].
+/// About 19 MiB a shard.
+pub const EVICTED_KEYS_PER_SHARD_MAX: usize = 1_000_000;
 /// Default of [`CoreSettings::waiters_per_operation_max`].
 pub const WAITERS_PER_OPERATION_MAX: usize = 4;
 /// Default of [`CoreSettings::vault_tokens_per_shard_max`].
@@ -137,6 +144,7 @@ impl CoreSettings {
             routes: RouteTable::new(routes, host_names)?,
             day_offset_minutes,
             orders_per_shard_max: ORDERS_PER_SHARD_MAX,
+            evicted_keys_per_shard_max: EVICTED_KEYS_PER_SHARD_MAX,
             waiters_per_operation_max: WAITERS_PER_OPERATION_MAX,
             vault_tokens_per_shard_max: VAULT_TOKENS_PER_SHARD_MAX,
             capture_online: Vec::new(),

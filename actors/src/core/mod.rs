@@ -6,6 +6,8 @@
 //! - [`route`]: the route table (method and BIN range → host, failover by host availability).
 //! - [`order`]: orders and operations, the records behind idempotency, and the store-and-forward
 //!   reversal (or capture advice) an order may carry.
+//! - [`window`]: the shard's order window (orders by id and by key, oldest first, bounded) and the
+//!   keys of evicted orders, so an old key is never authorized twice.
 //! - [`shard`]: the shard state machine, its reversal queue (`poll_reversals`) and its snapshot
 //!   (`shard/snapshot.rs`, for journal checkpoints).
 //! - [`upstream`]: the shard ↔ upstream-pool contract, response-code mapping, STANs the shards
@@ -25,3 +27,4 @@ pub mod recovery;
 pub mod route;
 pub mod shard;
 pub mod upstream;
+pub mod window;

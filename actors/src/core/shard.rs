@@ -7,22 +7,23 @@
 //! exactly once (retransmissions of a pending request wait for its answer); a request that reuses a key
 //! with other content is refused as DUPLICATE_ORDER.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use paymesh_codecs::message::{PaymentMethod, TxnAnswer, TxnKind, TxnRequest};
-use paymesh_codecs::types::ResultCode;
+use paymesh_codecs::types::{Pan, ResultCode};
 
 use super::config::CoreSettings;
 use super::order::{
-    OpStatus, Operation, Order, OrderKey, OrderState, Reversal, ReversalState, wire_state,
+    Fnv, OpStatus, Operation, Order, OrderKey, OrderState, Reversal, ReversalState, StoredAnswer,
+    wire_state,
 };
 use super::route::{HostId, RouteKey};
 use super::upstream::{
     Account, UpstreamKind, UpstreamOutcome, UpstreamRequest, UpstreamResult, stan_for, trace_of,
 };
+use super::window::{OrderWindow, Slot};
 
 mod snapshot;
 
@@ -60,16 +61,15 @@ struct VaultEntry {
 pub struct ShardCore<R> {
     shard: u16,
     settings: Arc<CoreSettings>,
-    orders: HashMap<OrderKey, Order<R>>,
-    by_txn_id: HashMap<u64, OrderKey>,
-    by_op_id: HashMap<u64, OrderKey>,
-    /// Orders in creation order, for eviction past `orders_per_shard_max`.
-    age: VecDeque<OrderKey>,
+    /// The orders, by transaction id and by key, oldest first (see [`super::window`]).
+    orders: OrderWindow<R>,
+    /// Operations waiting for a host: op id → transaction id.
+    by_op_id: HashMap<u64, u64>,
     daily: HashMap<Bytes, DailyTotal>,
     vault: HashMap<Bytes, VaultEntry>,
     next_seq: u64,
-    /// Reversals waiting to be sent again: (due ms, op id) → order.
-    reversal_due: BTreeMap<(u64, u64), OrderKey>,
+    /// Reversals waiting to be sent again: (due ms, op id) → transaction id.
+    reversal_due: BTreeMap<(u64, u64), u64>,
     /// Changes to the count of unacknowledged reversals per host, for the shell's gauges.
     reversal_deltas: Vec<(HostId, i64)>,
     /// How many shards there are (STANs are partitioned between them).
@@ -108,10 +108,8 @@ impl<R: Clone> ShardCore<R> {
         Self {
             shard,
             settings,
-            orders: HashMap::default(),
-            by_txn_id: HashMap::default(),
+            orders: OrderWindow::default(),
             by_op_id: HashMap::default(),
-            age: VecDeque::new(),
             daily: HashMap::default(),
             vault: HashMap::default(),
             next_seq: seq_start & ((1 << TXN_SEQ_BITS) - 1),
@@ -155,11 +153,11 @@ impl<R: Clone> ShardCore<R> {
         let mut ops: Vec<u64> = self
             .by_op_id
             .iter()
-            .filter(|(op_id, key)| {
+            .filter(|(op_id, txn)| {
                 !self
                     .orders
-                    .get(*key)
-                    .and_then(|o| o.reversal)
+                    .get(**txn)
+                    .and_then(|s| s.order.reversal)
                     .is_some_and(|r| {
                         r.op_id == **op_id && matches!(r.state, ReversalState::RetryAt(_))
                     })
@@ -188,12 +186,13 @@ impl<R: Clone> ShardCore<R> {
     /// After recovery: reversals started while resolving what was in doubt were never sent;
     /// they are due at once (the shell's timer sends them).
     pub fn schedule_unsent_reversals(&mut self, now_ms: u64) {
-        for (key, order) in &mut self.orders {
-            if let Some(r) = order.reversal.as_mut()
+        for slot in self.orders.iter_mut() {
+            let txn_id = slot.order.txn_id;
+            if let Some(r) = slot.order.reversal.as_mut()
                 && r.state == ReversalState::InFlight
             {
                 r.state = ReversalState::RetryAt(now_ms);
-                self.reversal_due.insert((now_ms, r.op_id), key.clone());
+                self.reversal_due.insert((now_ms, r.op_id), txn_id);
             }
         }
     }
@@ -205,9 +204,9 @@ impl<R: Clone> ShardCore<R> {
             if entry.key().0 > now_ms {
                 break;
             }
-            let ((due, op_id), key) = entry.remove_entry();
+            let ((due, op_id), txn_id) = entry.remove_entry();
             let shard = self.shard;
-            let Some(order) = self.orders.get_mut(&key) else {
+            let Some(Slot { key, order }) = self.orders.get_mut(txn_id) else {
                 continue;
             };
             let Some(r) = order.reversal.as_mut() else {
@@ -219,7 +218,7 @@ impl<R: Clone> ShardCore<R> {
             r.state = ReversalState::InFlight;
             r.attempts = r.attempts.saturating_add(1);
             let repeat = r.sent_once;
-            if let Some(req) = reversal_request((shard, self.shards), op_id, repeat, &key, order) {
+            if let Some(req) = reversal_request((shard, self.shards), op_id, repeat, key, order) {
                 out.push(Output::Upstream(Box::new(req)));
             }
         }
@@ -227,15 +226,17 @@ impl<R: Clone> ShardCore<R> {
 
     /// Looks an order up (for tests and the simulation's invariant checks).
     pub fn order(&self, merchant_id: &[u8], order_id: &[u8]) -> Option<&Order<R>> {
-        self.orders.get(&(
-            Bytes::copy_from_slice(merchant_id),
-            Bytes::copy_from_slice(order_id),
-        ))
+        self.orders.by_key(merchant_id, order_id).map(|s| &s.order)
     }
 
-    /// Iterates over all orders.
+    /// Iterates over all orders, oldest first.
     pub fn orders(&self) -> impl Iterator<Item = (&OrderKey, &Order<R>)> {
-        self.orders.iter()
+        self.orders.iter().map(|s| (&s.key, &s.order))
+    }
+
+    /// Keys of orders evicted from the window that are still remembered.
+    pub fn evicted_key_count(&self) -> usize {
+        self.orders.evicted_len()
     }
 
     fn next_id(&mut self) -> u64 {
@@ -272,18 +273,18 @@ impl<R: Clone> ShardCore<R> {
         result: UpstreamResult,
         out: &mut Vec<Output<R>>,
     ) {
-        if let Some(key) = self.by_op_id.get(&result.op_id).cloned()
-            && let Some(order) = self.orders.get(&key)
-            && order.reversal.is_some_and(|r| r.op_id == result.op_id)
+        if let Some(txn_id) = self.by_op_id.get(&result.op_id).copied()
+            && let Some(slot) = self.orders.get(txn_id)
+            && slot.order.reversal.is_some_and(|r| r.op_id == result.op_id)
         {
-            return self.reversal_outcome(now_ms, key, result);
+            return self.reversal_outcome(now_ms, txn_id, result);
         }
         let (shard, shards) = (self.shard, self.shards);
-        let Some(key) = self.by_op_id.remove(&result.op_id) else {
+        let Some(txn_id) = self.by_op_id.remove(&result.op_id) else {
             // Unknown or already resolved op: a late or duplicate outcome changes nothing.
             return;
         };
-        let Some(order) = self.orders.get_mut(&key) else {
+        let Some(Slot { key, order }) = self.orders.get_mut(txn_id) else {
             return;
         };
         let Some(index) = order.ops.iter().position(
@@ -300,7 +301,7 @@ impl<R: Clone> ShardCore<R> {
             OpStatus::Pending { waiters, .. } => std::mem::take(waiters),
             OpStatus::Done(_) => return,
         };
-        let mut answer = base_answer(kind, ResultCode::Approved, &key, now_ms);
+        let mut answer = base_answer(kind, ResultCode::Approved, key, now_ms);
         let mut forget_order = false;
         let mut forget_op = false;
         let mut release_daily = 0u64;
@@ -331,7 +332,8 @@ impl<R: Clone> ShardCore<R> {
                             if kind == TxnKind::Sale {
                                 order.captured = op_amount;
                             }
-                            order.approval_code = approval_code.clone();
+                            // A copy: the code is a slice of the host's read buffer.
+                            order.approval_code = Bytes::copy_from_slice(&approval_code);
                             answer.approval_code = Some(approval_code);
                         } else {
                             order.state = OrderState::Declined;
@@ -422,21 +424,19 @@ impl<R: Clone> ShardCore<R> {
         if forget_op {
             order.ops.remove(index);
         } else if let Some(op) = order.ops.get_mut(index) {
-            op.status = OpStatus::Done(Box::new(answer.clone()));
+            op.status = OpStatus::Done(StoredAnswer::new(&answer));
         }
         let day = order.day;
-        let merchant = key.0.clone();
+        let merchant = key.merchant();
         if forget_order {
-            let txn_id = order.txn_id;
-            self.orders.remove(&key);
-            self.by_txn_id.remove(&txn_id);
+            self.orders.remove(txn_id);
         }
         self.release_daily(&merchant, day, release_daily);
         for w in waiters {
             out.push(Output::Reply(w, Box::new(answer.clone())));
         }
         if let Some((kind, sent_once)) = forward {
-            self.start_reversal(now_ms, &key, kind, sent_once, out);
+            self.start_reversal(now_ms, txn_id, kind, sent_once, out);
         }
     }
 
@@ -445,14 +445,14 @@ impl<R: Clone> ShardCore<R> {
     fn start_reversal(
         &mut self,
         _now_ms: u64,
-        key: &OrderKey,
+        txn_id: u64,
         kind: UpstreamKind,
         sent_once: bool,
         out: &mut Vec<Output<R>>,
     ) {
         let op_id = self.next_id();
         let shard = self.shard;
-        let Some(order) = self.orders.get_mut(key) else {
+        let Some(Slot { key, order }) = self.orders.get_mut(txn_id) else {
             return;
         };
         if order.reversal.is_some_and(|r| r.pending()) {
@@ -469,15 +469,15 @@ impl<R: Clone> ShardCore<R> {
             self.reversal_deltas.push((host, 1));
         }
         self.forwards_pending += 1;
-        self.by_op_id.insert(op_id, key.clone());
+        self.by_op_id.insert(op_id, txn_id);
         if let Some(req) = reversal_request((shard, self.shards), op_id, sent_once, key, order) {
             out.push(Output::Upstream(Box::new(req)));
         }
     }
 
     /// An outcome of a reversal attempt: acknowledged, or scheduled again with a growing delay.
-    fn reversal_outcome(&mut self, now_ms: u64, key: OrderKey, result: UpstreamResult) {
-        let Some(order) = self.orders.get_mut(&key) else {
+    fn reversal_outcome(&mut self, now_ms: u64, txn_id: u64, result: UpstreamResult) {
+        let Some(Slot { key, order }) = self.orders.get_mut(txn_id) else {
             return;
         };
         let Some(r) = order.reversal.as_mut() else {
@@ -505,11 +505,13 @@ impl<R: Clone> ShardCore<R> {
                 if order.state == OrderState::InDoubt && r.kind == UpstreamKind::Reversal {
                     order.state = OrderState::Reversed;
                     let released = order.authorized;
-                    let (day, merchant) = (order.day, key.0.clone());
+                    let (day, merchant) = (order.day, key.merchant());
                     let state = wire_state(order);
                     for op in &mut order.ops {
-                        if let OpStatus::Done(a) = &mut op.status {
+                        if let OpStatus::Done(stored) = &mut op.status {
+                            let mut a = stored.answer(op.kind);
                             a.state = Some(state);
+                            *stored = StoredAnswer::new(&a);
                         }
                     }
                     self.release_daily(&merchant, day, released);
@@ -528,42 +530,36 @@ impl<R: Clone> ShardCore<R> {
                     .min(REVERSAL_RETRY_MAX_MS);
                 let due = now_ms.saturating_add(delay);
                 r.state = ReversalState::RetryAt(due);
-                self.reversal_due.insert((due, r.op_id), key);
+                self.reversal_due.insert((due, r.op_id), txn_id);
             }
         }
     }
 
     fn inquiry(&self, now_ms: u64, req: &TxnRequest) -> TxnAnswer {
-        let key = match req.server_txn_id {
-            Some(id) => self.by_txn_id.get(&id).cloned(),
-            None => Some((req.merchant_id.clone(), req.order_id.clone())),
+        let slot = match req.server_txn_id {
+            Some(id) => self.orders.get(id),
+            None => self.orders.by_key(&req.merchant_id, &req.order_id),
         };
-        let key_for_answer = key
-            .clone()
-            .unwrap_or_else(|| (req.merchant_id.clone(), req.order_id.clone()));
-        let mut answer = base_answer(
-            TxnKind::Inquiry,
-            ResultCode::Approved,
-            &key_for_answer,
-            now_ms,
-        );
-        match key.and_then(|k| self.orders.get(&k)) {
-            Some(order) if order.state == OrderState::Authorizing => {
-                answer.result = ResultCode::InProgress;
-                fill_order_fields(&mut answer, order);
+        let Some(Slot { key, order }) = slot else {
+            let mut answer = echo_answer(TxnKind::Inquiry, ResultCode::NotFound, req, now_ms);
+            if self.orders.was_evicted(&req.merchant_id, &req.order_id) {
+                answer.message = Some(Bytes::from_static(OLDER_THAN_WINDOW));
             }
-            Some(order) => fill_order_fields(&mut answer, order),
-            None => answer.result = ResultCode::NotFound,
+            return answer;
+        };
+        let mut answer = base_answer(TxnKind::Inquiry, ResultCode::Approved, key, now_ms);
+        if order.state == OrderState::Authorizing {
+            answer.result = ResultCode::InProgress;
         }
+        fill_order_fields(&mut answer, order);
         answer
     }
 
     /// Authorize, sale, balance inquiry, tokenize: requests that create an order.
     fn create(&mut self, now_ms: u64, to: R, req: &TxnRequest, out: &mut Vec<Output<R>>) {
-        let key: OrderKey = (req.merchant_id.clone(), req.order_id.clone());
         let fingerprint = fingerprint(req);
-        if let Some(order) = self.orders.get_mut(&key) {
-            let waiters_max = self.settings.waiters_per_operation_max;
+        let waiters_max = self.settings.waiters_per_operation_max;
+        if let Some(Slot { key, order }) = self.orders.by_key_mut(&req.merchant_id, &req.order_id) {
             out.extend(replay(
                 order,
                 req.kind,
@@ -571,12 +567,21 @@ impl<R: Clone> ShardCore<R> {
                 fingerprint,
                 &to,
                 waiters_max,
-                &key,
+                key,
                 now_ms,
             ));
             return;
         }
-        if let Err(code) = self.check_merchant(&key.0, req, now_ms) {
+        if self.orders.was_evicted(&req.merchant_id, &req.order_id) {
+            // The key's order left the window: it cannot be replayed, and must not be sent to the
+            // host a second time.
+            let mut a = echo_answer(req.kind, ResultCode::DuplicateOrder, req, now_ms);
+            a.message = Some(Bytes::from_static(OLDER_THAN_WINDOW));
+            out.push(Output::Reply(to, Box::new(a)));
+            return;
+        }
+        let key = OrderKey::new(&req.merchant_id, &req.order_id);
+        if let Err(code) = self.check_merchant(key.merchant_bytes(), req, now_ms) {
             out.push(Output::Reply(
                 to,
                 Box::new(base_answer(req.kind, code, &key, now_ms)),
@@ -622,7 +627,7 @@ impl<R: Clone> ShardCore<R> {
                 request_id: Bytes::new(),
                 fingerprint,
                 amount: 0,
-                status: OpStatus::Done(Box::new(answer.clone())),
+                status: OpStatus::Done(StoredAnswer::new(&answer)),
             });
             self.insert(key, order);
             out.push(Output::Reply(to, Box::new(answer)));
@@ -649,7 +654,7 @@ impl<R: Clone> ShardCore<R> {
             return;
         }
         if kind != UpstreamKind::BalanceInquiry {
-            if let Err(code) = self.reserve_daily(&key.0, amount, day) {
+            if let Err(code) = self.reserve_daily(&key, amount, day) {
                 out.push(Output::Reply(
                     to,
                     Box::new(base_answer(req.kind, code, &key, now_ms)),
@@ -671,8 +676,9 @@ impl<R: Clone> ShardCore<R> {
                 waiters: vec![to],
             },
         });
-        self.by_op_id.insert(op_id, key.clone());
-        self.insert(key.clone(), order);
+        self.by_op_id.insert(op_id, txn_id);
+        let (merchant_id, order_id) = (key.merchant(), key.order_id());
+        self.insert(key, order);
         out.push(Output::Upstream(Box::new(UpstreamRequest {
             op_id,
             shard: self.shard,
@@ -681,8 +687,8 @@ impl<R: Clone> ShardCore<R> {
             amount,
             currency: req.currency.unwrap_or(0),
             account,
-            order_id: key.1.clone(),
-            merchant_id: key.0,
+            order_id,
+            merchant_id,
             original: None,
             repeat: false,
             stan: stan_for(op_id, self.shard, self.shards),
@@ -692,21 +698,30 @@ impl<R: Clone> ShardCore<R> {
 
     /// Capture, cancel, refund: operations on an existing order.
     fn follow_up(&mut self, now_ms: u64, to: R, req: &TxnRequest, out: &mut Vec<Output<R>>) {
-        let key: OrderKey = (req.merchant_id.clone(), req.order_id.clone());
-        let request_id = req.request_id.clone().unwrap_or_default();
+        // A copy: it is kept with the operation.
+        let request_id = req
+            .request_id
+            .as_deref()
+            .map(Bytes::copy_from_slice)
+            .unwrap_or_default();
         let fingerprint = fingerprint(req);
         let waiters_max = self.settings.waiters_per_operation_max;
-        let Some(order) = self.orders.get_mut(&key) else {
-            let code = match self.settings.merchants.get(&key.0) {
+        let Some(Slot { key, order }) = self.orders.by_key_mut(&req.merchant_id, &req.order_id)
+        else {
+            let code = match self.settings.merchants.get(&req.merchant_id[..]) {
                 None => ResultCode::UnknownMerchant,
                 Some(_) => ResultCode::NotFound,
             };
-            out.push(Output::Reply(
-                to,
-                Box::new(base_answer(req.kind, code, &key, now_ms)),
-            ));
+            let mut a = echo_answer(req.kind, code, req, now_ms);
+            if code == ResultCode::NotFound
+                && self.orders.was_evicted(&req.merchant_id, &req.order_id)
+            {
+                a.message = Some(Bytes::from_static(OLDER_THAN_WINDOW));
+            }
+            out.push(Output::Reply(to, Box::new(a)));
             return;
         };
+        let (key, txn_id) = (key.clone(), order.txn_id);
         if order.op_mut(req.kind, &request_id).is_some() {
             out.extend(replay(
                 order,
@@ -750,7 +765,7 @@ impl<R: Clone> ShardCore<R> {
                 if online {
                     let Some(req) = self.follow_up_request(
                         now_ms,
-                        &key,
+                        txn_id,
                         UpstreamKind::Capture,
                         amount,
                         (to, request_id, fingerprint, req.kind),
@@ -772,7 +787,7 @@ impl<R: Clone> ShardCore<R> {
                     request_id,
                     fingerprint,
                     amount,
-                    status: OpStatus::Done(Box::new(a.clone())),
+                    status: OpStatus::Done(StoredAnswer::new(&a)),
                 });
                 out.push(Output::Reply(to, Box::new(a)));
             }
@@ -804,7 +819,7 @@ impl<R: Clone> ShardCore<R> {
                     return;
                 }
                 let op = (to, request_id, fingerprint, req.kind);
-                if let Some(req) = self.follow_up_request(now_ms, &key, kind, amount, op) {
+                if let Some(req) = self.follow_up_request(now_ms, txn_id, kind, amount, op) {
                     out.push(req);
                 }
             }
@@ -817,14 +832,14 @@ impl<R: Clone> ShardCore<R> {
     fn follow_up_request(
         &mut self,
         now_ms: u64,
-        key: &OrderKey,
+        txn_id: u64,
         kind: UpstreamKind,
         amount: u64,
         (to, request_id, fingerprint, txn_kind): (R, Bytes, u64, TxnKind),
     ) -> Option<Output<R>> {
         let op_id = self.next_id();
         let (shard, shards) = (self.shard, self.shards);
-        let order = self.orders.get_mut(key)?;
+        let Slot { key, order } = self.orders.get_mut(txn_id)?;
         let (host, account) = (order.host?, order.account.clone()?);
         order.ops.push(Operation {
             kind: txn_kind,
@@ -837,7 +852,8 @@ impl<R: Clone> ShardCore<R> {
             },
         });
         let (currency, original) = (order.currency, order.sent.clone());
-        self.by_op_id.insert(op_id, key.clone());
+        let (merchant_id, order_id) = (key.merchant(), key.order_id());
+        self.by_op_id.insert(op_id, txn_id);
         Some(Output::Upstream(Box::new(UpstreamRequest {
             op_id,
             shard,
@@ -846,8 +862,8 @@ impl<R: Clone> ShardCore<R> {
             amount,
             currency,
             account,
-            order_id: key.1.clone(),
-            merchant_id: key.0.clone(),
+            order_id,
+            merchant_id,
             original,
             repeat: false,
             stan: stan_for(op_id, shard, shards),
@@ -857,7 +873,7 @@ impl<R: Clone> ShardCore<R> {
 
     fn check_merchant(
         &self,
-        merchant: &Bytes,
+        merchant: &[u8],
         req: &TxnRequest,
         _now_ms: u64,
     ) -> Result<(), ResultCode> {
@@ -885,7 +901,7 @@ impl<R: Clone> ShardCore<R> {
 
     /// Gives back `amount` of a merchant's daily total reserved on business day `day` (nothing
     /// once the day has turned).
-    fn release_daily(&mut self, merchant: &Bytes, day: u64, amount: u64) {
+    fn release_daily(&mut self, merchant: &[u8], day: u64, amount: u64) {
         if amount > 0
             && let Some(d) = self.daily.get_mut(merchant)
             && d.day == day
@@ -894,13 +910,13 @@ impl<R: Clone> ShardCore<R> {
         }
     }
 
-    fn reserve_daily(&mut self, merchant: &Bytes, amount: u64, day: u64) -> Result<(), ResultCode> {
+    fn reserve_daily(&mut self, key: &OrderKey, amount: u64, day: u64) -> Result<(), ResultCode> {
         let limit = self
             .settings
             .merchants
-            .get(merchant)
+            .get(key.merchant_bytes())
             .and_then(|m| m.daily_limit_minor);
-        let entry = self.daily.entry(merchant.clone()).or_default();
+        let entry = self.daily.entry(key.merchant()).or_default();
         if entry.day != day {
             *entry = DailyTotal { day, total: 0 };
         }
@@ -917,10 +933,13 @@ impl<R: Clone> ShardCore<R> {
 
     fn resolve_account(&self, req: &TxnRequest) -> Result<(Account, Option<Bytes>), ResultCode> {
         match &req.payment {
+            // Copies: the account is kept with the order, and a slice would keep the client's
+            // whole read buffer (CVV included) alive with it.
             Some(PaymentMethod::Card { pan, expiry, .. }) => Ok((
                 Account::Card {
-                    pan: pan.clone(),
-                    expiry: expiry.clone(),
+                    pan: Pan::new(Bytes::copy_from_slice(pan.digits()))
+                        .ok_or(ResultCode::InvalidCard)?,
+                    expiry: Bytes::copy_from_slice(expiry),
                 },
                 Some(Bytes::from(pan.masked())),
             )),
@@ -930,15 +949,15 @@ impl<R: Clone> ShardCore<R> {
             }
             Some(PaymentMethod::CarrierBilling { phone, carrier }) => Ok((
                 Account::Phone {
-                    phone: phone.clone(),
-                    carrier: carrier.clone(),
+                    phone: Bytes::copy_from_slice(phone),
+                    carrier: Bytes::copy_from_slice(carrier),
                 },
                 None,
             )),
             Some(PaymentMethod::BankTransfer { bank_code, account }) => Ok((
                 Account::Bank {
-                    bank_code: bank_code.clone(),
-                    account: account.clone(),
+                    bank_code: Bytes::copy_from_slice(bank_code),
+                    account: Bytes::copy_from_slice(account),
                 },
                 None,
             )),
@@ -984,35 +1003,16 @@ impl<R: Clone> ShardCore<R> {
         answer
     }
 
+    /// Adds an order and keeps the window bounded: past `orders_per_shard_max`, the oldest
+    /// orders with nothing pending leave it, their keys remembered (see [`super::window`]).
     fn insert(&mut self, key: OrderKey, order: Order<R>) {
-        self.by_txn_id.insert(order.txn_id, key.clone());
-        self.orders.insert(key.clone(), order);
-        self.age.push_back(key);
-        self.evict();
-    }
-
-    /// Keeps the order count bounded: evicts the oldest orders that have nothing pending. Their
-    /// idempotency records go with them (the query store answers for older orders).
-    fn evict(&mut self) {
-        let max = self.settings.orders_per_shard_max;
-        let mut scanned = 0;
-        while self.orders.len() > max && scanned < 2 * max.max(1) {
-            scanned += 1;
-            let Some(key) = self.age.pop_front() else {
-                break;
-            };
-            match self.orders.entry(key) {
-                Entry::Occupied(e) if e.get().pinned() => {
-                    let key = e.key().clone();
-                    self.age.push_back(key);
-                }
-                Entry::Occupied(e) => {
-                    let order = e.remove();
-                    self.by_txn_id.remove(&order.txn_id);
-                }
-                Entry::Vacant(_) => {}
-            }
-        }
+        self.orders.insert(key, order);
+        let settings = &self.settings;
+        self.orders.evict(
+            settings.orders_per_shard_max,
+            settings.evicted_keys_per_shard_max,
+            Order::pinned,
+        );
     }
 }
 
@@ -1042,7 +1042,7 @@ fn replay<R: Clone>(
         return refuse(ResultCode::DuplicateOrder);
     }
     match &mut op.status {
-        OpStatus::Done(answer) => Some(Output::Replay(to.clone(), answer.clone())),
+        OpStatus::Done(answer) => Some(Output::Replay(to.clone(), Box::new(answer.answer(kind)))),
         OpStatus::Pending { waiters, .. } if waiters.len() < waiters_max => {
             waiters.push(to.clone());
             None
@@ -1073,8 +1073,8 @@ fn reversal_request<R>(
         amount,
         currency: order.currency,
         account: order.account.clone()?,
-        merchant_id: key.0.clone(),
-        order_id: key.1.clone(),
+        merchant_id: key.merchant(),
+        order_id: key.order_id(),
         original: order.sent.clone(),
         repeat,
         stan: stan_for(op_id, shard, shards),
@@ -1094,7 +1094,7 @@ fn route_key(account: &Account) -> RouteKey<'_> {
 /// (FNV-1a over length-prefixed fields), so fingerprints kept in snapshots and rebuilt by replay
 /// agree with new requests whatever the toolchain.
 fn fingerprint(req: &TxnRequest) -> u64 {
-    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    let mut h = Fnv::new();
     h.bytes(&[req.kind as u8]);
     h.opt_u64(req.amount);
     h.opt_u64(req.currency.map(u64::from));
@@ -1124,45 +1124,34 @@ fn fingerprint(req: &TxnRequest) -> u64 {
     h.0
 }
 
-/// FNV-1a, 64 bits.
-struct Fnv(u64);
-
-impl Fnv {
-    fn bytes(&mut self, b: &[u8]) {
-        for byte in b {
-            self.0 ^= u64::from(*byte);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    /// A variable-length field: its length first, so fields cannot run into each other.
-    fn field(&mut self, b: &[u8]) {
-        self.bytes(&(b.len() as u64).to_be_bytes());
-        self.bytes(b);
-    }
-    fn opt_u64(&mut self, v: Option<u64>) {
-        match v {
-            Some(v) => {
-                self.bytes(&[1]);
-                self.bytes(&v.to_be_bytes());
-            }
-            None => self.bytes(&[0]),
-        }
-    }
-    fn opt_bytes(&mut self, v: Option<&[u8]>) {
-        match v {
-            Some(v) => {
-                self.bytes(&[1]);
-                self.field(v);
-            }
-            None => self.bytes(&[0]),
-        }
-    }
-}
+/// The message of answers about a key whose order has left the window.
+const OLDER_THAN_WINDOW: &[u8] = b"order is older than the shard's in-memory window";
 
 fn base_answer(kind: TxnKind, result: ResultCode, key: &OrderKey, now_ms: u64) -> TxnAnswer {
+    answer_for(kind, result, key.merchant(), key.order_id(), now_ms)
+}
+
+/// An answer naming the request's merchant and order, for a request that made no order.
+fn echo_answer(kind: TxnKind, result: ResultCode, req: &TxnRequest, now_ms: u64) -> TxnAnswer {
+    answer_for(
+        kind,
+        result,
+        req.merchant_id.clone(),
+        req.order_id.clone(),
+        now_ms,
+    )
+}
+
+fn answer_for(
+    kind: TxnKind,
+    result: ResultCode,
+    merchant_id: Bytes,
+    order_id: Bytes,
+    now_ms: u64,
+) -> TxnAnswer {
     let mut a = TxnAnswer::new(kind, result);
-    a.merchant_id = Some(key.0.clone());
-    a.order_id = Some(key.1.clone());
+    a.merchant_id = Some(merchant_id);
+    a.order_id = Some(order_id);
     a.received_at_ms = Some(now_ms);
     a.answered_at_ms = Some(now_ms);
     a

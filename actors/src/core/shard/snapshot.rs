@@ -16,25 +16,26 @@
 //! u16 × (kind u8, request id bytes, fingerprint u64, amount u64, status)`, after the times a
 //! reversal or capture advice: `0` or `1 | kind u8 (0 reversal, 1 capture) | op_id u64 | attempts u32 | sent_once u8 | 0 (in flight) or 1 | due u64
 //! (retry at) or 2 (acknowledged)`; a status is `0 |
-//! op_id u64` (pending) or `1 | answer type u8 | answer body bytes` (done).
+//! op_id u64` (pending) or `1 | answer type u8 | answer body bytes` (done). Format 2 adds, after
+//! the orders, the keys of evicted orders the shard remembers: `count u32 × stable hash u64`,
+//! oldest first.
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use paymesh_codecs::body::FieldWriter;
-use paymesh_codecs::message::{Message, TxnAnswer, TxnKind};
+use paymesh_codecs::message::TxnKind;
 use paymesh_codecs::types::Pan;
 
 use super::{DailyTotal, ShardCore, TXN_SEQ_BITS, VaultEntry};
 use crate::core::config::CoreSettings;
 use crate::core::order::{
-    OpStatus, Operation, Order, OrderKey, OrderState, Reversal, ReversalState,
+    OpStatus, Operation, Order, OrderKey, OrderState, Reversal, ReversalState, StoredAnswer,
 };
 use crate::core::upstream::{Account, OriginalRef, UpstreamKind};
 use crate::error::MeshError;
 
-const SNAPSHOT_FORMAT: u8 = 1;
+/// Written now; format 1 (before evicted keys were kept) is still read.
+const SNAPSHOT_FORMAT: u8 = 2;
 const NO_HOST: u16 = u16::MAX;
 
 fn put_bytes(out: &mut BytesMut, b: &[u8]) {
@@ -100,8 +101,8 @@ fn state_from(code: u8) -> Option<OrderState> {
 }
 
 fn put_order<R>(out: &mut BytesMut, key: &OrderKey, order: &Order<R>) {
-    put_bytes(out, &key.0);
-    put_bytes(out, &key.1);
+    put_bytes(out, key.merchant_bytes());
+    put_bytes(out, key.order_id_bytes());
     out.put_u64(order.txn_id);
     out.put_u8(order.kind.request_type());
     out.put_u16(order.currency);
@@ -163,14 +164,8 @@ fn put_order<R>(out: &mut BytesMut, key: &OrderKey, order: &Order<R>) {
             }
             OpStatus::Done(answer) => {
                 out.put_u8(1);
-                out.put_u8(answer.kind.answer_type());
-                let at = out.len();
-                out.put_u32(0);
-                answer.encode_body(&mut FieldWriter::new(out));
-                let len = (out.len() - at - 4) as u32;
-                if let Some(slot) = out.get_mut(at..at + 4) {
-                    slot.copy_from_slice(&len.to_be_bytes());
-                }
+                out.put_u8(op.kind.answer_type());
+                put_bytes(out, answer.body());
             }
         }
     }
@@ -179,7 +174,7 @@ fn put_order<R>(out: &mut BytesMut, key: &OrderKey, order: &Order<R>) {
 /// Bounds-checked reads over the snapshot bytes: `None` means truncated or malformed.
 struct Reader<'a>(&'a [u8]);
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn u8(&mut self) -> Option<u8> {
         (self.0.remaining() >= 1).then(|| self.0.get_u8())
     }
@@ -192,9 +187,10 @@ impl Reader<'_> {
     fn u64(&mut self) -> Option<u64> {
         (self.0.remaining() >= 8).then(|| self.0.get_u64())
     }
-    fn slice(&mut self) -> Option<&[u8]> {
+    fn slice(&mut self) -> Option<&'a [u8]> {
         let len = self.u32()? as usize;
-        let (head, tail) = (self.0.get(..len)?, self.0.get(len..)?);
+        let data: &'a [u8] = self.0;
+        let (head, tail) = (data.get(..len)?, data.get(len..)?);
         self.0 = tail;
         Some(head)
     }
@@ -228,16 +224,16 @@ impl Reader<'_> {
             _ => return None,
         })
     }
-    fn answer(&mut self) -> Option<TxnAnswer> {
-        let msg_type = self.u8()?;
-        let body = self.bytes()?;
-        match Message::decode_body(msg_type, &body) {
-            Ok(Message::Answer(a)) => Some(a),
-            _ => None,
+    /// A stored answer to an operation of `kind` (the seal already vouches for its bytes).
+    fn answer(&mut self, kind: TxnKind) -> Option<StoredAnswer> {
+        if self.u8()? != kind.answer_type() {
+            return None;
         }
+        Some(StoredAnswer::from_body(self.slice()?))
     }
     fn order<R>(&mut self) -> Option<(OrderKey, Order<R>)> {
-        let key = (self.bytes()?, self.bytes()?);
+        let merchant = self.slice()?;
+        let key = OrderKey::new(merchant, self.slice()?);
         let txn_id = self.u64()?;
         let kind = self.kind()?;
         let currency = self.u16()?;
@@ -300,7 +296,7 @@ impl Reader<'_> {
                     op_id: self.u64()?,
                     waiters: Vec::new(),
                 },
-                1 => OpStatus::Done(Box::new(self.answer()?)),
+                1 => OpStatus::Done(self.answer(kind)?),
                 _ => return None,
             };
             ops.push(Operation {
@@ -337,7 +333,8 @@ impl Reader<'_> {
 impl<R: Clone> ShardCore<R> {
     /// The shard's state as bytes (clear text: seal it before writing it anywhere).
     pub fn encode_snapshot(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(64 + self.orders.len() * 320);
+        let mut out =
+            BytesMut::with_capacity(64 + self.orders.len() * 320 + self.orders.evicted_len() * 8);
         out.put_u8(SNAPSHOT_FORMAT);
         out.put_u16(self.shard);
         out.put_u64(self.next_seq);
@@ -353,22 +350,14 @@ impl<R: Clone> ShardCore<R> {
             put_account(&mut out, &v.account);
             put_bytes(&mut out, &v.masked);
         }
-        // Oldest first; a key can sit in `age` twice (forgotten and created again) or not at all.
-        let mut seen: HashSet<&OrderKey> = HashSet::with_capacity(self.orders.len());
-        let count_at = out.len();
-        out.put_u32(0);
-        let mut count = 0u32;
-        let oldest_first = self.age.iter().chain(self.orders.keys());
-        for key in oldest_first {
-            if let Some(order) = self.orders.get(key)
-                && seen.insert(key)
-            {
-                put_order(&mut out, key, order);
-                count += 1;
-            }
+        // Oldest first (the eviction order).
+        out.put_u32(self.orders.len() as u32);
+        for slot in self.orders.iter() {
+            put_order(&mut out, &slot.key, &slot.order);
         }
-        if let Some(slot) = out.get_mut(count_at..count_at + 4) {
-            slot.copy_from_slice(&count.to_be_bytes());
+        out.put_u32(self.orders.evicted_len() as u32);
+        for hash in self.orders.evicted_keys() {
+            out.put_u64(hash);
         }
         out.freeze()
     }
@@ -381,7 +370,8 @@ impl<R: Clone> ShardCore<R> {
 
     fn decode_inner(settings: Arc<CoreSettings>, bytes: &[u8]) -> Option<Self> {
         let mut r = Reader(bytes);
-        if r.u8()? != SNAPSHOT_FORMAT {
+        let format = r.u8()?;
+        if format != 1 && format != SNAPSHOT_FORMAT {
             return None;
         }
         let shard = r.u16()?;
@@ -410,28 +400,39 @@ impl<R: Clone> ShardCore<R> {
         core.daily = daily;
         core.vault = vault;
         core.orders.reserve(count);
-        core.by_txn_id.reserve(count);
-        core.age = VecDeque::with_capacity(count);
         for _ in 0..count {
             let (key, order) = r.order::<R>()?;
+            let txn_id = order.txn_id;
             for op in &order.ops {
                 if let OpStatus::Pending { op_id, .. } = op.status {
-                    core.by_op_id.insert(op_id, key.clone());
+                    core.by_op_id.insert(op_id, txn_id);
                 }
             }
             if let Some(r) = order.reversal.filter(|r| r.pending()) {
-                core.by_op_id.insert(r.op_id, key.clone());
+                core.by_op_id.insert(r.op_id, txn_id);
                 core.forwards_pending += 1;
                 if let Some(host) = order.host {
                     core.reversal_deltas.push((host, 1));
                 }
                 if let ReversalState::RetryAt(due) = r.state {
-                    core.reversal_due.insert((due, r.op_id), key.clone());
+                    core.reversal_due.insert((due, r.op_id), txn_id);
                 }
             }
-            core.by_txn_id.insert(order.txn_id, key.clone());
-            core.age.push_back(key.clone());
+            if core
+                .orders
+                .find(key.merchant_bytes(), key.order_id_bytes())
+                .is_some()
+            {
+                return None;
+            }
             core.orders.insert(key, order);
+        }
+        if format >= 2 {
+            let keys_max = core.settings.evicted_keys_per_shard_max;
+            for _ in 0..r.u32()? {
+                let hash = r.u64()?;
+                core.orders.remember_evicted(hash, keys_max);
+            }
         }
         r.0.is_empty().then_some(core)
     }
