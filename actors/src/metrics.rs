@@ -95,6 +95,10 @@ pub struct Metrics {
     /// Messages in each shard's mailbox (sent by sessions, not yet handled), by shard index.
     /// Empty when built with `Default`: see [`Metrics::new`].
     pub shard_queued: Vec<Gauge>,
+    /// Orders in each shard's window, by shard index (empty with `Default`).
+    pub shard_orders: Vec<Gauge>,
+    /// Keys of evicted orders each shard remembers, by shard index (empty with `Default`).
+    pub shard_evicted_keys: Vec<Gauge>,
 }
 
 /// Transaction kinds counted apart in [`Metrics::requests_by_kind`].
@@ -105,6 +109,8 @@ impl Metrics {
     pub fn new(shards: usize) -> Self {
         Self {
             shard_queued: (0..shards).map(|_| Gauge::default()).collect(),
+            shard_orders: (0..shards).map(|_| Gauge::default()).collect(),
+            shard_evicted_keys: (0..shards).map(|_| Gauge::default()).collect(),
             ..Self::default()
         }
     }

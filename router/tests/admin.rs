@@ -123,7 +123,17 @@ async fn metrics_count_real_transactions() {
     for shard in ["0", "1"] {
         let series = format!(r#"paymesh_shard_mailbox_messages{{shard="{shard}"}}"#);
         assert_eq!(value(m, &series), 0);
+        value(
+            m,
+            &format!(r#"paymesh_shard_evicted_keys{{shard="{shard}"}}"#),
+        );
     }
+    // Every authorization made an order in some shard's window.
+    let orders: u64 = ["0", "1"]
+        .iter()
+        .map(|s| value(m, &format!(r#"paymesh_shard_orders{{shard="{s}"}}"#)))
+        .sum();
+    assert!(orders >= AUTHORIZATIONS, "{orders} orders in the windows");
     assert!(value(m, "paymesh_pool_sent_total") >= AUTHORIZATIONS);
     assert!(value(m, "paymesh_journal_fsyncs_total") >= 1);
     assert!(value(m, "paymesh_journal_records_total") >= AUTHORIZATIONS);

@@ -175,6 +175,13 @@ impl ShardActor {
     }
 
     fn update_gauges(&mut self) {
+        let shard = usize::from(self.core.shard());
+        if let Some(g) = self.metrics.shard_orders.get(shard) {
+            g.set(self.core.order_count() as u64);
+        }
+        if let Some(g) = self.metrics.shard_evicted_keys.get(shard) {
+            g.set(self.core.evicted_key_count() as u64);
+        }
         for (host, delta) in self.core.take_reversal_deltas() {
             if let Some(h) = self.hosts.get(usize::from(host)) {
                 h.reversals_pending.add_signed(delta);

@@ -126,6 +126,23 @@ fn render_router(m: &Metrics, out: &mut String) {
     for (shard, g) in m.shard_queued.iter().enumerate() {
         sample(out, name, &[("shard", &shard.to_string())], g.get());
     }
+    for (name, help, gauges) in [
+        (
+            "paymesh_shard_orders",
+            "Orders in each shard's in-memory window (at most orders_per_shard_max).",
+            &m.shard_orders,
+        ),
+        (
+            "paymesh_shard_evicted_keys",
+            "Keys of orders evicted from each shard's window it still remembers.",
+            &m.shard_evicted_keys,
+        ),
+    ] {
+        header(out, name, Gauge, help);
+        for (shard, g) in gauges.iter().enumerate() {
+            sample(out, name, &[("shard", &shard.to_string())], g.get());
+        }
+    }
 }
 
 /// The pools' counters summed over hosts (the per-host ones are in [`render_hosts`]).
