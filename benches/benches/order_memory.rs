@@ -4,7 +4,10 @@
 //! process's resident set before and after, divided by `N`, is what one order costs; the shard's
 //! window (`orders_per_shard_max`) times this is what a shard costs at steady state.
 //!
-//! `cargo bench -p paymesh-benches --bench order_memory [-- N]` (default 200,000)
+//! Orders past `orders_hot_per_shard_max` (the default, 32 Ki) are frozen: the figure is for a
+//! window mostly frozen, as at steady state. `-- N hot` keeps all `N` hot instead.
+//!
+//! `cargo bench -p paymesh-benches --bench order_memory [-- N [hot]]` (default 200,000)
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -43,7 +46,12 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(200_000);
     let mut settings = fixtures::settings();
-    Arc::get_mut(&mut settings).unwrap().orders_per_shard_max = n;
+    let all_hot = std::env::args().any(|a| a == "hot");
+    let s = Arc::get_mut(&mut settings).unwrap();
+    s.orders_per_shard_max = n;
+    if all_hot {
+        s.orders_hot_per_shard_max = n;
+    }
     let mut core: ShardCore<u32> = ShardCore::new(0, settings, 1);
     let mut out = Vec::new();
     let before = resident_bytes();
@@ -75,7 +83,8 @@ fn main() {
     let after = resident_bytes();
     assert_eq!(core.order_count(), n);
     println!(
-        "{n} orders: resident {:.1} MiB more, {} bytes per order",
+        "{n} orders ({} hot): resident {:.1} MiB more, {} bytes per order",
+        core.hot_order_count(),
         (after - before) as f64 / (1 << 20) as f64,
         (after - before) / n
     );

@@ -102,9 +102,11 @@ pub struct ServerConfig {
     /// On shutdown, how long in-flight requests may take before connections are closed, ms.
     pub shutdown_grace_ms: u64,
     /// Orders each shard keeps in memory (its idempotency window; retransmissions of these get
-    /// their stored answer). About 1 KiB each: this bounds most of the router's memory
+    /// their stored answer). About 570 bytes each: this bounds most of the router's memory
     /// (docs/PERFORMANCE.md, `order_memory` bench).
     pub orders_per_shard_max: usize,
+    /// Of those, the newest kept hot (about 1 KiB each); older ones are frozen (encoded).
+    pub orders_hot_per_shard_max: usize,
     /// Keys of orders evicted from a shard's window it still remembers (about 19 bytes each):
     /// reusing one is refused DUPLICATE_ORDER instead of being authorized again.
     pub evicted_keys_per_shard_max: usize,
@@ -128,6 +130,7 @@ impl Default for ServerConfig {
             day_offset_minutes: 540,
             shutdown_grace_ms: 5_000,
             orders_per_shard_max: paymesh_actors::core::config::ORDERS_PER_SHARD_MAX,
+            orders_hot_per_shard_max: paymesh_actors::core::config::ORDERS_HOT_PER_SHARD_MAX,
             evicted_keys_per_shard_max: paymesh_actors::core::config::EVICTED_KEYS_PER_SHARD_MAX,
         }
     }
@@ -220,6 +223,28 @@ mod tests {
         let text = include_str!("../paymesh.example.toml");
         let c = Config::parse(text).unwrap();
         assert!(!c.hosts.is_empty() && !c.routes.is_empty() && !c.merchants.is_empty());
+        // The example states the defaults.
+        let d = ServerConfig::default();
+        assert_eq!(c.server.orders_per_shard_max, d.orders_per_shard_max);
+        assert_eq!(
+            c.server.orders_hot_per_shard_max,
+            d.orders_hot_per_shard_max
+        );
+        assert_eq!(
+            c.server.evicted_keys_per_shard_max,
+            d.evicted_keys_per_shard_max
+        );
+    }
+
+    #[test]
+    fn the_load_run_config_parses_with_the_harness_merchants_unlimited() {
+        let c = Config::parse(include_str!("../paymesh.bench.toml")).unwrap();
+        assert_eq!(c.merchants.len(), 100);
+        assert!(
+            c.merchants
+                .iter()
+                .all(|m| m.daily_limit_minor.is_none() && m.single_limit_minor.is_none())
+        );
     }
 
     #[test]

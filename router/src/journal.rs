@@ -246,14 +246,21 @@ pub fn feed_store(
             push(a, &mut rows)?;
         }
     } else {
+        let mut failed = None;
         for core in cores {
-            for (_, order) in core.orders() {
+            core.for_each_order(|_, order| {
                 for op in &order.ops {
-                    if let OpStatus::Done(a) = &op.status {
-                        push(&a.answer(op.kind), &mut rows)?;
+                    if let OpStatus::Done(a) = &op.status
+                        && failed.is_none()
+                        && let Err(e) = push(&a.answer(op.kind), &mut rows)
+                    {
+                        failed = Some(e);
                     }
                 }
-            }
+            });
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
     }
     let last = rows.len() as u64;

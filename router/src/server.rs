@@ -82,6 +82,7 @@ impl Router {
         )?;
         if let Some(s) = Arc::get_mut(&mut settings) {
             s.orders_per_shard_max = config.server.orders_per_shard_max;
+            s.orders_hot_per_shard_max = config.server.orders_hot_per_shard_max;
             s.evicted_keys_per_shard_max = config.server.evicted_keys_per_shard_max;
             s.capture_online = config
                 .hosts

@@ -81,6 +81,9 @@ pub struct CoreSettings {
     pub day_offset_minutes: i32,
     /// Orders (and their idempotency records) a shard keeps before evicting the oldest finished ones.
     pub orders_per_shard_max: usize,
+    /// Orders a shard keeps hot (ready to change); older ones are kept frozen (encoded, a third of
+    /// the size) and thawed when a request touches them.
+    pub orders_hot_per_shard_max: usize,
     /// Keys of evicted orders a shard remembers (8 bytes of hash each), so that a request reusing
     /// one is refused DUPLICATE_ORDER rather than authorized a second time.
     pub evicted_keys_per_shard_max: usize,
@@ -99,9 +102,11 @@ pub struct CoreSettings {
 /// Default of [`CoreSettings::forwards_pending_per_shard_max`].
 pub const FORWARDS_PENDING_PER_SHARD_MAX: usize = 100_000;
 
-/// Default of [`CoreSettings::orders_per_shard_max`]: about 64 MiB of a shard's memory
-/// (`benches/benches/order_memory.rs` measures ~1 KiB per order).
-pub const ORDERS_PER_SHARD_MAX: usize = 64 * 1024;
+/// Default of [`CoreSettings::orders_per_shard_max`]: about 550 MiB of a shard's memory once
+/// full (`benches/benches/order_memory.rs`: ~570 bytes per frozen order, ~1 KiB per hot one).
+pub const ORDERS_PER_SHARD_MAX: usize = 1_000_000;
+/// Default of [`CoreSettings::orders_hot_per_shard_max`].
+pub const ORDERS_HOT_PER_SHARD_MAX: usize = 32 * 1024;
 /// Default of [`CoreSettings::evicted_keys_per_shard_max`].
 /// About 19 MiB a shard.
 pub const EVICTED_KEYS_PER_SHARD_MAX: usize = 1_000_000;
@@ -144,6 +149,7 @@ impl CoreSettings {
             routes: RouteTable::new(routes, host_names)?,
             day_offset_minutes,
             orders_per_shard_max: ORDERS_PER_SHARD_MAX,
+            orders_hot_per_shard_max: ORDERS_HOT_PER_SHARD_MAX,
             evicted_keys_per_shard_max: EVICTED_KEYS_PER_SHARD_MAX,
             waiters_per_operation_max: WAITERS_PER_OPERATION_MAX,
             vault_tokens_per_shard_max: VAULT_TOKENS_PER_SHARD_MAX,

@@ -25,7 +25,7 @@ use super::upstream::{
 };
 use super::window::{OrderWindow, Slot};
 
-mod snapshot;
+pub(crate) mod snapshot;
 
 /// The shards' hash maps: keyed by what clients send (merchant and order ids), so seeded per
 /// process; foldhash rather than SipHash for speed.
@@ -156,7 +156,7 @@ impl<R: Clone> ShardCore<R> {
             .filter(|(op_id, txn)| {
                 !self
                     .orders
-                    .get(**txn)
+                    .get_hot(**txn)
                     .and_then(|s| s.order.reversal)
                     .is_some_and(|r| {
                         r.op_id == **op_id && matches!(r.state, ReversalState::RetryAt(_))
@@ -186,7 +186,7 @@ impl<R: Clone> ShardCore<R> {
     /// After recovery: reversals started while resolving what was in doubt were never sent;
     /// they are due at once (the shell's timer sends them).
     pub fn schedule_unsent_reversals(&mut self, now_ms: u64) {
-        for slot in self.orders.iter_mut() {
+        for slot in self.orders.hot_mut() {
             let txn_id = slot.order.txn_id;
             if let Some(r) = slot.order.reversal.as_mut()
                 && r.state == ReversalState::InFlight
@@ -224,14 +224,21 @@ impl<R: Clone> ShardCore<R> {
         }
     }
 
-    /// Looks an order up (for tests and the simulation's invariant checks).
-    pub fn order(&self, merchant_id: &[u8], order_id: &[u8]) -> Option<&Order<R>> {
-        self.orders.by_key(merchant_id, order_id).map(|s| &s.order)
+    /// Looks an order up (for tests and the simulation's invariant checks; thaws it if frozen).
+    pub fn order(&mut self, merchant_id: &[u8], order_id: &[u8]) -> Option<&Order<R>> {
+        self.orders
+            .by_key_mut(merchant_id, order_id)
+            .map(|s| &s.order)
     }
 
-    /// Iterates over all orders, oldest first.
-    pub fn orders(&self) -> impl Iterator<Item = (&OrderKey, &Order<R>)> {
-        self.orders.iter().map(|s| (&s.key, &s.order))
+    /// Calls `f` with every order, oldest first.
+    pub fn for_each_order(&self, f: impl FnMut(&OrderKey, &Order<R>)) {
+        self.orders.for_each(f);
+    }
+
+    /// Orders held hot (the others are frozen: see [`super::window`]).
+    pub fn hot_order_count(&self) -> usize {
+        self.orders.hot_len()
     }
 
     /// Keys of orders evicted from the window that are still remembered.
@@ -274,7 +281,7 @@ impl<R: Clone> ShardCore<R> {
         out: &mut Vec<Output<R>>,
     ) {
         if let Some(txn_id) = self.by_op_id.get(&result.op_id).copied()
-            && let Some(slot) = self.orders.get(txn_id)
+            && let Some(slot) = self.orders.get_hot(txn_id)
             && slot.order.reversal.is_some_and(|r| r.op_id == result.op_id)
         {
             return self.reversal_outcome(now_ms, txn_id, result);
@@ -535,12 +542,12 @@ impl<R: Clone> ShardCore<R> {
         }
     }
 
-    fn inquiry(&self, now_ms: u64, req: &TxnRequest) -> TxnAnswer {
-        let slot = match req.server_txn_id {
-            Some(id) => self.orders.get(id),
-            None => self.orders.by_key(&req.merchant_id, &req.order_id),
+    fn inquiry(&mut self, now_ms: u64, req: &TxnRequest) -> TxnAnswer {
+        let txn_id = match req.server_txn_id {
+            Some(id) => Some(id),
+            None => self.orders.find(&req.merchant_id, &req.order_id),
         };
-        let Some(Slot { key, order }) = slot else {
+        let Some(Slot { key, order }) = txn_id.and_then(|t| self.orders.get_mut(t)) else {
             let mut answer = echo_answer(TxnKind::Inquiry, ResultCode::NotFound, req, now_ms);
             if self.orders.was_evicted(&req.merchant_id, &req.order_id) {
                 answer.message = Some(Bytes::from_static(OLDER_THAN_WINDOW));
@@ -1008,6 +1015,8 @@ impl<R: Clone> ShardCore<R> {
     fn insert(&mut self, key: OrderKey, order: Order<R>) {
         self.orders.insert(key, order);
         let settings = &self.settings;
+        self.orders
+            .freeze(settings.orders_hot_per_shard_max, Order::pinned);
         self.orders.evict(
             settings.orders_per_shard_max,
             settings.evicted_keys_per_shard_max,

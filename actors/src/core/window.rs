@@ -1,11 +1,14 @@
 //! The shard's window of orders: every order it keeps in memory, oldest first, bounded by count,
 //! and the keys of orders evicted from it.
 //!
-//! Memory per order is what bounds a router's resident set, so the layout is lean: each order lives
-//! in one box with its key (a copy, never a slice of a read buffer), found by server transaction id
-//! (a map of ids to boxes) or by key (a table of ids hashed by key, 8 bytes a slot, compared through
-//! the box); `age` lists ids oldest first for eviction. `benches/benches/order_memory.rs` measures
-//! the bytes one order costs.
+//! Memory per order is what bounds a router's resident set, so the layout is lean. The newest
+//! orders (at most `orders_hot_per_shard_max`, plus any with something pending) are **hot**: boxed
+//! with their key (a copy, never a slice of a read buffer), ready to change. Older ones are
+//! **frozen**: kept as their snapshot encoding (`shard/snapshot.rs`), a third of the size, and
+//! thawed back into a hot box when a request touches them again. Orders are found by server
+//! transaction id (a map of ids to entries) or by key (a table of ids hashed by key, 8 bytes a
+//! slot, compared through the entry); `age` lists ids oldest first for eviction.
+//! `benches/benches/order_memory.rs` measures what an order costs.
 //!
 //! Past `orders_per_shard_max`, the oldest orders with nothing pending leave the window. Their keys
 //! stay, as a 64-bit stable hash (about 19 bytes each with the table), in two generations of at
@@ -18,9 +21,11 @@
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 
+use bytes::{BufMut, BytesMut};
 use hashbrown::HashTable;
 
 use super::order::{Order, OrderKey, stable_key_hash};
+use super::shard::snapshot::{decode_order, encode_order, encoded_key};
 
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
@@ -34,23 +39,37 @@ pub struct Slot<R> {
     pub order: Order<R>,
 }
 
+/// An order as the window holds it.
+enum Entry<R> {
+    Hot(Box<Slot<R>>),
+    /// The snapshot encoding of an order with nothing pending.
+    Frozen(Box<[u8]>),
+}
+
 /// The orders of one shard, and the keys of the ones it evicted.
 pub struct OrderWindow<R> {
-    slots: HashMap<u64, Box<Slot<R>>>,
+    slots: HashMap<u64, Entry<R>>,
+    /// Hot orders held.
+    hot: usize,
     /// Transaction ids, hashed by their order's key.
     by_key: HashTable<u64>,
     /// Transaction ids, oldest first; ids of removed orders are skipped (and compacted away).
     age: VecDeque<u64>,
+    /// Ids of hot orders, the longest hot first (may hold ids no longer hot: skipped).
+    hot_age: VecDeque<u64>,
     hasher: foldhash::fast::RandomState,
     /// Stable hashes of evicted keys: the newer generation, and the older one.
     evicted: HashSet<u64>,
     evicted_older: HashSet<u64>,
+    /// Reused for freezing.
+    scratch: BytesMut,
 }
 
 impl<R> std::fmt::Debug for OrderWindow<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OrderWindow")
             .field("orders", &self.slots.len())
+            .field("hot", &self.hot)
             .field("evicted_keys", &self.evicted_len())
             .finish()
     }
@@ -60,11 +79,14 @@ impl<R> Default for OrderWindow<R> {
     fn default() -> Self {
         Self {
             slots: HashMap::default(),
+            hot: 0,
             by_key: HashTable::new(),
             age: VecDeque::new(),
+            hot_age: VecDeque::new(),
             hasher: foldhash::fast::RandomState::default(),
             evicted: HashSet::default(),
             evicted_older: HashSet::default(),
+            scratch: BytesMut::new(),
         }
     }
 }
@@ -77,6 +99,16 @@ fn key_hash(hasher: &foldhash::fast::RandomState, merchant_id: &[u8], order_id: 
     h.finish()
 }
 
+impl<R> Entry<R> {
+    /// The key, borrowed (a frozen order's is at the start of its encoding).
+    fn key(&self) -> Option<(&[u8], &[u8])> {
+        match self {
+            Entry::Hot(s) => Some((s.key.merchant_bytes(), s.key.order_id_bytes())),
+            Entry::Frozen(b) => encoded_key(b),
+        }
+    }
+}
+
 impl<R> OrderWindow<R> {
     /// Orders held.
     pub fn len(&self) -> usize {
@@ -86,6 +118,11 @@ impl<R> OrderWindow<R> {
     /// Whether no order is held.
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
+    }
+
+    /// Hot orders held (the others are frozen).
+    pub fn hot_len(&self) -> usize {
+        self.hot
     }
 
     /// Keys of evicted orders remembered.
@@ -108,27 +145,40 @@ impl<R> OrderWindow<R> {
             .find(hash, |txn| {
                 slots
                     .get(txn)
-                    .is_some_and(|s| s.key.is(merchant_id, order_id))
+                    .and_then(Entry::key)
+                    .is_some_and(|k| k == (merchant_id, order_id))
             })
             .copied()
     }
 
-    /// The order with transaction id `txn_id`.
-    pub fn get(&self, txn_id: u64) -> Option<&Slot<R>> {
-        self.slots.get(&txn_id).map(|b| &**b)
+    /// The order with transaction id `txn_id` if it is hot (orders with something pending always
+    /// are).
+    pub fn get_hot(&self, txn_id: u64) -> Option<&Slot<R>> {
+        match self.slots.get(&txn_id)? {
+            Entry::Hot(s) => Some(s),
+            Entry::Frozen(_) => None,
+        }
     }
 
-    /// The order with transaction id `txn_id`, to change.
+    /// The order with transaction id `txn_id`, to change (thawed if it was frozen).
     pub fn get_mut(&mut self, txn_id: u64) -> Option<&mut Slot<R>> {
-        self.slots.get_mut(&txn_id).map(|b| &mut **b)
+        let entry = self.slots.get_mut(&txn_id)?;
+        if let Entry::Frozen(bytes) = entry {
+            let Some((key, order)) = decode_order::<R>(bytes) else {
+                tracing::error!(txn_id, "a frozen order does not decode");
+                return None;
+            };
+            *entry = Entry::Hot(Box::new(Slot { key, order }));
+            self.hot += 1;
+            self.hot_age.push_back(txn_id);
+        }
+        match entry {
+            Entry::Hot(s) => Some(s),
+            Entry::Frozen(_) => None,
+        }
     }
 
-    /// The order under (`merchant_id`, `order_id`).
-    pub fn by_key(&self, merchant_id: &[u8], order_id: &[u8]) -> Option<&Slot<R>> {
-        self.find(merchant_id, order_id).and_then(|t| self.get(t))
-    }
-
-    /// The order under (`merchant_id`, `order_id`), to change.
+    /// The order under (`merchant_id`, `order_id`), to change (thawed if it was frozen).
     pub fn by_key_mut(&mut self, merchant_id: &[u8], order_id: &[u8]) -> Option<&mut Slot<R>> {
         let txn = self.find(merchant_id, order_id)?;
         self.get_mut(txn)
@@ -143,56 +193,124 @@ impl<R> OrderWindow<R> {
         self.evicted.contains(&hash) || self.evicted_older.contains(&hash)
     }
 
-    /// Adds an order as the newest. The caller has checked that its key is not held.
-    pub fn insert(&mut self, key: OrderKey, order: Order<R>) {
-        let txn = order.txn_id;
+    fn index(&mut self, txn: u64, merchant_id: &[u8], order_id: &[u8]) {
         let Self {
             slots,
             by_key,
             hasher,
-            age,
             ..
         } = self;
-        let hash = key_hash(hasher, key.merchant_bytes(), key.order_id_bytes());
+        let hash = key_hash(hasher, merchant_id, order_id);
         by_key.insert_unique(hash, txn, |t| {
-            slots.get(t).map_or(0, |s| {
-                key_hash(hasher, s.key.merchant_bytes(), s.key.order_id_bytes())
-            })
+            slots
+                .get(t)
+                .and_then(Entry::key)
+                .map_or(0, |(m, o)| key_hash(hasher, m, o))
         });
-        slots.insert(txn, Box::new(Slot { key, order }));
-        age.push_back(txn);
+    }
+
+    fn push_age(&mut self, txn: u64) {
+        self.age.push_back(txn);
         if self.age.len() > 2 * self.slots.len() + 1_024 {
             let slots = &self.slots;
             self.age.retain(|t| slots.contains_key(t));
         }
     }
 
+    /// Adds a hot order as the newest. The caller has checked that its key is not held.
+    pub fn insert(&mut self, key: OrderKey, order: Order<R>) {
+        let txn = order.txn_id;
+        self.index(txn, key.merchant_bytes(), key.order_id_bytes());
+        self.slots
+            .insert(txn, Entry::Hot(Box::new(Slot { key, order })));
+        self.hot += 1;
+        self.hot_age.push_back(txn);
+        self.push_age(txn);
+    }
+
+    /// Adds an order already encoded (a snapshot's, with nothing pending) as the newest, frozen.
+    pub fn insert_frozen(&mut self, txn: u64, key: &OrderKey, encoded: &[u8]) {
+        self.index(txn, key.merchant_bytes(), key.order_id_bytes());
+        self.slots.insert(txn, Entry::Frozen(Box::from(encoded)));
+        self.push_age(txn);
+    }
+
     /// Takes the order with transaction id `txn_id` out (a forgotten attempt: its key is free).
-    pub fn remove(&mut self, txn_id: u64) -> Option<Box<Slot<R>>> {
-        let slot = self.slots.remove(&txn_id)?;
-        let hash = key_hash(
-            &self.hasher,
-            slot.key.merchant_bytes(),
-            slot.key.order_id_bytes(),
-        );
-        if let Ok(entry) = self.by_key.find_entry(hash, |t| *t == txn_id) {
-            entry.remove();
+    pub fn remove(&mut self, txn_id: u64) {
+        let Some(entry) = self.slots.remove(&txn_id) else {
+            return;
+        };
+        if matches!(entry, Entry::Hot(_)) {
+            self.hot -= 1;
         }
-        Some(slot)
+        if let Some((m, o)) = entry.key() {
+            let hash = key_hash(&self.hasher, m, o);
+            if let Ok(found) = self.by_key.find_entry(hash, |t| *t == txn_id) {
+                found.remove();
+            }
+        }
     }
 
-    /// Orders oldest first.
-    pub fn iter(&self) -> impl Iterator<Item = &Slot<R>> {
-        self.age.iter().filter_map(|t| self.get(*t))
+    /// Calls `f` with every order, oldest first (frozen ones decoded for the call).
+    pub fn for_each(&self, mut f: impl FnMut(&OrderKey, &Order<R>)) {
+        for txn in &self.age {
+            match self.slots.get(txn) {
+                Some(Entry::Hot(s)) => f(&s.key, &s.order),
+                Some(Entry::Frozen(b)) => {
+                    if let Some((key, order)) = decode_order::<R>(b) {
+                        f(&key, &order);
+                    }
+                }
+                None => {}
+            }
+        }
     }
 
-    /// Every order, in no particular order, to change.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Slot<R>> {
-        self.slots.values_mut().map(|b| &mut **b)
+    /// Every hot order (all orders with something pending), in no particular order, to change.
+    pub fn hot_mut(&mut self) -> impl Iterator<Item = &mut Slot<R>> {
+        self.slots.values_mut().filter_map(|e| match e {
+            Entry::Hot(s) => Some(&mut **s),
+            Entry::Frozen(_) => None,
+        })
+    }
+
+    /// Appends every order's snapshot encoding, oldest first, after its count (`u32`).
+    pub fn encode_all(&self, out: &mut BytesMut) {
+        out.put_u32(self.slots.len() as u32);
+        for txn in &self.age {
+            match self.slots.get(txn) {
+                Some(Entry::Hot(s)) => encode_order(out, &s.key, &s.order),
+                Some(Entry::Frozen(b)) => out.put_slice(b),
+                None => {}
+            }
+        }
+    }
+
+    /// Freezes the longest-hot orders `pinned` lets go until at most `hot_max` are hot.
+    pub fn freeze(&mut self, hot_max: usize, pinned: impl Fn(&Order<R>) -> bool) {
+        let mut scanned = 0;
+        while self.hot > hot_max && scanned < 2 * hot_max.max(1) {
+            scanned += 1;
+            let Some(txn) = self.hot_age.pop_front() else {
+                break;
+            };
+            let Some(entry) = self.slots.get_mut(&txn) else {
+                continue;
+            };
+            let Entry::Hot(slot) = entry else { continue };
+            if pinned(&slot.order) {
+                self.hot_age.push_back(txn);
+                continue;
+            }
+            self.scratch.clear();
+            encode_order(&mut self.scratch, &slot.key, &slot.order);
+            *entry = Entry::Frozen(Box::from(&self.scratch[..]));
+            self.hot -= 1;
+        }
     }
 
     /// Evicts the oldest orders `pinned` lets go until at most `max` are held, and remembers
-    /// their keys (at most `keys_max` of them, the newest). Pinned orders move to the newest end.
+    /// their keys (see the module doc, `keys_max`). Pinned orders move to the newest end.
     pub fn evict(&mut self, max: usize, keys_max: usize, pinned: impl Fn(&Order<R>) -> bool) {
         let mut scanned = 0;
         while self.slots.len() > max && scanned < 2 * max.max(1) {
@@ -200,17 +318,17 @@ impl<R> OrderWindow<R> {
             let Some(txn) = self.age.pop_front() else {
                 break;
             };
-            match self.slots.get(&txn) {
-                None => {}
-                Some(s) if pinned(&s.order) => self.age.push_back(txn),
-                Some(_) => {
-                    if let Some(slot) = self.remove(txn) {
-                        self.remember_evicted(
-                            stable_key_hash(slot.key.merchant_bytes(), slot.key.order_id_bytes()),
-                            keys_max,
-                        );
-                    }
+            let hash = match self.slots.get(&txn) {
+                None => continue,
+                Some(Entry::Hot(s)) if pinned(&s.order) => {
+                    self.age.push_back(txn);
+                    continue;
                 }
+                Some(e) => e.key().map(|(m, o)| stable_key_hash(m, o)),
+            };
+            self.remove(txn);
+            if let Some(hash) = hash {
+                self.remember_evicted(hash, keys_max);
             }
         }
     }
@@ -280,11 +398,12 @@ mod tests {
         assert_eq!(w.find(b"M1", b"O101"), None);
         // The merchant/order split is part of the key.
         assert_eq!(w.find(b"M", b"1O42"), None);
-        assert!(w.remove(42).is_some());
+        w.remove(42);
         assert_eq!(w.find(b"M1", b"O42"), None);
-        assert!(w.get(42).is_none());
+        assert!(w.get_mut(42).is_none());
         assert!(!w.was_evicted(b"M1", b"O42"), "removed is not evicted");
-        let ids: Vec<u64> = w.iter().map(|s| s.order.txn_id).collect();
+        let mut ids = Vec::new();
+        w.for_each(|_, o| ids.push(o.txn_id));
         assert_eq!(ids.len(), 99);
         assert!(ids.windows(2).all(|p| p[0] < p[1]), "oldest first");
     }
@@ -298,9 +417,9 @@ mod tests {
         // Order 1 is pinned (say, a reversal pending): it stays; 2..=5 go.
         w.evict(6, 2, |o| o.txn_id == 1);
         assert_eq!(w.len(), 6);
-        assert!(w.get(1).is_some());
+        assert!(w.get_hot(1).is_some());
         for n in 2..=5 {
-            assert!(w.get(n).is_none(), "{n} evicted");
+            assert!(w.get_mut(n).is_none(), "{n} evicted");
         }
         // Two generations of one key each: 4 is the older, 5 the newer; 2 and 3 were forgotten.
         assert!(!w.was_evicted(b"M1", b"O2"));
@@ -309,7 +428,8 @@ mod tests {
             assert!(w.was_evicted(b"M1", format!("O{n}").as_bytes()));
         }
         assert_eq!(w.evicted_len(), 2);
-        let ids: Vec<u64> = w.iter().map(|s| s.order.txn_id).collect();
+        let mut ids = Vec::new();
+        w.for_each(|_, o| ids.push(o.txn_id));
         assert_eq!(
             ids,
             vec![6, 7, 8, 9, 10, 1],
@@ -318,11 +438,43 @@ mod tests {
     }
 
     #[test]
+    fn old_orders_freeze_and_thaw_unchanged() {
+        let mut w = OrderWindow::default();
+        for n in 1..=10 {
+            let mut o = order(n);
+            o.authorized = 100 * n;
+            w.insert(key(n), o);
+        }
+        // Order 2 is pinned: it stays hot; 1 and 3..=7 freeze.
+        w.freeze(4, |o| o.txn_id == 2);
+        assert_eq!(w.hot_len(), 4);
+        assert!(w.get_hot(1).is_none(), "1 is frozen");
+        assert!(w.get_hot(2).is_some(), "pinned stays hot");
+        // Found by key while frozen, and thawed intact.
+        assert_eq!(w.find(b"M1", b"O3"), Some(3));
+        let thawed = w.by_key_mut(b"M1", b"O3").unwrap();
+        assert_eq!(thawed.order.authorized, 300);
+        assert_eq!(thawed.key, key(3));
+        assert_eq!(w.hot_len(), 5);
+        assert!(w.get_hot(3).is_some());
+        // Every order still listed once, oldest first.
+        let mut ids = Vec::new();
+        w.for_each(|_, o| ids.push(o.txn_id));
+        assert_eq!(ids, (1..=10).collect::<Vec<_>>());
+        // Frozen orders are evicted like hot ones, keys remembered.
+        w.evict(5, 100, |_| false);
+        assert_eq!(w.len(), 5);
+        assert!(w.was_evicted(b"M1", b"O1"));
+        assert_eq!(w.find(b"M1", b"O1"), None);
+        assert_eq!(w.find(b"M1", b"O6"), Some(6));
+    }
+
+    #[test]
     fn stale_age_entries_are_compacted() {
         let mut w = OrderWindow::default();
         for n in 1..=5_000 {
             w.insert(key(n), order(n));
-            assert!(w.remove(n).is_some());
+            w.remove(n);
         }
         assert!(w.age.len() <= 1_025, "age holds {} stale ids", w.age.len());
     }

@@ -100,7 +100,8 @@ fn state_from(code: u8) -> Option<OrderState> {
     })
 }
 
-fn put_order<R>(out: &mut BytesMut, key: &OrderKey, order: &Order<R>) {
+/// Appends an order's encoding (the window freezes orders into it, snapshots hold it).
+pub(crate) fn encode_order<R>(out: &mut BytesMut, key: &OrderKey, order: &Order<R>) {
     put_bytes(out, key.merchant_bytes());
     put_bytes(out, key.order_id_bytes());
     out.put_u64(order.txn_id);
@@ -169,6 +170,19 @@ fn put_order<R>(out: &mut BytesMut, key: &OrderKey, order: &Order<R>) {
             }
         }
     }
+}
+
+/// An order from [`encode_order`]'s bytes (pending operations without waiters).
+pub(crate) fn decode_order<R>(bytes: &[u8]) -> Option<(OrderKey, Order<R>)> {
+    let mut r = Reader(bytes);
+    let order = r.order()?;
+    r.0.is_empty().then_some(order)
+}
+
+/// The key at the start of [`encode_order`]'s bytes: (merchant id, order id).
+pub(crate) fn encoded_key(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut r = Reader(bytes);
+    Some((r.slice()?, r.slice()?))
 }
 
 /// Bounds-checked reads over the snapshot bytes: `None` means truncated or malformed.
@@ -351,10 +365,7 @@ impl<R: Clone> ShardCore<R> {
             put_bytes(&mut out, &v.masked);
         }
         // Oldest first (the eviction order).
-        out.put_u32(self.orders.len() as u32);
-        for slot in self.orders.iter() {
-            put_order(&mut out, &slot.key, &slot.order);
-        }
+        self.orders.encode_all(&mut out);
         out.put_u32(self.orders.evicted_len() as u32);
         for hash in self.orders.evicted_keys() {
             out.put_u64(hash);
@@ -401,7 +412,9 @@ impl<R: Clone> ShardCore<R> {
         core.vault = vault;
         core.orders.reserve(count);
         for _ in 0..count {
+            let start = r.0;
             let (key, order) = r.order::<R>()?;
+            let encoded = start.get(..start.len() - r.0.len())?;
             let txn_id = order.txn_id;
             for op in &order.ops {
                 if let OpStatus::Pending { op_id, .. } = op.status {
@@ -425,7 +438,13 @@ impl<R: Clone> ShardCore<R> {
             {
                 return None;
             }
-            core.orders.insert(key, order);
+            // Orders with nothing pending come back frozen, as they were encoded; the newest
+            // thaw when a request touches them.
+            if order.pinned() {
+                core.orders.insert(key, order);
+            } else {
+                core.orders.insert_frozen(txn_id, &key, encoded);
+            }
         }
         if format >= 2 {
             let keys_max = core.settings.evicted_keys_per_shard_max;
