@@ -102,7 +102,7 @@ pub struct ServerConfig {
     /// On shutdown, how long in-flight requests may take before connections are closed, ms.
     pub shutdown_grace_ms: u64,
     /// Orders each shard keeps in memory (its idempotency window; retransmissions of these get
-    /// their stored answer). About 570 bytes each: this bounds most of the router's memory
+    /// their stored answer). About 500 bytes each: this bounds most of the router's memory
     /// (docs/PERFORMANCE.md, `order_memory` bench).
     pub orders_per_shard_max: usize,
     /// Of those, the newest kept hot (about 1 KiB each); older ones are frozen (encoded).

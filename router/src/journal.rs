@@ -248,11 +248,14 @@ pub fn feed_store(
     } else {
         let mut failed = None;
         for core in cores {
-            core.for_each_order(|_, order| {
+            core.for_each_order(|key, order| {
                 for op in &order.ops {
                     if let OpStatus::Done(a) = &op.status
                         && failed.is_none()
-                        && let Err(e) = push(&a.answer(op.kind), &mut rows)
+                        && let Err(e) = push(
+                            &a.answer(op.kind, &paymesh_actors::shared_of!(key, order)),
+                            &mut rows,
+                        )
                     {
                         failed = Some(e);
                     }

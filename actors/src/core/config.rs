@@ -102,8 +102,8 @@ pub struct CoreSettings {
 /// Default of [`CoreSettings::forwards_pending_per_shard_max`].
 pub const FORWARDS_PENDING_PER_SHARD_MAX: usize = 100_000;
 
-/// Default of [`CoreSettings::orders_per_shard_max`]: about 550 MiB of a shard's memory once
-/// full (`benches/benches/order_memory.rs`: ~570 bytes per frozen order, ~1 KiB per hot one).
+/// Default of [`CoreSettings::orders_per_shard_max`]: about 500 MiB of a shard's memory once
+/// full (`benches/benches/order_memory.rs`: ~500 bytes per frozen order, ~1 KiB per hot one).
 pub const ORDERS_PER_SHARD_MAX: usize = 1_000_000;
 /// Default of [`CoreSettings::orders_hot_per_shard_max`].
 pub const ORDERS_HOT_PER_SHARD_MAX: usize = 32 * 1024;

@@ -115,37 +115,134 @@ impl Fnv {
     }
 }
 
-/// An answer kept for retransmissions, as its encoded body (PROTOCOL.md's TLV fields): about a
-/// third of a [`TxnAnswer`]'s size with its fields, in one allocation. Replays decode it.
+/// An answer kept for retransmissions, as its encoded body (PROTOCOL.md's TLV fields) in one
+/// allocation, without what it shares with its order (key, transaction id, currency, masked card
+/// number, approval code: a flag byte first says which were left out). Replays decode it and put
+/// those back from the order.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredAnswer(Box<[u8]>);
 
+/// What an order's stored answers share with it (borrowed field by field, so that its operations
+/// can be borrowed for change at the same time).
+#[derive(Debug, Clone, Copy)]
+pub struct Shared<'a> {
+    /// The order's key.
+    pub key: &'a OrderKey,
+    /// Its server transaction id.
+    pub txn_id: u64,
+    /// Its currency.
+    pub currency: u16,
+    /// Its masked card number.
+    pub masked_pan: &'a Option<Bytes>,
+    /// Its approval code (empty: none).
+    pub approval_code: &'a Bytes,
+}
+
+/// What `$order` (an `Order`) under `$key` shares with its stored answers.
+#[macro_export]
+macro_rules! shared_of {
+    ($key:expr, $order:expr) => {
+        $crate::core::order::Shared {
+            key: $key,
+            txn_id: $order.txn_id,
+            currency: $order.currency,
+            masked_pan: &$order.masked_pan,
+            approval_code: &$order.approval_code,
+        }
+    };
+}
+
+/// Fields of a stored answer left out because the order holds the same.
+mod shared {
+    pub const KEY: u8 = 1;
+    pub const TXN_ID: u8 = 2;
+    pub const CURRENCY: u8 = 4;
+    pub const MASKED_PAN: u8 = 8;
+    pub const APPROVAL_CODE: u8 = 16;
+}
+
 impl StoredAnswer {
-    /// Encodes `answer` for keeping.
-    pub fn new(answer: &TxnAnswer) -> StoredAnswer {
-        let mut body = BytesMut::with_capacity(256);
-        answer.encode_body(&mut FieldWriter::new(&mut body));
+    /// Encodes `answer`, given on `order` (under `key`), for keeping.
+    pub fn new(answer: &TxnAnswer, order: &Shared<'_>) -> StoredAnswer {
+        let key = order.key;
+        let mut a = answer.clone();
+        let mut flags = 0;
+        if a.merchant_id.as_deref() == Some(key.merchant_bytes())
+            && a.order_id.as_deref() == Some(key.order_id_bytes())
+        {
+            (a.merchant_id, a.order_id) = (None, None);
+            flags |= shared::KEY;
+        }
+        if a.server_txn_id == Some(order.txn_id) {
+            a.server_txn_id = None;
+            flags |= shared::TXN_ID;
+        }
+        if a.currency == Some(order.currency) {
+            a.currency = None;
+            flags |= shared::CURRENCY;
+        }
+        if a.masked_pan.is_some() && a.masked_pan == *order.masked_pan {
+            a.masked_pan = None;
+            flags |= shared::MASKED_PAN;
+        }
+        if a.approval_code.as_deref() == Some(&order.approval_code[..])
+            && !order.approval_code.is_empty()
+        {
+            a.approval_code = None;
+            flags |= shared::APPROVAL_CODE;
+        }
+        let mut body = BytesMut::with_capacity(192);
+        body.extend_from_slice(&[flags]);
+        a.encode_body(&mut FieldWriter::new(&mut body));
         StoredAnswer(Box::from(&body[..]))
     }
 
-    /// From an encoded body (a snapshot's).
+    /// From [`StoredAnswer::body`]'s bytes (a snapshot's).
     pub fn from_body(body: &[u8]) -> StoredAnswer {
         StoredAnswer(Box::from(body))
     }
 
-    /// The encoded body.
+    /// From a whole answer body with nothing left out (snapshots before format 3).
+    pub fn from_whole_body(tlv: &[u8]) -> StoredAnswer {
+        let mut body = Vec::with_capacity(tlv.len() + 1);
+        body.push(0);
+        body.extend_from_slice(tlv);
+        StoredAnswer(body.into_boxed_slice())
+    }
+
+    /// The stored bytes: the flag byte, then the body.
     pub fn body(&self) -> &[u8] {
         &self.0
     }
 
-    /// The answer to a request of `kind`. A body this shard encoded always decodes; one that
-    /// does not (a corrupt snapshot) gives INTERNAL_ERROR rather than a made-up answer.
-    pub fn answer(&self, kind: TxnKind) -> TxnAnswer {
-        let body = Bytes::copy_from_slice(&self.0);
-        match Message::decode_body(kind.answer_type(), &body) {
+    /// The answer to a request of `kind` on `order` (under `key`). A body this shard encoded
+    /// always decodes; one that does not gives INTERNAL_ERROR rather than a made-up answer.
+    pub fn answer(&self, kind: TxnKind, order: &Shared<'_>) -> TxnAnswer {
+        let key = order.key;
+        let Some((&flags, tlv)) = self.0.split_first() else {
+            return TxnAnswer::new(kind, ResultCode::InternalError);
+        };
+        let body = Bytes::copy_from_slice(tlv);
+        let mut a = match Message::decode_body(kind.answer_type(), &body) {
             Ok(Message::Answer(a)) => a,
-            _ => TxnAnswer::new(kind, ResultCode::InternalError),
+            _ => return TxnAnswer::new(kind, ResultCode::InternalError),
+        };
+        if flags & shared::KEY != 0 {
+            (a.merchant_id, a.order_id) = (Some(key.merchant()), Some(key.order_id()));
         }
+        if flags & shared::TXN_ID != 0 {
+            a.server_txn_id = Some(order.txn_id);
+        }
+        if flags & shared::CURRENCY != 0 {
+            a.currency = Some(order.currency);
+        }
+        if flags & shared::MASKED_PAN != 0 {
+            a.masked_pan.clone_from(order.masked_pan);
+        }
+        if flags & shared::APPROVAL_CODE != 0 {
+            a.approval_code = Some(order.approval_code.clone());
+        }
+        a
     }
 }
 
@@ -322,5 +419,83 @@ impl<R> Order<R> {
         self.ops
             .iter_mut()
             .find(|op| op.kind == kind && op.request_id == request_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(masked: Option<&'static [u8]>, approval: &'static [u8]) -> Order<u32> {
+        Order {
+            txn_id: 77,
+            kind: TxnKind::Authorize,
+            currency: 410,
+            host: Some(0),
+            account: None,
+            masked_pan: masked.map(Bytes::from_static),
+            state: OrderState::Authorized,
+            authorized: 5_000,
+            captured: 0,
+            refunded: 0,
+            refund_in_doubt: 0,
+            approval_code: Bytes::from_static(approval),
+            sent: None,
+            day: 1,
+            received_ms: 1,
+            ops: Vec::new(),
+            reversal: None,
+        }
+    }
+
+    fn answer(merchant: &'static [u8], txn_id: u64, currency: u16) -> TxnAnswer {
+        let mut a = TxnAnswer::new(TxnKind::Authorize, ResultCode::Approved);
+        a.merchant_id = Some(Bytes::from_static(merchant));
+        a.order_id = Some(Bytes::from_static(b"O1"));
+        a.server_txn_id = Some(txn_id);
+        a.currency = Some(currency);
+        a.amount = Some(5_000);
+        a.masked_pan = Some(Bytes::from_static(b"411111******1111"));
+        a.approval_code = Some(Bytes::from_static(b"A1B2C3"));
+        a.rrn = Some(Bytes::from_static(b"633021000007"));
+        a.state = Some(1);
+        a
+    }
+
+    #[test]
+    fn a_stored_answer_leaves_out_what_its_order_holds_and_comes_back_whole() {
+        let key = OrderKey::new(b"M1", b"O1");
+        let o = order(Some(b"411111******1111"), b"A1B2C3");
+        let shared = Shared {
+            key: &key,
+            txn_id: o.txn_id,
+            currency: o.currency,
+            masked_pan: &o.masked_pan,
+            approval_code: &o.approval_code,
+        };
+        let a = answer(b"M1", 77, 410);
+        let stored = StoredAnswer::new(&a, &shared);
+        let mut whole = BytesMut::new();
+        a.encode_body(&mut FieldWriter::new(&mut whole));
+        assert!(
+            stored.body().len() + 30 < whole.len(),
+            "{} stored vs {} whole",
+            stored.body().len(),
+            whole.len()
+        );
+        assert_eq!(stored.answer(TxnKind::Authorize, &shared), a);
+        // Fields that differ from the order's are kept as they were.
+        let other = answer(b"M2", 78, 840);
+        let stored = StoredAnswer::new(&other, &shared);
+        assert_eq!(stored.answer(TxnKind::Authorize, &shared), other);
+        // So are absent ones: an answer without approval code or masked card number.
+        let mut bare = answer(b"M1", 77, 410);
+        bare.approval_code = None;
+        bare.masked_pan = None;
+        let stored = StoredAnswer::new(&bare, &shared);
+        assert_eq!(stored.answer(TxnKind::Authorize, &shared), bare);
+        // A whole body from an older snapshot reads the same.
+        let legacy = StoredAnswer::from_whole_body(&whole);
+        assert_eq!(legacy.answer(TxnKind::Authorize, &shared), a);
     }
 }

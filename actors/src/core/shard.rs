@@ -16,14 +16,15 @@ use paymesh_codecs::types::{Pan, ResultCode};
 
 use super::config::CoreSettings;
 use super::order::{
-    Fnv, OpStatus, Operation, Order, OrderKey, OrderState, Reversal, ReversalState, StoredAnswer,
-    wire_state,
+    Fnv, OpStatus, Operation, Order, OrderKey, OrderState, Reversal, ReversalState, Shared,
+    StoredAnswer, wire_state,
 };
 use super::route::{HostId, RouteKey};
 use super::upstream::{
     Account, UpstreamKind, UpstreamOutcome, UpstreamRequest, UpstreamResult, stan_for, trace_of,
 };
 use super::window::{OrderWindow, Slot};
+use crate::shared_of;
 
 pub(crate) mod snapshot;
 
@@ -431,7 +432,8 @@ impl<R: Clone> ShardCore<R> {
         if forget_op {
             order.ops.remove(index);
         } else if let Some(op) = order.ops.get_mut(index) {
-            op.status = OpStatus::Done(StoredAnswer::new(&answer));
+            let stored = StoredAnswer::new(&answer, &shared_of!(key, order));
+            op.status = OpStatus::Done(stored);
         }
         let day = order.day;
         let merchant = key.merchant();
@@ -514,11 +516,12 @@ impl<R: Clone> ShardCore<R> {
                     let released = order.authorized;
                     let (day, merchant) = (order.day, key.merchant());
                     let state = wire_state(order);
+                    let shared = shared_of!(key, order);
                     for op in &mut order.ops {
                         if let OpStatus::Done(stored) = &mut op.status {
-                            let mut a = stored.answer(op.kind);
+                            let mut a = stored.answer(op.kind, &shared);
                             a.state = Some(state);
-                            *stored = StoredAnswer::new(&a);
+                            *stored = StoredAnswer::new(&a, &shared);
                         }
                     }
                     self.release_daily(&merchant, day, released);
@@ -634,7 +637,7 @@ impl<R: Clone> ShardCore<R> {
                 request_id: Bytes::new(),
                 fingerprint,
                 amount: 0,
-                status: OpStatus::Done(StoredAnswer::new(&answer)),
+                status: OpStatus::Done(StoredAnswer::new(&answer, &shared_of!(&key, order))),
             });
             self.insert(key, order);
             out.push(Output::Reply(to, Box::new(answer)));
@@ -794,7 +797,7 @@ impl<R: Clone> ShardCore<R> {
                     request_id,
                     fingerprint,
                     amount,
-                    status: OpStatus::Done(StoredAnswer::new(&a)),
+                    status: OpStatus::Done(StoredAnswer::new(&a, &shared_of!(&key, order))),
                 });
                 out.push(Output::Reply(to, Box::new(a)));
             }
@@ -1044,14 +1047,35 @@ fn replay<R: Clone>(
         a.server_txn_id = Some(txn_id);
         Some(Output::Reply(to.clone(), Box::new(a)))
     };
-    let Some(op) = order.op_mut(kind, request_id) else {
+    let Order {
+        ops,
+        txn_id,
+        currency,
+        masked_pan,
+        approval_code,
+        ..
+    } = order;
+    let shared = Shared {
+        key,
+        txn_id: *txn_id,
+        currency: *currency,
+        masked_pan,
+        approval_code,
+    };
+    let Some(op) = ops
+        .iter_mut()
+        .find(|op| op.kind == kind && op.request_id == request_id)
+    else {
         return refuse(ResultCode::DuplicateOrder);
     };
     if op.fingerprint != fingerprint {
         return refuse(ResultCode::DuplicateOrder);
     }
     match &mut op.status {
-        OpStatus::Done(answer) => Some(Output::Replay(to.clone(), Box::new(answer.answer(kind)))),
+        OpStatus::Done(answer) => {
+            let answer = answer.answer(kind, &shared);
+            Some(Output::Replay(to.clone(), Box::new(answer)))
+        }
         OpStatus::Pending { waiters, .. } if waiters.len() < waiters_max => {
             waiters.push(to.clone());
             None

@@ -16,9 +16,10 @@
 //! u16 × (kind u8, request id bytes, fingerprint u64, amount u64, status)`, after the times a
 //! reversal or capture advice: `0` or `1 | kind u8 (0 reversal, 1 capture) | op_id u64 | attempts u32 | sent_once u8 | 0 (in flight) or 1 | due u64
 //! (retry at) or 2 (acknowledged)`; a status is `0 |
-//! op_id u64` (pending) or `1 | answer type u8 | answer body bytes` (done). Format 2 adds, after
+//! op_id u64` (pending) or `1 | answer type u8 | answer bytes` (done). Format 2 adds, after
 //! the orders, the keys of evicted orders the shard remembers: `count u32 × stable hash u64`,
-//! oldest first.
+//! oldest first. Format 3 stores answers as [`StoredAnswer::body`] (a flag byte, then the body
+//! without what the order holds); formats 1 and 2 stored whole bodies.
 
 use std::sync::Arc;
 
@@ -34,8 +35,8 @@ use crate::core::order::{
 use crate::core::upstream::{Account, OriginalRef, UpstreamKind};
 use crate::error::MeshError;
 
-/// Written now; format 1 (before evicted keys were kept) is still read.
-const SNAPSHOT_FORMAT: u8 = 2;
+/// Written now. Still read: 1 (before evicted keys were kept) and 2 (stored answers whole).
+const SNAPSHOT_FORMAT: u8 = 3;
 const NO_HOST: u16 = u16::MAX;
 
 fn put_bytes(out: &mut BytesMut, b: &[u8]) {
@@ -174,19 +175,26 @@ pub(crate) fn encode_order<R>(out: &mut BytesMut, key: &OrderKey, order: &Order<
 
 /// An order from [`encode_order`]'s bytes (pending operations without waiters).
 pub(crate) fn decode_order<R>(bytes: &[u8]) -> Option<(OrderKey, Order<R>)> {
-    let mut r = Reader(bytes);
+    let mut r = Reader(bytes, Legacy::No);
     let order = r.order()?;
     r.0.is_empty().then_some(order)
 }
 
 /// The key at the start of [`encode_order`]'s bytes: (merchant id, order id).
 pub(crate) fn encoded_key(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
-    let mut r = Reader(bytes);
+    let mut r = Reader(bytes, Legacy::No);
     Some((r.slice()?, r.slice()?))
 }
 
 /// Bounds-checked reads over the snapshot bytes: `None` means truncated or malformed.
-struct Reader<'a>(&'a [u8]);
+struct Reader<'a>(&'a [u8], Legacy);
+
+/// Whether stored answers are whole bodies (formats 1 and 2) or flag byte and body (3).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Legacy {
+    WholeAnswers,
+    No,
+}
 
 impl<'a> Reader<'a> {
     fn u8(&mut self) -> Option<u8> {
@@ -243,7 +251,11 @@ impl<'a> Reader<'a> {
         if self.u8()? != kind.answer_type() {
             return None;
         }
-        Some(StoredAnswer::from_body(self.slice()?))
+        let body = self.slice()?;
+        Some(match self.1 {
+            Legacy::WholeAnswers => StoredAnswer::from_whole_body(body),
+            Legacy::No => StoredAnswer::from_body(body),
+        })
     }
     fn order<R>(&mut self) -> Option<(OrderKey, Order<R>)> {
         let merchant = self.slice()?;
@@ -380,11 +392,13 @@ impl<R: Clone> ShardCore<R> {
     }
 
     fn decode_inner(settings: Arc<CoreSettings>, bytes: &[u8]) -> Option<Self> {
-        let mut r = Reader(bytes);
+        let mut r = Reader(bytes, Legacy::No);
         let format = r.u8()?;
-        if format != 1 && format != SNAPSHOT_FORMAT {
-            return None;
-        }
+        r.1 = match format {
+            1 | 2 => Legacy::WholeAnswers,
+            SNAPSHOT_FORMAT => Legacy::No,
+            _ => return None,
+        };
         let shard = r.u16()?;
         let next_seq = r.u64()? & ((1 << TXN_SEQ_BITS) - 1);
         let mut daily = super::HashMap::default();
@@ -440,7 +454,8 @@ impl<R: Clone> ShardCore<R> {
             }
             // Orders with nothing pending come back frozen, as they were encoded; the newest
             // thaw when a request touches them.
-            if order.pinned() {
+            // (An older format's bytes are not what the window decodes: those come back hot.)
+            if order.pinned() || r.1 == Legacy::WholeAnswers {
                 core.orders.insert(key, order);
             } else {
                 core.orders.insert_frozen(txn_id, &key, encoded);
