@@ -81,7 +81,7 @@ pub struct CoreSettings {
     pub day_offset_minutes: i32,
     /// Orders (and their idempotency records) a shard keeps before evicting the oldest finished ones.
     pub orders_per_shard_max: usize,
-    /// Orders a shard keeps hot (ready to change); older ones are kept frozen (encoded, a third of
+    /// Orders a shard keeps hot (ready to change); older ones are kept frozen (encoded, about half
     /// the size) and thawed when a request touches them.
     pub orders_hot_per_shard_max: usize,
     /// Keys of evicted orders a shard remembers (8 bytes of hash each), so that a request reusing

@@ -4,7 +4,7 @@
 //! Memory per order is what bounds a router's resident set, so the layout is lean. The newest
 //! orders (at most `orders_hot_per_shard_max`, plus any with something pending) are **hot**: boxed
 //! with their key (a copy, never a slice of a read buffer), ready to change. Older ones are
-//! **frozen**: kept as their snapshot encoding (`shard/snapshot.rs`), a third of the size, and
+//! **frozen**: kept as their snapshot encoding (`shard/snapshot.rs`), about half the size, and
 //! thawed back into a hot box when a request touches them again. Orders are found by server
 //! transaction id (a map of ids to entries) or by key (a table of ids hashed by key, 8 bytes a
 //! slot, compared through the entry); `age` lists ids oldest first for eviction.
