@@ -170,8 +170,8 @@ impl Config {
         );
         anyhow::ensure!(s.inflight_window >= 1, "inflight_window must be at least 1");
         anyhow::ensure!(
-            s.orders_per_shard_max >= 1_000,
-            "orders_per_shard_max must be at least 1000"
+            s.orders_per_shard_max >= 16,
+            "orders_per_shard_max must be at least 16"
         );
         anyhow::ensure!(
             s.max_body_bytes >= 256 && s.max_body_bytes <= 16_384,

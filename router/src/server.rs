@@ -49,6 +49,8 @@ pub struct Router {
     journal: Option<paymesh_journal::JournalHandle>,
     checkpointer: Option<crate::checkpoint::Checkpointer>,
     store: Option<paymesh_store::StoreHandle>,
+    /// The thread answering INQUIRY for orders no longer in memory from the store.
+    lookup: Option<std::thread::JoinHandle<()>>,
     grace: Duration,
     admin: Option<crate::admin::AdminServer>,
 }
@@ -147,19 +149,31 @@ impl Router {
             );
         }
         let store_complete = catch_up.is_some_and(|(_, c)| c);
+        let (lookup, lookup_thread) = match &store {
+            Some(_) => {
+                let reader = paymesh_store::Store::reader(&config.store.path)
+                    .context("opening the query store for inquiries")?;
+                let (lookup, thread) = paymesh_actors::mesh::lookup::StoreLookup::start(reader)
+                    .context("starting the store lookup thread")?;
+                (Some(lookup), Some(thread))
+            }
+            None => (None, None),
+        };
         let mut shard_addrs = Vec::new();
         for (i, core) in cores.into_iter().enumerate() {
-            let (p, m, j, st, hm) = (
+            let (p, m, j, st, hm, lk) = (
                 pools.clone(),
                 metrics.clone(),
                 journal.clone(),
                 store.clone(),
                 host_metrics.clone(),
+                lookup.clone(),
             );
             let addr = ShardActor::start_in_arbiter(&pick(i)?, move |_| {
                 ShardActor::new(core, p, m, j)
                     .with_store(st)
                     .with_host_metrics(hm)
+                    .with_lookup(lk)
             });
             shard_addrs.push(addr);
         }
@@ -278,6 +292,7 @@ impl Router {
             journal: journal.map(|j| j.handle),
             checkpointer,
             store,
+            lookup: lookup_thread,
             grace: Duration::from_millis(s.shutdown_grace_ms),
         })
     }
@@ -319,6 +334,10 @@ impl Router {
         }
         for a in self.arbiters {
             let _ = a.join();
+        }
+        // The shards held the lookup's senders: with them gone, the thread ends.
+        if let Some(t) = self.lookup {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
     }
 }

@@ -514,3 +514,60 @@ async fn merchant_rules_and_unroutable() {
     );
     env.stop().await;
 }
+
+#[actix::test]
+async fn an_order_older_than_the_window_is_answered_from_the_store_and_never_authorized_again() {
+    let opts = EnvOptions {
+        server_toml: "orders_per_shard_max = 16\norders_hot_per_shard_max = 4\n".into(),
+        ..EnvOptions::default()
+    };
+    let env = Env::start(opts).await;
+    let mut c = env.client().await;
+    let first = request(
+        TxnKind::Authorize,
+        "M000001",
+        "OLD-0",
+        Some(1_000),
+        Some(card(VAN_PAN)),
+    );
+    let approved = c.call(first.clone()).await;
+    assert_result(&approved, ResultCode::Approved);
+    // One merchant, one shard: 40 more orders push OLD-0 out of its window of 16.
+    for n in 1..=40 {
+        let r = request(
+            TxnKind::Authorize,
+            "M000001",
+            &format!("OLD-{n}"),
+            Some(1_000),
+            Some(card(VAN_PAN)),
+        );
+        assert_result(&c.call(r).await, ResultCode::Approved);
+    }
+    // INQUIRY finds it in the query store (its writer commits in batches: ask until it has).
+    let inquiry = request(TxnKind::Inquiry, "M000001", "OLD-0", None, None);
+    let mut found = c.call(inquiry.clone()).await;
+    for _ in 0..250 {
+        if found.result != ResultCode::NotFound {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        found = c.call(inquiry.clone()).await;
+    }
+    assert_result(&found, ResultCode::Approved);
+    assert_eq!(found.server_txn_id, approved.server_txn_id);
+    assert_eq!(found.state, Some(1), "authorized");
+    assert_eq!(found.authorized_amount, Some(1_000));
+    assert_eq!(found.approval_code, approved.approval_code);
+    assert_eq!(found.masked_pan, approved.masked_pan);
+    // By server transaction id too.
+    let mut by_id = request(TxnKind::Inquiry, "", "", None, None);
+    by_id.server_txn_id = approved.server_txn_id;
+    assert_eq!(c.call(by_id).await.server_txn_id, approved.server_txn_id);
+    // An order that never existed is still not found.
+    let none = request(TxnKind::Inquiry, "M000001", "NEVER", None, None);
+    assert_result(&c.call(none).await, ResultCode::NotFound);
+    // The same authorization again is refused, and the host never sees it twice.
+    assert_result(&c.call(first).await, ResultCode::DuplicateOrder);
+    assert_eq!(env.host_count("van", "OLD-0"), 1);
+    env.stop().await;
+}

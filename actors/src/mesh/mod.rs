@@ -4,7 +4,9 @@
 //! - [`session`]: one router actor per client connection.
 //! - [`shard`]: application shard actors.
 //! - [`pool`]: upstream pool actors, one per host.
+//! - [`lookup`]: INQUIRY for orders no longer in a shard's window, from the query store.
 
+pub mod lookup;
 pub mod messages;
 pub mod pool;
 pub mod session;

@@ -18,6 +18,7 @@ use paymesh_codecs::message::{TxnAnswer, TxnKind};
 use paymesh_codecs::types::ResultCode;
 use paymesh_journal::{JournalError, JournalHandle};
 
+use super::lookup::StoreLookup;
 use super::messages::{
     AnswerBatch, ReplyTo, SessionAnswer, ShardBatch, UpstreamBatch, UpstreamResults,
 };
@@ -134,6 +135,8 @@ pub struct ShardActor {
     store_dropped: bool,
     /// Per-host counters (reversals pending), by host id.
     hosts: Vec<Arc<HostMetrics>>,
+    /// Answers INQUIRY for orders not in the window from the query store.
+    lookup: Option<StoreLookup>,
 }
 
 impl std::fmt::Debug for ShardActor {
@@ -164,7 +167,15 @@ impl ShardActor {
             failed: false,
             store_dropped: false,
             hosts: Vec::new(),
+            lookup: None,
         }
+    }
+
+    /// INQUIRY for an order this shard does not hold goes to the query store instead of being
+    /// answered NOT_FOUND.
+    pub fn with_lookup(mut self, lookup: Option<StoreLookup>) -> Self {
+        self.lookup = lookup;
+        self
     }
 
     /// Keeps the per-host gauge of unacknowledged reversals current.
@@ -313,6 +324,24 @@ impl ShardActor {
         self.commit(records, ctx);
     }
 
+    /// An INQUIRY the core answered NOT_FOUND goes to the query store instead (BUSY when its
+    /// queue is full).
+    fn look_up_if_missing(&mut self, req: &paymesh_codecs::message::TxnRequest, now: u64) {
+        let Some(lookup) = &self.lookup else { return };
+        if !matches!(self.out.last(), Some(Output::Reply(Some(_), a)) if a.result == ResultCode::NotFound)
+        {
+            return;
+        }
+        let Some(Output::Reply(Some(to), _)) = self.out.pop() else {
+            return;
+        };
+        if let Err(to) = lookup.submit(to, req, now) {
+            self.metrics.busy_shard.inc();
+            let busy = Box::new(TxnAnswer::echo(req, ResultCode::Busy));
+            self.out.push(Output::Reply(Some(to), busy));
+        }
+    }
+
     /// Answers every request of a batch with `code`, without touching the core.
     fn refuse_all(batch: ShardBatch, code: ResultCode) {
         let mut answers: HashMap<u64, SessionAnswers> = HashMap::new();
@@ -379,6 +408,9 @@ impl Handler<ShardBatch> for ShardActor {
                 }
             }
             self.core.handle_request(now, Some(to), &req, &mut self.out);
+            if req.kind == TxnKind::Inquiry {
+                self.look_up_if_missing(&req, now);
+            }
         }
         self.commit(records, ctx);
     }

@@ -215,6 +215,8 @@ pub struct EnvOptions {
     pub start_router: bool,
     /// Extra lines for the `[journal]` section (checkpoint and segment settings).
     pub journal_toml: String,
+    /// Extra lines for the `[server]` section (window limits).
+    pub server_toml: String,
 }
 
 impl Default for EnvOptions {
@@ -230,6 +232,7 @@ impl Default for EnvOptions {
             listen: "127.0.0.1:0".into(),
             start_router: true,
             journal_toml: String::new(),
+            server_toml: String::new(),
         }
     }
 }
@@ -327,7 +330,7 @@ impl Env {
             .unwrap_or_else(|| dir.path().join("journal"));
         let store_path = dir.path().join("store.sqlite");
         let config = format!(
-            "[journal]\ndir = \"{}\"\n{}\n[store]\npath = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[server]\nlisten = \"{}\"\n{tls_toml}inflight_window = {}\nmax_connections = {}\narbiters = 2\nshards = 2\nshutdown_grace_ms = 2000\n\n\
+            "[journal]\ndir = \"{}\"\n{}\n[store]\npath = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[server]\nlisten = \"{}\"\n{tls_toml}inflight_window = {}\nmax_connections = {}\narbiters = 2\nshards = 2\nshutdown_grace_ms = 2000\n{}\n\
              [[networks]]\nid = \"{NETWORK}\"\ncredential_hash = \"{hash}\"\n\n\
              [[merchants]]\nid = \"M000001\"\nsingle_limit_minor = {MERCHANT_SINGLE_LIMIT}\n\n\
              [[merchants]]\nid = \"MOFF\"\nenabled = false\n\n{host_toml}\
@@ -341,7 +344,8 @@ impl Env {
             store_path.display(),
             opts.listen,
             opts.inflight_window,
-            opts.max_connections
+            opts.max_connections,
+            opts.server_toml,
         );
         let config_text = config;
         if !opts.start_router {
