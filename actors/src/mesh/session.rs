@@ -1,9 +1,12 @@
 //! The router actor of one client connection (one per connection, on the Arbiter that accepted it).
 //!
 //! It owns the session rules of PROTOCOL.md: login first, heartbeats and idle timeout, logout; it
-//! parses and validates each frame, enforces the in-flight window (BUSY beyond it) and dispatches
-//! transaction requests to their shard in one batch per shard per read. Answers come back in
-//! batches and are encoded into one output buffer, flushed with one write.
+//! parses and validates each frame, enforces the in-flight window (BUSY beyond it, and a duplicate
+//! correlation id is rejected) and appends each admitted transaction request to its Arbiter's
+//! [`outbox`](super::outbox), which sends every session's requests for a shard in one batch per
+//! tick. A batch the shard refuses comes back as BUSY answers, like any other answer.
+//!
+//! Answers come back in batches and are encoded into one output buffer, flushed with one write.
 //!
 //! Two small tasks on the same Arbiter move bytes: the reader decodes frames from the socket and
 //! hands each read's frames to the actor (waiting when its mailbox is full, which stops reading and
@@ -23,7 +26,8 @@ use paymesh_codecs::types::ResultCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::messages::{AnswerBatch, ReplyTo, ShardBatch};
+use super::messages::{AnswerBatch, ReplyTo};
+use super::outbox;
 use super::shard::Shards;
 use crate::core::shard::shard_of_txn_id;
 use crate::metrics::Metrics;
@@ -217,12 +221,7 @@ impl Session {
         ctx.stop();
     }
 
-    fn handle_frame(
-        &mut self,
-        frame: Frame,
-        ctx: &mut Context<Self>,
-        batches: &mut Vec<Vec<(ReplyTo, TxnRequest)>>,
-    ) {
+    fn handle_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
         let correlation_id = frame.header.correlation_id;
         let msg_type = frame.header.msg_type;
         let msg = match Wire::decode(&frame) {
@@ -291,7 +290,7 @@ impl Session {
                 self.phase = Phase::Draining { correlation_id };
                 self.maybe_finish_logout(ctx);
             }
-            (Phase::LoggedIn, Wire::Request(req)) => self.admit(req, correlation_id, ctx, batches),
+            (Phase::LoggedIn, Wire::Request(req)) => self.admit(req, correlation_id, ctx),
             (Phase::Draining { .. } | Phase::Closing, Wire::Request(req)) => {
                 let a = TxnAnswer::new(req.kind, ResultCode::ShuttingDown);
                 self.answer(correlation_id, a, 0);
@@ -307,13 +306,7 @@ impl Session {
         }
     }
 
-    fn admit(
-        &mut self,
-        req: TxnRequest,
-        correlation_id: u64,
-        ctx: &mut Context<Self>,
-        batches: &mut Vec<Vec<(ReplyTo, TxnRequest)>>,
-    ) {
+    fn admit(&mut self, req: TxnRequest, correlation_id: u64, ctx: &mut Context<Self>) {
         if self.inflight.contains_key(&correlation_id) {
             self.reject(
                 correlation_id,
@@ -335,41 +328,10 @@ impl Session {
             }
             _ => shards.index_for_merchant(&req.merchant_id),
         };
-        if batches.len() < shards.addrs.len() {
-            batches.resize_with(shards.addrs.len(), Vec::new);
-        }
         self.inflight.insert(correlation_id, req.kind);
         self.deps.metrics.request_accepted(req.kind);
         let to = self.reply_to(ctx, correlation_id);
-        if let Some(batch) = batches.get_mut(index) {
-            batch.push((to, req));
-        }
-    }
-
-    fn dispatch(&mut self, batches: Vec<Vec<(ReplyTo, TxnRequest)>>) {
-        for (index, items) in batches.into_iter().enumerate() {
-            if items.is_empty() {
-                continue;
-            }
-            let Some(shard) = self.deps.shards.addrs.get(index) else {
-                continue;
-            };
-            // Counted before the send: the shard may handle (and uncount) it before we return.
-            self.deps.metrics.shard_enqueued(index);
-            if let Err(e) = shard.try_send(ShardBatch {
-                shard: index,
-                items,
-            }) {
-                self.deps.metrics.shard_dequeued(index);
-                let (SendError::Full(batch) | SendError::Closed(batch)) = e;
-                for (to, req) in batch.items {
-                    self.deps.metrics.busy_shard.inc();
-                    self.inflight.remove(&to.correlation_id);
-                    let a = TxnAnswer::echo(&req, ResultCode::Busy);
-                    self.answer(to.correlation_id, a, 0);
-                }
-            }
-        }
+        outbox::push(shards, &self.deps.metrics, index, (to, req));
     }
 
     fn maybe_finish_logout(&mut self, ctx: &mut Context<Self>) {
@@ -440,14 +402,12 @@ impl Handler<Frames> for Session {
 
     fn handle(&mut self, frames: Frames, ctx: &mut Context<Self>) {
         self.last_frame_ms = now_ms();
-        let mut batches = Vec::new();
         for frame in frames.0 {
             if self.phase == Phase::Closing {
                 break;
             }
-            self.handle_frame(frame, ctx, &mut batches);
+            self.handle_frame(frame, ctx);
         }
-        self.dispatch(batches);
         self.flush(ctx);
     }
 }
