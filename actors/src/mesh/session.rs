@@ -6,7 +6,12 @@
 //! [`outbox`](super::outbox), which sends every session's requests for a shard in one batch per
 //! tick. A batch the shard refuses comes back as BUSY answers, like any other answer.
 //!
-//! Answers come back in batches and are encoded into one output buffer, flushed with one write.
+//! Answers come back in batches and are encoded into one output buffer. The buffer is handed to the
+//! writer once per mailbox drain (a `FlushNow` the actor notifies itself of, at most one pending),
+//! so answer batches from several shards that arrive together leave as one chunk. A client that
+//! stops reading is disconnected once [`OUTPUT_BYTES_MAX`] waits for it. On LOGOUT (or a drain at
+//! shutdown) the session takes no new requests and writes LOGOUT_ANSWER after the answers of the
+//! requests still in flight, then closes.
 //!
 //! Two small tasks on the same Arbiter move bytes: the reader decodes frames from the socket and
 //! hands each read's frames to the actor (waiting when its mailbox is full, which stops reading and
@@ -108,6 +113,11 @@ struct ReadEnded {
     reject: Option<(u64, ResultCode, String)>,
 }
 
+/// Hands the output buffer to the writer: notified once per mailbox drain.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct FlushNow;
+
 /// Asks a session to finish: answer what is in flight, then close (graceful shutdown).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -121,6 +131,8 @@ pub struct Session {
     /// Correlation id → request kind, for requests the shards have not answered yet.
     inflight: HashMap<u64, TxnKind>,
     out: BytesMut,
+    /// A [`FlushNow`] is on its way: the output buffer leaves when the mailbox is drained.
+    flush_pending: bool,
     writer: Option<mpsc::Sender<Bytes>>,
     last_frame_ms: u64,
     network_id: Bytes,
@@ -154,6 +166,7 @@ impl Session {
                 phase: Phase::AwaitingLogin,
                 inflight: HashMap::new(),
                 out: BytesMut::with_capacity(16 * 1024),
+                flush_pending: false,
                 writer: Some(tx),
                 last_frame_ms: now_ms(),
                 network_id: Bytes::new(),
@@ -191,6 +204,16 @@ impl Session {
             error_offset: None,
         };
         self.send_frame(correlation_id, &Wire::Reject(reject));
+    }
+
+    /// Flushes the output buffer once the messages already in the mailbox are handled: actix runs
+    /// notified messages after it has drained the mailbox.
+    fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flush_pending || self.out.is_empty() || self.phase == Phase::Closing {
+            return;
+        }
+        self.flush_pending = true;
+        ctx.notify(FlushNow);
     }
 
     /// Hands the output buffer to the writer; disconnects a client that stopped reading.
@@ -408,7 +431,7 @@ impl Handler<Frames> for Session {
             }
             self.handle_frame(frame, ctx);
         }
-        self.flush(ctx);
+        self.schedule_flush(ctx);
     }
 }
 
@@ -426,8 +449,17 @@ impl Handler<AnswerBatch> for Session {
                 self.answer(item.correlation_id, *item.answer, flags);
             }
         }
-        self.flush(ctx);
+        self.schedule_flush(ctx);
         self.maybe_finish_logout(ctx);
+    }
+}
+
+impl Handler<FlushNow> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _msg: FlushNow, ctx: &mut Context<Self>) {
+        self.flush_pending = false;
+        self.flush(ctx);
     }
 }
 
