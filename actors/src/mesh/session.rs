@@ -15,14 +15,17 @@
 //!
 //! Two small tasks on the same Arbiter move bytes: the reader decodes frames from the socket and
 //! hands each read's frames to the actor (waiting when its mailbox is full, which stops reading and
-//! lets TCP push back on the client); the writer drains encoded chunks to the socket.
+//! lets TCP push back on the client); the writer takes every chunk that is ready (up to
+//! [`WRITE_BATCH_CHUNKS_MAX`]) and writes them with one vectored write per wakeup (`writev` on TCP;
+//! rustls encrypts the slices as one payload, in records of up to 16 KiB), handling partial writes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use paymesh_codecs::frame::{Frame, decode_frame, flags};
 use paymesh_codecs::message::{
     LoginAnswer, Message as Wire, Reject, TxnAnswer, TxnKind, TxnRequest,
@@ -42,6 +45,8 @@ use crate::now_ms;
 pub const READ_BUF_BYTES: usize = 64 * 1024;
 /// Encoded chunks queued for the writer; past it the output buffer grows up to [`OUTPUT_BYTES_MAX`].
 pub const WRITE_QUEUE_CHUNKS_MAX: usize = 64;
+/// Chunks the writer hands to one vectored write (well under Linux's `IOV_MAX` of 1,024).
+pub const WRITE_BATCH_CHUNKS_MAX: usize = WRITE_QUEUE_CHUNKS_MAX;
 /// Output bytes a session holds for a client that does not read before it is disconnected.
 pub const OUTPUT_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Frames from one read handed to the actor at once (a bounded batch).
@@ -539,13 +544,21 @@ async fn read_loop<R: AsyncRead + Unpin>(mut read: R, addr: Addr<Session>, max_b
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(mut write: W, mut rx: mpsc::Receiver<Bytes>) {
+    let mut chunks: VecDeque<Bytes> = VecDeque::with_capacity(WRITE_BATCH_CHUNKS_MAX);
     while let Some(chunk) = rx.recv().await {
-        if write.write_all(&chunk).await.is_err() {
-            return;
-        }
-        // Coalesce whatever else is ready into this flush.
-        while let Ok(more) = rx.try_recv() {
-            if write.write_all(&more).await.is_err() {
+        chunks.push_back(chunk);
+        loop {
+            // Coalesce whatever else is ready into this write.
+            while chunks.len() < WRITE_BATCH_CHUNKS_MAX {
+                match rx.try_recv() {
+                    Ok(more) => chunks.push_back(more),
+                    Err(_) => break,
+                }
+            }
+            if chunks.is_empty() {
+                break;
+            }
+            if write_some(&mut write, &mut chunks).await.is_err() {
                 return;
             }
         }
@@ -554,4 +567,42 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut write: W, mut rx: mpsc::Receiver<
         }
     }
     let _ = write.shutdown().await;
+}
+
+/// One vectored write of the queued chunks; drops what was written, keeps the rest in order.
+async fn write_some<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    chunks: &mut VecDeque<Bytes>,
+) -> std::io::Result<()> {
+    let written = {
+        let mut slices = [IoSlice::new(&[]); WRITE_BATCH_CHUNKS_MAX];
+        let mut count = 0;
+        for (slice, chunk) in slices.iter_mut().zip(chunks.iter()) {
+            *slice = IoSlice::new(chunk);
+            count += 1;
+        }
+        let slices = slices.get(..count).unwrap_or_default();
+        write.write_vectored(slices).await?
+    };
+    if written == 0 {
+        return Err(std::io::ErrorKind::WriteZero.into());
+    }
+    let mut left = written;
+    while left > 0 {
+        let Some(front) = chunks.front_mut() else {
+            break;
+        };
+        if front.len() <= left {
+            left -= front.len();
+            chunks.pop_front();
+        } else {
+            front.advance(left);
+            left = 0;
+        }
+    }
+    // Empty chunks (never queued today) would otherwise stay at the front.
+    while chunks.front().is_some_and(Bytes::is_empty) {
+        chunks.pop_front();
+    }
+    Ok(())
 }
