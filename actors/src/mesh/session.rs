@@ -606,3 +606,102 @@ async fn write_some<W: AsyncWrite + Unpin>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context as TaskContext, Poll};
+
+    use super::*;
+
+    /// A socket that takes at most `per_call` bytes per write and records every call.
+    struct Recorder {
+        per_call: usize,
+        bytes: Vec<u8>,
+        calls: usize,
+        shut: bool,
+    }
+
+    impl Recorder {
+        fn new(per_call: usize) -> Self {
+            Self {
+                per_call,
+                bytes: Vec::new(),
+                calls: 0,
+                shut: false,
+            }
+        }
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut TaskContext<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _cx: &mut TaskContext<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            self.calls += 1;
+            let mut taken = 0;
+            for buf in bufs {
+                let n = buf.len().min(self.per_call - taken);
+                self.bytes.extend_from_slice(&buf[..n]);
+                taken += n;
+            }
+            Poll::Ready(Ok(taken))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(
+            self: Pin<&mut Self>,
+            _cx: &mut TaskContext<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            _cx: &mut TaskContext<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            self.shut = true;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn queued(chunks: &[&'static [u8]]) -> mpsc::Receiver<Bytes> {
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE_CHUNKS_MAX);
+        for chunk in chunks {
+            tx.try_send(Bytes::from_static(chunk)).unwrap();
+        }
+        rx
+    }
+
+    #[tokio::test]
+    async fn chunks_that_are_ready_leave_in_one_write() {
+        let chunks: [&[u8]; 4] = [b"one", b"two", b"three", b"four"];
+        let mut socket = Recorder::new(usize::MAX / 2);
+        write_loop(&mut socket, queued(&chunks)).await;
+        assert_eq!(socket.bytes, b"onetwothreefour");
+        assert_eq!(socket.calls, 1);
+        assert!(socket.shut);
+    }
+
+    #[tokio::test]
+    async fn partial_writes_resume_where_they_stopped() {
+        let chunks: [&[u8]; 5] = [b"abcdefgh", b"", b"ij", b"klmnopqrstuvw", b"xyz"];
+        let mut socket = Recorder::new(3);
+        write_loop(&mut socket, queued(&chunks)).await;
+        assert_eq!(socket.bytes, b"abcdefghijklmnopqrstuvwxyz");
+        assert_eq!(socket.calls, 9, "26 bytes, 3 per call");
+        assert!(socket.shut);
+    }
+}
