@@ -1,5 +1,6 @@
-//! Messages between the actors. Work moves in batches: one read's worth of requests per shard, one
-//! shard step's worth of answers per session, one step's worth of upstream requests per host.
+//! Messages between the actors. Work moves in batches: one tick's worth of requests per shard from
+//! all the sessions of an Arbiter (see [`super::outbox`]), one shard step's worth of answers per
+//! session, one step's worth of upstream requests per host.
 
 use actix::{Message, Recipient};
 use paymesh_codecs::message::{TxnAnswer, TxnRequest};
@@ -23,7 +24,7 @@ impl std::fmt::Debug for ReplyTo {
     }
 }
 
-/// Requests from one session for one shard.
+/// Requests for one shard from the sessions of one Arbiter, each session's in sending order.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct ShardBatch {

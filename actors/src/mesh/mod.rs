@@ -2,12 +2,14 @@
 //!
 //! - [`messages`]: the batches that travel between actors.
 //! - [`session`]: one router actor per client connection.
+//! - [`outbox`]: per-Arbiter coalescing of the sessions' requests into one batch per shard per tick.
 //! - [`shard`]: application shard actors.
 //! - [`pool`]: upstream pool actors, one per host.
 //! - [`lookup`]: INQUIRY for orders no longer in a shard's window, from the query store.
 
 pub mod lookup;
 pub mod messages;
+pub mod outbox;
 pub mod pool;
 pub mod session;
 pub mod shard;

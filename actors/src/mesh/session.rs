@@ -1,20 +1,31 @@
 //! The router actor of one client connection (one per connection, on the Arbiter that accepted it).
 //!
 //! It owns the session rules of PROTOCOL.md: login first, heartbeats and idle timeout, logout; it
-//! parses and validates each frame, enforces the in-flight window (BUSY beyond it) and dispatches
-//! transaction requests to their shard in one batch per shard per read. Answers come back in
-//! batches and are encoded into one output buffer, flushed with one write.
+//! parses and validates each frame, enforces the in-flight window (BUSY beyond it, and a duplicate
+//! correlation id is rejected) and appends each admitted transaction request to its Arbiter's
+//! [`outbox`](super::outbox), which sends every session's requests for a shard in one batch per
+//! tick. A batch the shard refuses comes back as BUSY answers, like any other answer.
+//!
+//! Answers come back in batches and are encoded into one output buffer. The buffer is handed to the
+//! writer once per mailbox drain (a `FlushNow` the actor notifies itself of, at most one pending),
+//! so answer batches from several shards that arrive together leave as one chunk. A client that
+//! stops reading is disconnected once [`OUTPUT_BYTES_MAX`] waits for it. On LOGOUT (or a drain at
+//! shutdown) the session takes no new requests and writes LOGOUT_ANSWER after the answers of the
+//! requests still in flight, then closes.
 //!
 //! Two small tasks on the same Arbiter move bytes: the reader decodes frames from the socket and
 //! hands each read's frames to the actor (waiting when its mailbox is full, which stops reading and
-//! lets TCP push back on the client); the writer drains encoded chunks to the socket.
+//! lets TCP push back on the client); the writer takes every chunk that is ready (up to
+//! [`WRITE_BATCH_CHUNKS_MAX`]) and writes them with one vectored write per wakeup (`writev` on TCP;
+//! rustls encrypts the slices as one payload, in records of up to 16 KiB), handling partial writes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use paymesh_codecs::frame::{Frame, decode_frame, flags};
 use paymesh_codecs::message::{
     LoginAnswer, Message as Wire, Reject, TxnAnswer, TxnKind, TxnRequest,
@@ -23,7 +34,8 @@ use paymesh_codecs::types::ResultCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::messages::{AnswerBatch, ReplyTo, ShardBatch};
+use super::messages::{AnswerBatch, ReplyTo};
+use super::outbox;
 use super::shard::Shards;
 use crate::core::shard::shard_of_txn_id;
 use crate::metrics::Metrics;
@@ -33,6 +45,8 @@ use crate::now_ms;
 pub const READ_BUF_BYTES: usize = 64 * 1024;
 /// Encoded chunks queued for the writer; past it the output buffer grows up to [`OUTPUT_BYTES_MAX`].
 pub const WRITE_QUEUE_CHUNKS_MAX: usize = 64;
+/// Chunks the writer hands to one vectored write (well under Linux's `IOV_MAX` of 1,024).
+pub const WRITE_BATCH_CHUNKS_MAX: usize = WRITE_QUEUE_CHUNKS_MAX;
 /// Output bytes a session holds for a client that does not read before it is disconnected.
 pub const OUTPUT_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Frames from one read handed to the actor at once (a bounded batch).
@@ -104,6 +118,11 @@ struct ReadEnded {
     reject: Option<(u64, ResultCode, String)>,
 }
 
+/// Hands the output buffer to the writer: notified once per mailbox drain.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct FlushNow;
+
 /// Asks a session to finish: answer what is in flight, then close (graceful shutdown).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -117,6 +136,8 @@ pub struct Session {
     /// Correlation id → request kind, for requests the shards have not answered yet.
     inflight: HashMap<u64, TxnKind>,
     out: BytesMut,
+    /// A [`FlushNow`] is on its way: the output buffer leaves when the mailbox is drained.
+    flush_pending: bool,
     writer: Option<mpsc::Sender<Bytes>>,
     last_frame_ms: u64,
     network_id: Bytes,
@@ -150,6 +171,7 @@ impl Session {
                 phase: Phase::AwaitingLogin,
                 inflight: HashMap::new(),
                 out: BytesMut::with_capacity(16 * 1024),
+                flush_pending: false,
                 writer: Some(tx),
                 last_frame_ms: now_ms(),
                 network_id: Bytes::new(),
@@ -189,6 +211,16 @@ impl Session {
         self.send_frame(correlation_id, &Wire::Reject(reject));
     }
 
+    /// Flushes the output buffer once the messages already in the mailbox are handled: actix runs
+    /// notified messages after it has drained the mailbox.
+    fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flush_pending || self.out.is_empty() || self.phase == Phase::Closing {
+            return;
+        }
+        self.flush_pending = true;
+        ctx.notify(FlushNow);
+    }
+
     /// Hands the output buffer to the writer; disconnects a client that stopped reading.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         if self.out.is_empty() {
@@ -217,12 +249,7 @@ impl Session {
         ctx.stop();
     }
 
-    fn handle_frame(
-        &mut self,
-        frame: Frame,
-        ctx: &mut Context<Self>,
-        batches: &mut Vec<Vec<(ReplyTo, TxnRequest)>>,
-    ) {
+    fn handle_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
         let correlation_id = frame.header.correlation_id;
         let msg_type = frame.header.msg_type;
         let msg = match Wire::decode(&frame) {
@@ -291,7 +318,7 @@ impl Session {
                 self.phase = Phase::Draining { correlation_id };
                 self.maybe_finish_logout(ctx);
             }
-            (Phase::LoggedIn, Wire::Request(req)) => self.admit(req, correlation_id, ctx, batches),
+            (Phase::LoggedIn, Wire::Request(req)) => self.admit(req, correlation_id, ctx),
             (Phase::Draining { .. } | Phase::Closing, Wire::Request(req)) => {
                 let a = TxnAnswer::new(req.kind, ResultCode::ShuttingDown);
                 self.answer(correlation_id, a, 0);
@@ -307,13 +334,7 @@ impl Session {
         }
     }
 
-    fn admit(
-        &mut self,
-        req: TxnRequest,
-        correlation_id: u64,
-        ctx: &mut Context<Self>,
-        batches: &mut Vec<Vec<(ReplyTo, TxnRequest)>>,
-    ) {
+    fn admit(&mut self, req: TxnRequest, correlation_id: u64, ctx: &mut Context<Self>) {
         if self.inflight.contains_key(&correlation_id) {
             self.reject(
                 correlation_id,
@@ -335,41 +356,10 @@ impl Session {
             }
             _ => shards.index_for_merchant(&req.merchant_id),
         };
-        if batches.len() < shards.addrs.len() {
-            batches.resize_with(shards.addrs.len(), Vec::new);
-        }
         self.inflight.insert(correlation_id, req.kind);
         self.deps.metrics.request_accepted(req.kind);
         let to = self.reply_to(ctx, correlation_id);
-        if let Some(batch) = batches.get_mut(index) {
-            batch.push((to, req));
-        }
-    }
-
-    fn dispatch(&mut self, batches: Vec<Vec<(ReplyTo, TxnRequest)>>) {
-        for (index, items) in batches.into_iter().enumerate() {
-            if items.is_empty() {
-                continue;
-            }
-            let Some(shard) = self.deps.shards.addrs.get(index) else {
-                continue;
-            };
-            // Counted before the send: the shard may handle (and uncount) it before we return.
-            self.deps.metrics.shard_enqueued(index);
-            if let Err(e) = shard.try_send(ShardBatch {
-                shard: index,
-                items,
-            }) {
-                self.deps.metrics.shard_dequeued(index);
-                let (SendError::Full(batch) | SendError::Closed(batch)) = e;
-                for (to, req) in batch.items {
-                    self.deps.metrics.busy_shard.inc();
-                    self.inflight.remove(&to.correlation_id);
-                    let a = TxnAnswer::echo(&req, ResultCode::Busy);
-                    self.answer(to.correlation_id, a, 0);
-                }
-            }
-        }
+        outbox::push(shards, &self.deps.metrics, index, (to, req));
     }
 
     fn maybe_finish_logout(&mut self, ctx: &mut Context<Self>) {
@@ -440,15 +430,13 @@ impl Handler<Frames> for Session {
 
     fn handle(&mut self, frames: Frames, ctx: &mut Context<Self>) {
         self.last_frame_ms = now_ms();
-        let mut batches = Vec::new();
         for frame in frames.0 {
             if self.phase == Phase::Closing {
                 break;
             }
-            self.handle_frame(frame, ctx, &mut batches);
+            self.handle_frame(frame, ctx);
         }
-        self.dispatch(batches);
-        self.flush(ctx);
+        self.schedule_flush(ctx);
     }
 }
 
@@ -466,8 +454,17 @@ impl Handler<AnswerBatch> for Session {
                 self.answer(item.correlation_id, *item.answer, flags);
             }
         }
-        self.flush(ctx);
+        self.schedule_flush(ctx);
         self.maybe_finish_logout(ctx);
+    }
+}
+
+impl Handler<FlushNow> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _msg: FlushNow, ctx: &mut Context<Self>) {
+        self.flush_pending = false;
+        self.flush(ctx);
     }
 }
 
@@ -547,13 +544,21 @@ async fn read_loop<R: AsyncRead + Unpin>(mut read: R, addr: Addr<Session>, max_b
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(mut write: W, mut rx: mpsc::Receiver<Bytes>) {
+    let mut chunks: VecDeque<Bytes> = VecDeque::with_capacity(WRITE_BATCH_CHUNKS_MAX);
     while let Some(chunk) = rx.recv().await {
-        if write.write_all(&chunk).await.is_err() {
-            return;
-        }
-        // Coalesce whatever else is ready into this flush.
-        while let Ok(more) = rx.try_recv() {
-            if write.write_all(&more).await.is_err() {
+        chunks.push_back(chunk);
+        loop {
+            // Coalesce whatever else is ready into this write.
+            while chunks.len() < WRITE_BATCH_CHUNKS_MAX {
+                match rx.try_recv() {
+                    Ok(more) => chunks.push_back(more),
+                    Err(_) => break,
+                }
+            }
+            if chunks.is_empty() {
+                break;
+            }
+            if write_some(&mut write, &mut chunks).await.is_err() {
                 return;
             }
         }
@@ -562,4 +567,141 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut write: W, mut rx: mpsc::Receiver<
         }
     }
     let _ = write.shutdown().await;
+}
+
+/// One vectored write of the queued chunks; drops what was written, keeps the rest in order.
+async fn write_some<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    chunks: &mut VecDeque<Bytes>,
+) -> std::io::Result<()> {
+    let written = {
+        let mut slices = [IoSlice::new(&[]); WRITE_BATCH_CHUNKS_MAX];
+        let mut count = 0;
+        for (slice, chunk) in slices.iter_mut().zip(chunks.iter()) {
+            *slice = IoSlice::new(chunk);
+            count += 1;
+        }
+        let slices = slices.get(..count).unwrap_or_default();
+        write.write_vectored(slices).await?
+    };
+    if written == 0 {
+        return Err(std::io::ErrorKind::WriteZero.into());
+    }
+    let mut left = written;
+    while left > 0 {
+        let Some(front) = chunks.front_mut() else {
+            break;
+        };
+        if front.len() <= left {
+            left -= front.len();
+            chunks.pop_front();
+        } else {
+            front.advance(left);
+            left = 0;
+        }
+    }
+    // Empty chunks (never queued today) would otherwise stay at the front.
+    while chunks.front().is_some_and(Bytes::is_empty) {
+        chunks.pop_front();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context as TaskContext, Poll};
+
+    use super::*;
+
+    /// A socket that takes at most `per_call` bytes per write and records every call.
+    struct Recorder {
+        per_call: usize,
+        bytes: Vec<u8>,
+        calls: usize,
+        shut: bool,
+    }
+
+    impl Recorder {
+        fn new(per_call: usize) -> Self {
+            Self {
+                per_call,
+                bytes: Vec::new(),
+                calls: 0,
+                shut: false,
+            }
+        }
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut TaskContext<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _cx: &mut TaskContext<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            self.calls += 1;
+            let mut taken = 0;
+            for buf in bufs {
+                let n = buf.len().min(self.per_call - taken);
+                self.bytes.extend_from_slice(&buf[..n]);
+                taken += n;
+            }
+            Poll::Ready(Ok(taken))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(
+            self: Pin<&mut Self>,
+            _cx: &mut TaskContext<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            _cx: &mut TaskContext<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            self.shut = true;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn queued(chunks: &[&'static [u8]]) -> mpsc::Receiver<Bytes> {
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE_CHUNKS_MAX);
+        for chunk in chunks {
+            tx.try_send(Bytes::from_static(chunk)).unwrap();
+        }
+        rx
+    }
+
+    #[tokio::test]
+    async fn chunks_that_are_ready_leave_in_one_write() {
+        let chunks: [&[u8]; 4] = [b"one", b"two", b"three", b"four"];
+        let mut socket = Recorder::new(usize::MAX / 2);
+        write_loop(&mut socket, queued(&chunks)).await;
+        assert_eq!(socket.bytes, b"onetwothreefour");
+        assert_eq!(socket.calls, 1);
+        assert!(socket.shut);
+    }
+
+    #[tokio::test]
+    async fn partial_writes_resume_where_they_stopped() {
+        let chunks: [&[u8]; 5] = [b"abcdefgh", b"", b"ij", b"klmnopqrstuvw", b"xyz"];
+        let mut socket = Recorder::new(3);
+        write_loop(&mut socket, queued(&chunks)).await;
+        assert_eq!(socket.bytes, b"abcdefghijklmnopqrstuvwxyz");
+        assert_eq!(socket.calls, 9, "26 bytes, 3 per call");
+        assert!(socket.shut);
+    }
 }
