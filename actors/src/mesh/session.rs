@@ -41,8 +41,11 @@ use crate::core::shard::shard_of_txn_id;
 use crate::metrics::Metrics;
 use crate::now_ms;
 
-/// Bytes read from the socket at a time.
-pub const READ_BUF_BYTES: usize = 64 * 1024;
+/// Bytes read from the socket at a time (the buffer grows for a larger frame). A connection holds
+/// this much while it lives: 16 KiB × 1,000 connections is 16 MiB of the router's memory.
+pub const READ_BUF_BYTES: usize = 16 * 1024;
+/// How soon a flush the writer's full queue refused is tried again.
+const FLUSH_RETRY: Duration = Duration::from_millis(1);
 /// Encoded chunks queued for the writer; past it the output buffer grows up to [`OUTPUT_BYTES_MAX`].
 pub const WRITE_QUEUE_CHUNKS_MAX: usize = 64;
 /// Chunks the writer hands to one vectored write (well under Linux's `IOV_MAX` of 1,024).
@@ -232,7 +235,16 @@ impl Session {
                 permit.send(self.out.split().freeze());
                 false
             }
-            Err(mpsc::error::TrySendError::Full(())) => self.out.len() > OUTPUT_BYTES_MAX,
+            Err(mpsc::error::TrySendError::Full(())) if self.out.len() > OUTPUT_BYTES_MAX => true,
+            Err(mpsc::error::TrySendError::Full(())) => {
+                // The writer is behind: try again shortly, so that answers already encoded
+                // never wait for the next message to this session.
+                if !self.flush_pending {
+                    self.flush_pending = true;
+                    ctx.notify_later(FlushNow, FLUSH_RETRY);
+                }
+                false
+            }
             Err(mpsc::error::TrySendError::Closed(())) => true,
         };
         if stalled {
