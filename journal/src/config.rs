@@ -32,8 +32,9 @@ pub const SEGMENTS_RETAINED_DEFAULT: usize = 2;
 pub const SEGMENTS_RETAINED_LIMIT: usize = 1 << 16;
 /// Largest segment file recovery will read: a segment may pass `segment_bytes_max` by one batch.
 pub const SEGMENT_FILE_BYTES_MAX: u64 = SEGMENT_BYTES_LIMIT + BATCH_BYTES_LIMIT as u64;
-/// Largest snapshot state accepted from the caller and read back at recovery: 1 GiB.
-pub const SNAPSHOT_BYTES_MAX: usize = 1024 * 1024 * 1024;
+/// Largest snapshot state accepted from the caller and read back at recovery: 16 GiB (a router's
+/// shards at full windows of a million orders each write about 450 MB per shard).
+pub const SNAPSHOT_BYTES_MAX: usize = 16 * 1024 * 1024 * 1024;
 
 /// When an append counts as durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -200,6 +200,34 @@ impl Journal {
     /// segments the checkpoint covers beyond `segments_retained_max`. `lsn` must already be
     /// written (durable, unless relaxed) and not older than the previous checkpoint.
     pub fn checkpoint(&mut self, lsn: Lsn, state: &[u8]) -> Result<(), JournalError> {
+        self.check_checkpoint(lsn, state.len())?;
+        let path = write_snapshot(&self.config.dir, lsn, state, self.config.durability)?;
+        self.adopt_snapshot(lsn, path)
+    }
+
+    /// [`Journal::checkpoint`] of a snapshot already written to `temporary` by
+    /// [`crate::files::write_snapshot_temporary`] (on another thread): checked, published and
+    /// adopted, or deleted when refused.
+    pub(crate) fn checkpoint_written(
+        &mut self,
+        lsn: Lsn,
+        state_len: usize,
+        temporary: &std::path::Path,
+    ) -> Result<(), JournalError> {
+        let published = self.check_checkpoint(lsn, state_len).and_then(|()| {
+            crate::files::publish_snapshot(&self.config.dir, lsn, temporary, self.config.durability)
+        });
+        match published {
+            Ok(path) => self.adopt_snapshot(lsn, path),
+            Err(e) => {
+                let _ = std::fs::remove_file(temporary);
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether a checkpoint at `lsn` of `state_len` bytes may be taken now.
+    fn check_checkpoint(&self, lsn: Lsn, state_len: usize) -> Result<(), JournalError> {
         if let Some(cause) = &self.failure {
             return Err(JournalError::Poisoned(cause.clone()));
         }
@@ -214,10 +242,15 @@ impl Journal {
         {
             return refuse("older than the previous checkpoint");
         }
-        if state.len() > SNAPSHOT_BYTES_MAX {
+        if state_len > SNAPSHOT_BYTES_MAX {
             return refuse("state larger than SNAPSHOT_BYTES_MAX");
         }
-        let path = write_snapshot(&self.config.dir, lsn, state, self.config.durability)?;
+        Ok(())
+    }
+
+    /// Makes the snapshot at `path` (for `lsn`) the one recovery starts from; deletes older
+    /// snapshots and the segments it covers beyond retention.
+    fn adopt_snapshot(&mut self, lsn: Lsn, path: std::path::PathBuf) -> Result<(), JournalError> {
         if let Some((_, previous)) = self.snapshot.replace((lsn, path.clone()))
             && previous != path
         {

@@ -76,9 +76,11 @@ enum Message {
         bytes: usize,
         done: Completion<Lsn>,
     },
+    /// A snapshot the caller's thread wrote to `temporary`, for the writer to adopt.
     Checkpoint {
         lsn: Lsn,
-        state: Bytes,
+        temporary: std::path::PathBuf,
+        state_len: usize,
         done: Completion<()>,
     },
     Shutdown,
@@ -200,10 +202,28 @@ impl JournalHandle {
         if let Some(cause) = self.inner.shared.failure.get() {
             return Err(JournalError::Poisoned(cause.clone()));
         }
+        // The snapshot (hundreds of MB at full windows) is written here, on the caller's
+        // thread: written by the writer thread it would hold every group commit behind it for
+        // seconds. The writer only checks, renames and adopts it, and applies retention.
+        if state.len() > crate::config::SNAPSHOT_BYTES_MAX {
+            return Err(JournalError::InvalidCheckpoint {
+                lsn: lsn.0,
+                reason: "state larger than SNAPSHOT_BYTES_MAX",
+            });
+        }
+        let config = &self.inner.config;
+        let temporary =
+            crate::files::write_snapshot_temporary(&config.dir, lsn, &state, config.durability)?;
+        let state_len = state.len();
+        drop(state);
         self.send(Message::Checkpoint {
             lsn,
-            state,
+            temporary: temporary.clone(),
+            state_len,
             done: Completion::new(done),
+        })
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&temporary);
         })
     }
 
@@ -310,8 +330,13 @@ fn run(mut journal: Journal, receiver: &Receiver<Message>, shared: &Shared) {
         };
         match message {
             Message::Shutdown => break,
-            Message::Checkpoint { lsn, state, done } => {
-                let result = journal.checkpoint(lsn, &state);
+            Message::Checkpoint {
+                lsn,
+                temporary,
+                state_len,
+                done,
+            } => {
+                let result = journal.checkpoint_written(lsn, state_len, &temporary);
                 done.complete(result);
             }
             Message::Submit { records, done, .. } => {

@@ -296,3 +296,43 @@ fn relaxed_mode_never_fsyncs_and_a_panicking_callback_is_contained() {
     let stats = handle.stats();
     assert_eq!((stats.fsyncs, stats.records), (0, 2));
 }
+
+#[test]
+fn a_refused_checkpoint_through_the_handle_leaves_no_file() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = small_config(temp.path());
+    let (journal, _) = open(&config);
+    let handle = journal.start_writer().unwrap();
+    let (sender, receiver) = channel::bounded(1);
+    handle
+        .submit(
+            vec![(1, Bytes::from_static(b"one"))],
+            Box::new(move |r| sender.send(r).unwrap()),
+        )
+        .unwrap();
+    receiver.recv_timeout(WAIT).unwrap().unwrap();
+    // LSN 50 was never written: the snapshot the handle wrote must not survive the refusal.
+    let (sender, receiver) = channel::bounded(1);
+    handle
+        .checkpoint(
+            Lsn(50),
+            Bytes::from_static(b"from the future"),
+            Box::new(move |result| sender.send(result).unwrap()),
+        )
+        .unwrap();
+    assert!(matches!(
+        receiver.recv_timeout(WAIT).unwrap(),
+        Err(JournalError::InvalidCheckpoint { .. })
+    ));
+    handle.shutdown().unwrap();
+    let files: Vec<_> = std::fs::read_dir(temp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        files.iter().all(|n| !n.starts_with("checkpoint-")),
+        "left behind: {files:?}"
+    );
+    let (_, recovered) = open(&config);
+    assert_eq!(recovered.snapshot, None);
+}

@@ -169,10 +169,10 @@ impl Rounds {
             if part.store_dropped {
                 self.store_complete = false;
             }
-            let snapshot = part
-                .result
-                .map_err(|e| format!("shard {}: {e}", part.shard))?;
-            if let Some(slot) = parts.get_mut(usize::from(part.shard)) {
+            let shard = part.shard;
+            // Sealed here (ChaCha20-Poly1305 over hundreds of MB), not on the shard's thread.
+            let snapshot = part.sealed().map_err(|e| format!("shard {shard}: {e}"))?;
+            if let Some(slot) = parts.get_mut(usize::from(shard)) {
                 *slot = Some(snapshot);
             }
         }

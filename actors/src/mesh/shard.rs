@@ -102,10 +102,27 @@ pub struct SnapshotPart {
     pub shard: u16,
     /// The round asked for.
     pub round: u64,
-    /// The sealed snapshot and its mark, or why there is none.
+    /// The snapshot and its mark, or why there is none. Its bytes are clear when `seal_with` is
+    /// given: the checkpointer seals them, off the shard's thread.
     pub result: Result<ShardSnapshot, String>,
     /// Whether the query store dropped rows of this shard since its previous part.
     pub store_dropped: bool,
+    /// The key and nonce counter to seal the snapshot with.
+    pub seal_with: Option<(JournalKey, u64)>,
+}
+
+impl SnapshotPart {
+    /// The part's snapshot, sealed.
+    pub fn sealed(self) -> Result<ShardSnapshot, String> {
+        let snapshot = self.result?;
+        match self.seal_with {
+            None => Ok(snapshot),
+            Some((key, nonce)) => Ok(ShardSnapshot {
+                mark_lsn: snapshot.mark_lsn,
+                sealed: seal(&key, nonce, &snapshot.sealed).map_err(|e| e.to_string())?,
+            }),
+        }
+    }
 }
 
 /// The mark of a snapshot is durable.
@@ -115,6 +132,7 @@ struct MarkDurable {
     round: u64,
     result: Result<ShardSnapshot, String>,
     reply: std::sync::mpsc::Sender<SnapshotPart>,
+    seal_with: (JournalKey, u64),
 }
 
 /// A shard actor.
@@ -463,6 +481,7 @@ impl Handler<TakeSnapshot> for ShardActor {
                 round: msg.round,
                 result: Err(why),
                 store_dropped: false,
+                seal_with: None,
             });
         };
         let Some(journal) = &self.journal else {
@@ -471,28 +490,26 @@ impl Handler<TakeSnapshot> for ShardActor {
         if self.failed {
             return refuse("the shard's journal failed".into());
         }
-        // Encoding holds this shard for the time it takes (about 1 µs per order); nothing else
-        // pauses. Everything this shard journaled before the mark is in the snapshot.
+        // Encoding holds this shard for the time it takes (frozen orders are copied as they
+        // are; hot ones encoded); nothing else pauses, and the checkpointer seals the bytes on
+        // its own thread. Everything this shard journaled before the mark is in the snapshot.
         let clear = self.core.encode_snapshot();
         let n = journal.counter.fetch_add(1, Ordering::Relaxed);
-        let sealed = match seal(&journal.key, n, &clear) {
-            Ok(s) => s,
-            Err(e) => return refuse(e.to_string()),
-        };
-        drop(clear);
+        let seal_with = (journal.key.clone(), n);
         let addr = ctx.address();
         let (round, reply) = (msg.round, msg.reply.clone());
         let on_durable = Box::new(move |r: Result<paymesh_journal::Lsn, JournalError>| {
             let result = r
                 .map(|lsn| ShardSnapshot {
                     mark_lsn: lsn.0,
-                    sealed,
+                    sealed: clear,
                 })
                 .map_err(|e| e.to_string());
             addr.do_send(MarkDurable {
                 round,
                 result,
                 reply,
+                seal_with,
             });
         });
         let mark = vec![(RECORD_MARK, encode_mark(shard, msg.round))];
@@ -514,6 +531,7 @@ impl Handler<MarkDurable> for ShardActor {
             round: msg.round,
             result: msg.result,
             store_dropped: std::mem::take(&mut self.store_dropped),
+            seal_with: Some(msg.seal_with),
         });
     }
 }
