@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
-use paymesh_actors::core::recovery::{ShardSnapshot, encode_checkpoint};
+use paymesh_actors::core::recovery::{ClearPart, encode_checkpoint_sealing};
 use paymesh_actors::mesh::shard::{ShardActor, SnapshotPart, TakeSnapshot};
 use paymesh_journal::{JournalHandle, Lsn};
 
@@ -157,7 +157,7 @@ impl Rounds {
         }
         drop(tx);
         let deadline = started + Duration::from_millis(CHECKPOINT_PARTS_WAIT_MS);
-        let mut parts: Vec<Option<ShardSnapshot>> = vec![None; self.shards.len()];
+        let mut parts: Vec<Option<ClearPart>> = (0..self.shards.len()).map(|_| None).collect();
         while parts.iter().any(Option::is_none) {
             let wait = deadline.saturating_duration_since(Instant::now());
             let part = rx
@@ -170,21 +170,23 @@ impl Rounds {
                 self.store_complete = false;
             }
             let shard = part.shard;
-            // Sealed here (ChaCha20-Poly1305 over hundreds of MB), not on the shard's thread.
-            let snapshot = part.sealed().map_err(|e| format!("shard {shard}: {e}"))?;
+            // Sealed below (ChaCha20-Poly1305 over hundreds of MB), not on the shard's thread.
+            let snapshot = part
+                .into_clear()
+                .map_err(|e| format!("shard {shard}: {e}"))?;
             if let Some(slot) = parts.get_mut(usize::from(shard)) {
                 *slot = Some(snapshot);
             }
         }
-        let parts: Vec<ShardSnapshot> = parts.into_iter().flatten().collect();
+        let parts: Vec<ClearPart> = parts.into_iter().flatten().collect();
         if let Some(store) = &self.store {
             // Every answer up to the marks was offered; make sure it is committed.
             store.flush().map_err(|e| format!("query store: {e}"))?;
         }
         let lsn = parts.iter().map(|p| p.mark_lsn).min().unwrap_or(0);
-        let state = encode_checkpoint(&parts, self.store_complete);
+        let state = encode_checkpoint_sealing(parts, self.store_complete)
+            .map_err(|e| format!("sealing: {e}"))?;
         let bytes = state.len();
-        drop(parts);
         let (done_tx, done_rx) = mpsc::channel();
         self.journal
             .checkpoint(

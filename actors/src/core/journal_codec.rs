@@ -13,7 +13,7 @@
 //! - [`RECORD_MARK`]: `shard u16 | round u64`, where a shard took its checkpoint snapshot.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use paymesh_codecs::body::FieldWriter;
 use paymesh_codecs::message::{Message, PaymentMethod, TxnRequest};
@@ -130,21 +130,47 @@ pub fn encode_request(
     seal(key, counter, &clear)
 }
 
+/// Bytes of the Poly1305 tag after the ciphertext.
+const TAG_BYTES: usize = 16;
+
+/// Length of [`seal`]'s output for `clear_len` bytes.
+pub fn sealed_len(clear_len: usize) -> usize {
+    4 + NONCE_BYTES + clear_len + TAG_BYTES
+}
+
 /// Encrypts `clear` as `key_id u32 | nonce [12] | ChaCha20-Poly1305 ciphertext and tag`.
 /// `counter` must be unique per call for this key and prefix.
 pub fn seal(key: &JournalKey, counter: u64, clear: &[u8]) -> Result<Bytes, MeshError> {
+    let mut out = BytesMut::with_capacity(sealed_len(clear.len()));
+    seal_into(key, counter, clear, &mut out)?;
+    Ok(out.freeze())
+}
+
+/// [`seal`], appended to `out` and encrypted where it lies (no copy of the data besides the
+/// one into `out`).
+pub fn seal_into(
+    key: &JournalKey,
+    counter: u64,
+    clear: &[u8],
+    out: &mut BytesMut,
+) -> Result<(), MeshError> {
     let mut nonce = [0u8; NONCE_BYTES];
     nonce[..4].copy_from_slice(&key.nonce_prefix);
     nonce[4..].copy_from_slice(&counter.to_be_bytes());
-    let sealed = key
-        .cipher
-        .encrypt(Nonce::from_slice(&nonce), clear)
-        .map_err(|_| MeshError::Journal("encryption failed".into()))?;
-    let mut out = BytesMut::with_capacity(4 + NONCE_BYTES + sealed.len());
+    out.reserve(sealed_len(clear.len()));
     out.put_u32(key.id);
     out.put_slice(&nonce);
-    out.put_slice(&sealed);
-    Ok(out.freeze())
+    let start = out.len();
+    out.put_slice(clear);
+    let data = out
+        .get_mut(start..)
+        .ok_or_else(|| MeshError::Journal("encryption failed".into()))?;
+    let tag = key
+        .cipher
+        .encrypt_in_place_detached(Nonce::from_slice(&nonce), b"", data)
+        .map_err(|_| MeshError::Journal("encryption failed".into()))?;
+    out.put_slice(tag.as_slice());
+    Ok(())
 }
 
 /// Decrypts what [`seal`] produced, with the key its id names.

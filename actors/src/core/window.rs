@@ -51,6 +51,8 @@ pub struct OrderWindow<R> {
     slots: HashMap<u64, Entry<R>>,
     /// Hot orders held.
     hot: usize,
+    /// Bytes of frozen orders held.
+    frozen_bytes: usize,
     /// Transaction ids, hashed by their order's key.
     by_key: HashTable<u64>,
     /// Transaction ids, oldest first; ids of removed orders are skipped (and compacted away).
@@ -80,6 +82,7 @@ impl<R> Default for OrderWindow<R> {
         Self {
             slots: HashMap::default(),
             hot: 0,
+            frozen_bytes: 0,
             by_key: HashTable::new(),
             age: VecDeque::new(),
             hot_age: VecDeque::new(),
@@ -125,6 +128,11 @@ impl<R> OrderWindow<R> {
         self.hot
     }
 
+    /// Bytes a snapshot of the orders takes, about (frozen ones exactly, hot ones estimated).
+    pub fn encoded_len_estimate(&self) -> usize {
+        self.frozen_bytes + self.hot * 640
+    }
+
     /// Keys of evicted orders remembered.
     pub fn evicted_len(&self) -> usize {
         self.evicted.len() + self.evicted_older.len()
@@ -168,6 +176,7 @@ impl<R> OrderWindow<R> {
                 tracing::error!(txn_id, "a frozen order does not decode");
                 return None;
             };
+            self.frozen_bytes = self.frozen_bytes.saturating_sub(bytes.len());
             *entry = Entry::Hot(Box::new(Slot { key, order }));
             self.hot += 1;
             self.hot_age.push_back(txn_id);
@@ -232,6 +241,7 @@ impl<R> OrderWindow<R> {
     pub fn insert_frozen(&mut self, txn: u64, key: &OrderKey, encoded: &[u8]) {
         self.index(txn, key.merchant_bytes(), key.order_id_bytes());
         self.slots.insert(txn, Entry::Frozen(Box::from(encoded)));
+        self.frozen_bytes += encoded.len();
         self.push_age(txn);
     }
 
@@ -240,8 +250,9 @@ impl<R> OrderWindow<R> {
         let Some(entry) = self.slots.remove(&txn_id) else {
             return;
         };
-        if matches!(entry, Entry::Hot(_)) {
-            self.hot -= 1;
+        match &entry {
+            Entry::Hot(_) => self.hot -= 1,
+            Entry::Frozen(b) => self.frozen_bytes = self.frozen_bytes.saturating_sub(b.len()),
         }
         if let Some((m, o)) = entry.key() {
             let hash = key_hash(&self.hasher, m, o);
@@ -305,6 +316,7 @@ impl<R> OrderWindow<R> {
             self.scratch.clear();
             encode_order(&mut self.scratch, &slot.key, &slot.order);
             *entry = Entry::Frozen(Box::from(&self.scratch[..]));
+            self.frozen_bytes += self.scratch.len();
             self.hot -= 1;
         }
     }

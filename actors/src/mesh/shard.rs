@@ -24,7 +24,7 @@ use super::messages::{
 };
 use crate::core::journal_codec::{
     JournalKey, RECORD_MARK, RECORD_REQUEST, RECORD_UPSTREAM, encode_mark, encode_request,
-    encode_upstream, seal,
+    encode_upstream,
 };
 use crate::core::recovery::ShardSnapshot;
 use crate::core::shard::{Output, ShardCore};
@@ -112,16 +112,14 @@ pub struct SnapshotPart {
 }
 
 impl SnapshotPart {
-    /// The part's snapshot, sealed.
-    pub fn sealed(self) -> Result<ShardSnapshot, String> {
+    /// The part as the checkpoint encoder takes it (sealed there).
+    pub fn into_clear(self) -> Result<crate::core::recovery::ClearPart, String> {
         let snapshot = self.result?;
-        match self.seal_with {
-            None => Ok(snapshot),
-            Some((key, nonce)) => Ok(ShardSnapshot {
-                mark_lsn: snapshot.mark_lsn,
-                sealed: seal(&key, nonce, &snapshot.sealed).map_err(|e| e.to_string())?,
-            }),
-        }
+        Ok(crate::core::recovery::ClearPart {
+            mark_lsn: snapshot.mark_lsn,
+            bytes: snapshot.sealed,
+            seal_with: self.seal_with,
+        })
     }
 }
 

@@ -360,7 +360,14 @@ impl<R: Clone> ShardCore<R> {
     /// The shard's state as bytes (clear text: seal it before writing it anywhere).
     pub fn encode_snapshot(&self) -> Bytes {
         let mut out =
-            BytesMut::with_capacity(64 + self.orders.len() * 320 + self.orders.evicted_len() * 8);
+            // Sized so that it never grows (a copy of hundreds of MB) while the shard waits.
+            BytesMut::with_capacity(
+                1_024
+                    + self.orders.encoded_len_estimate()
+                    + self.orders.evicted_len() * 8
+                    + self.daily.len() * 64
+                    + self.vault.len() * 128,
+            );
         out.put_u8(SNAPSHOT_FORMAT);
         out.put_u16(self.shard);
         out.put_u64(self.next_seq);
