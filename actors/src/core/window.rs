@@ -141,7 +141,18 @@ impl<R> OrderWindow<R> {
     /// Room for `n` more orders without growing.
     pub fn reserve(&mut self, n: usize) {
         self.slots.reserve(n);
-        self.by_key.reserve(n, |_| 0);
+        let Self {
+            slots,
+            by_key,
+            hasher,
+            ..
+        } = self;
+        by_key.reserve(n, |t| {
+            slots
+                .get(t)
+                .and_then(Entry::key)
+                .map_or(0, |(m, o)| key_hash(hasher, m, o))
+        });
         self.age.reserve(n);
     }
 
