@@ -876,3 +876,28 @@ fn an_order_keeps_nothing_of_the_clients_read_buffer() {
     );
     assert!(c.order(b"M1", b"O1").is_some());
 }
+
+#[test]
+fn old_orders_stay_frozen_however_often_they_are_read() {
+    let mut c = core_adjusted(|s| s.orders_hot_per_shard_max = 4);
+    for n in 0..20 {
+        authorized(&mut c, &format!("F{n}"), 1_000, TxnKind::Authorize);
+    }
+    assert!(c.hot_order_count() <= 4);
+    // Inquiries and retransmissions of every old order, and no new order: still at most 4 hot,
+    // and each answer is the order's.
+    for n in 0..20 {
+        let order = format!("F{n}");
+        let (a, _) = step(&mut c, 1, &req(TxnKind::Inquiry, "M1", &order, None));
+        assert_eq!(a[0].1.order_id.as_deref(), Some(order.as_bytes()));
+        assert_eq!(a[0].1.authorized_amount, Some(1_000));
+        let (a, up) = step(
+            &mut c,
+            1,
+            &req(TxnKind::Authorize, "M1", &order, Some(1_000)),
+        );
+        assert!(up.is_empty());
+        assert_eq!(a[0].1.result, ResultCode::Approved, "{order} replayed");
+        assert!(c.hot_order_count() <= 4, "{} hot", c.hot_order_count());
+    }
+}

@@ -160,6 +160,25 @@ async fn kill_dash_nine_loses_no_approval_and_doubles_nothing() {
                 .await;
         }
         sent_orders += ORDERS_PER_ROUND;
+        if round == 1 {
+            // At least one round must end after a checkpoint (recovery from one is what this
+            // checks), whatever the machine's speed: wait for this round's first one.
+            let log = dir.path().join(format!("round{round}.log"));
+            for _ in 0..400 {
+                while let Ok(Some((cid, Message::Answer(a)))) =
+                    tokio::time::timeout(Duration::from_millis(1), c.recv()).await
+                {
+                    if a.result == ResultCode::Approved {
+                        approved.insert(cid as usize - 1, a);
+                    }
+                }
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if text.contains("journal checkpoint") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
         let kill_after = Duration::from_millis(rng.gen_range(5..120));
         let deadline = tokio::time::Instant::now() + kill_after;
         while let Ok(Some((cid, msg))) = tokio::time::timeout_at(deadline, c.recv()).await {

@@ -280,6 +280,10 @@ impl<R: Clone> ShardCore<R> {
                 self.follow_up(now_ms, to, req, out)
             }
         }
+        // Requests for old orders thaw them (inquiries, retransmissions, follow-ups): keep the
+        // hot set bounded even when no new order comes to freeze them.
+        self.orders
+            .freeze(self.settings.orders_hot_per_shard_max, Order::pinned);
     }
 
     /// Handles an upstream outcome, appending answers (to every waiter) to `out`.
