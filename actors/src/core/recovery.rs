@@ -55,16 +55,22 @@ pub struct ShardSnapshot {
 /// dropped); when false, the next start-up rebuilds the store from the shards.
 pub fn encode_checkpoint(parts: &[ShardSnapshot], store_complete: bool) -> Bytes {
     let len = parts.iter().map(|p| 12 + p.sealed.len()).sum::<usize>();
-    let mut out = BytesMut::with_capacity(16 + len);
-    out.put_slice(CHECKPOINT_MAGIC);
-    out.put_u16(parts.len() as u16);
-    out.put_u8(u8::from(store_complete));
+    let mut out = checkpoint_header(len, parts.len(), store_complete);
     for p in parts {
         out.put_u64(p.mark_lsn);
         out.put_u32(p.sealed.len() as u32);
         out.put_slice(&p.sealed);
     }
     out.freeze()
+}
+
+/// A checkpoint buffer with room for `parts_len` bytes of parts, its header written.
+fn checkpoint_header(parts_len: usize, parts: usize, store_complete: bool) -> BytesMut {
+    let mut out = BytesMut::with_capacity(16 + parts_len);
+    out.put_slice(CHECKPOINT_MAGIC);
+    out.put_u16(parts as u16);
+    out.put_u8(u8::from(store_complete));
+    out
 }
 
 /// A shard's part as the checkpointer receives it: clear, with the key and nonce counter to seal
@@ -91,10 +97,7 @@ pub fn encode_checkpoint_sealing(
         None => p.bytes.len(),
     };
     let len = parts.iter().map(|p| 12 + sealed_len(p)).sum::<usize>();
-    let mut out = BytesMut::with_capacity(16 + len);
-    out.put_slice(CHECKPOINT_MAGIC);
-    out.put_u16(parts.len() as u16);
-    out.put_u8(u8::from(store_complete));
+    let mut out = checkpoint_header(len, parts.len(), store_complete);
     for p in parts {
         out.put_u64(p.mark_lsn);
         out.put_u32(sealed_len(&p) as u32);
