@@ -102,6 +102,18 @@ fn key_hash(hasher: &foldhash::fast::RandomState, merchant_id: &[u8], order_id: 
     h.finish()
 }
 
+/// The `by_key` hash of the order with transaction id `txn` (for rehashing the table).
+fn hash_of<R>(
+    slots: &HashMap<u64, Entry<R>>,
+    hasher: &foldhash::fast::RandomState,
+    txn: u64,
+) -> u64 {
+    slots
+        .get(&txn)
+        .and_then(Entry::key)
+        .map_or(0, |(m, o)| key_hash(hasher, m, o))
+}
+
 impl<R> Entry<R> {
     /// The key, borrowed (a frozen order's is at the start of its encoding).
     fn key(&self) -> Option<(&[u8], &[u8])> {
@@ -147,12 +159,7 @@ impl<R> OrderWindow<R> {
             hasher,
             ..
         } = self;
-        by_key.reserve(n, |t| {
-            slots
-                .get(t)
-                .and_then(Entry::key)
-                .map_or(0, |(m, o)| key_hash(hasher, m, o))
-        });
+        by_key.reserve(n, |t| hash_of(slots, hasher, *t));
         self.age.reserve(n);
     }
 
@@ -221,12 +228,7 @@ impl<R> OrderWindow<R> {
             ..
         } = self;
         let hash = key_hash(hasher, merchant_id, order_id);
-        by_key.insert_unique(hash, txn, |t| {
-            slots
-                .get(t)
-                .and_then(Entry::key)
-                .map_or(0, |(m, o)| key_hash(hasher, m, o))
-        });
+        by_key.insert_unique(hash, txn, |t| hash_of(slots, hasher, *t));
     }
 
     fn push_age(&mut self, txn: u64) {
