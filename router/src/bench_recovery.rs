@@ -14,9 +14,9 @@ use bytes::Bytes;
 use paymesh_actors::core::config::{CoreSettings, MerchantConfig, RouteConfig, RouteMethod};
 use paymesh_actors::core::journal_codec::{
     RECORD_MARK, RECORD_META, RECORD_REQUEST, RECORD_UPSTREAM, encode_mark, encode_meta,
-    encode_request, encode_upstream, seal,
+    encode_request, encode_upstream,
 };
-use paymesh_actors::core::recovery::{ShardSnapshot, encode_checkpoint};
+use paymesh_actors::core::recovery::{ClearPart, encode_checkpoint_sealing};
 use paymesh_actors::core::shard::{Output, ShardCore, shard_for_merchant};
 use paymesh_actors::core::upstream::{OriginalRef, UpstreamOutcome, UpstreamResult};
 use paymesh_codecs::message::{PaymentMethod, TxnKind, TxnRequest};
@@ -180,16 +180,17 @@ fn generate(
             // checkpoint is filed at the oldest mark.
             let mut parts = Vec::with_capacity(cores.len());
             for (i, core) in cores.iter().enumerate() {
-                let sealed = seal(key, seal_counter, &core.encode_snapshot())?;
-                seal_counter += 1;
+                let bytes = core.encode_snapshot();
                 let lsn = journal.append(&[(RECORD_MARK, encode_mark(i as u16, checkpoints))])?;
-                parts.push(ShardSnapshot {
+                parts.push(ClearPart {
                     mark_lsn: lsn.0,
-                    sealed,
+                    bytes,
+                    seal_with: Some((key.clone(), seal_counter)),
                 });
+                seal_counter += 1;
             }
             let lsn = parts.iter().map(|p| p.mark_lsn).min().unwrap_or(0);
-            journal.checkpoint(Lsn(lsn), &encode_checkpoint(&parts, true))?;
+            journal.checkpoint(Lsn(lsn), &encode_checkpoint_sealing(parts, true)?)?;
             checkpoints += 1;
             since_checkpoint = 0;
         }

@@ -171,9 +171,7 @@ impl Rounds {
             }
             let shard = part.shard;
             // Sealed below (ChaCha20-Poly1305 over hundreds of MB), not on the shard's thread.
-            let snapshot = part
-                .into_clear()
-                .map_err(|e| format!("shard {shard}: {e}"))?;
+            let snapshot = part.result.map_err(|e| format!("shard {shard}: {e}"))?;
             if let Some(slot) = parts.get_mut(usize::from(shard)) {
                 *slot = Some(snapshot);
             }

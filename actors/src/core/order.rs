@@ -416,10 +416,18 @@ impl<R> Order<R> {
 
     /// Finds an operation by its idempotency key.
     pub fn op_mut(&mut self, kind: TxnKind, request_id: &[u8]) -> Option<&mut Operation<R>> {
-        self.ops
-            .iter_mut()
-            .find(|op| op.kind == kind && op.request_id == request_id)
+        find_op(&mut self.ops, kind, request_id)
     }
+}
+
+/// [`Order::op_mut`] over the operations alone (so the order's other fields stay borrowable).
+pub fn find_op<'a, R>(
+    ops: &'a mut [Operation<R>],
+    kind: TxnKind,
+    request_id: &[u8],
+) -> Option<&'a mut Operation<R>> {
+    ops.iter_mut()
+        .find(|op| op.kind == kind && op.request_id == request_id)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! Shards snapshot themselves one by one, each at its own point of its own record stream: on
 //! request a shard encodes its state and, in the same actor step, journals a [`RECORD_MARK`]. Every
 //! record that shard journaled before the mark is in its snapshot; every one after is not. The
-//! journal checkpoint ([`encode_checkpoint`]) holds each shard's sealed snapshot with its mark's
+//! journal checkpoint ([`encode_checkpoint_sealing`]) holds each shard's sealed snapshot with its mark's
 //! LSN, and is filed at the smallest of those LSNs; on recovery a record after the checkpoint is
 //! applied to its shard only when it is newer than that shard's mark. Records never touch two
 //! shards (requests go by merchant hash, outcomes by op id), so no global pause is needed.
@@ -50,29 +50,6 @@ pub struct ShardSnapshot {
     pub sealed: Bytes,
 }
 
-/// The checkpoint state stored in the journal: every shard's sealed snapshot and mark.
-/// `store_complete` says whether the query store had every answer up to the marks (no row was
-/// dropped); when false, the next start-up rebuilds the store from the shards.
-pub fn encode_checkpoint(parts: &[ShardSnapshot], store_complete: bool) -> Bytes {
-    let len = parts.iter().map(|p| 12 + p.sealed.len()).sum::<usize>();
-    let mut out = checkpoint_header(len, parts.len(), store_complete);
-    for p in parts {
-        out.put_u64(p.mark_lsn);
-        out.put_u32(p.sealed.len() as u32);
-        out.put_slice(&p.sealed);
-    }
-    out.freeze()
-}
-
-/// A checkpoint buffer with room for `parts_len` bytes of parts, its header written.
-fn checkpoint_header(parts_len: usize, parts: usize, store_complete: bool) -> BytesMut {
-    let mut out = BytesMut::with_capacity(16 + parts_len);
-    out.put_slice(CHECKPOINT_MAGIC);
-    out.put_u16(parts as u16);
-    out.put_u8(u8::from(store_complete));
-    out
-}
-
 /// A shard's part as the checkpointer receives it: clear, with the key and nonce counter to seal
 /// it with (or already sealed, `seal_with` none).
 #[derive(Debug)]
@@ -85,9 +62,11 @@ pub struct ClearPart {
     pub seal_with: Option<(super::journal_codec::JournalKey, u64)>,
 }
 
-/// [`encode_checkpoint`] of clear parts, each sealed straight into the checkpoint and dropped:
-/// one more copy of the state at most, where sealing each part and then concatenating them held
-/// three (hundreds of MB each at full windows).
+/// The checkpoint state stored in the journal: every shard's sealed snapshot and mark.
+/// `store_complete` says whether the query store had every answer up to the marks (no row was
+/// dropped); when false, the next start-up rebuilds the store from the shards. Each part is sealed
+/// straight into the checkpoint and dropped: one more copy of the state at most, where sealing
+/// each part and then concatenating them held three (hundreds of MB each at full windows).
 pub fn encode_checkpoint_sealing(
     parts: Vec<ClearPart>,
     store_complete: bool,
@@ -97,7 +76,10 @@ pub fn encode_checkpoint_sealing(
         None => p.bytes.len(),
     };
     let len = parts.iter().map(|p| 12 + sealed_len(p)).sum::<usize>();
-    let mut out = checkpoint_header(len, parts.len(), store_complete);
+    let mut out = BytesMut::with_capacity(16 + len);
+    out.put_slice(CHECKPOINT_MAGIC);
+    out.put_u16(parts.len() as u16);
+    out.put_u8(u8::from(store_complete));
     for p in parts {
         out.put_u64(p.mark_lsn);
         out.put_u32(sealed_len(&p) as u32);
@@ -109,7 +91,7 @@ pub fn encode_checkpoint_sealing(
     Ok(out.freeze())
 }
 
-/// Splits a checkpoint into its parts (sealed; see [`encode_checkpoint`]).
+/// Splits a checkpoint into its parts (sealed; see [`encode_checkpoint_sealing`]).
 pub fn decode_checkpoint(mut p: &[u8]) -> Result<(Vec<ShardSnapshot>, bool), MeshError> {
     let bad = || MeshError::Journal("malformed checkpoint".into());
     if p.len() < 11 || p.get(..8) != Some(CHECKPOINT_MAGIC.as_slice()) {

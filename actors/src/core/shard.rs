@@ -16,8 +16,8 @@ use paymesh_codecs::types::{Pan, ResultCode};
 
 use super::config::CoreSettings;
 use super::order::{
-    Fnv, OpStatus, Operation, Order, OrderKey, OrderState, Reversal, ReversalState, Shared,
-    StoredAnswer, wire_state,
+    Fnv, OpStatus, Operation, Order, OrderKey, OrderState, Reversal, ReversalState, StoredAnswer,
+    find_op, wire_state,
 };
 use super::route::{HostId, RouteKey};
 use super::upstream::{
@@ -1059,25 +1059,8 @@ fn replay<R: Clone>(
         a.server_txn_id = Some(txn_id);
         Some(Output::Reply(to.clone(), Box::new(a)))
     };
-    let Order {
-        ops,
-        txn_id,
-        currency,
-        masked_pan,
-        approval_code,
-        ..
-    } = order;
-    let shared = Shared {
-        key,
-        txn_id: *txn_id,
-        currency: *currency,
-        masked_pan,
-        approval_code,
-    };
-    let Some(op) = ops
-        .iter_mut()
-        .find(|op| op.kind == kind && op.request_id == request_id)
-    else {
+    let shared = shared_of!(key, order);
+    let Some(op) = find_op(&mut order.ops, kind, request_id) else {
         return refuse(ResultCode::DuplicateOrder);
     };
     if op.fingerprint != fingerprint {

@@ -26,7 +26,7 @@ use crate::core::journal_codec::{
     JournalKey, RECORD_MARK, RECORD_REQUEST, RECORD_UPSTREAM, encode_mark, encode_request,
     encode_upstream,
 };
-use crate::core::recovery::ShardSnapshot;
+use crate::core::recovery::ClearPart;
 use crate::core::shard::{Output, ShardCore};
 use crate::core::upstream::{UpstreamRequest, UpstreamResult, not_sent};
 use crate::metrics::{HostMetrics, Metrics};
@@ -102,25 +102,11 @@ pub struct SnapshotPart {
     pub shard: u16,
     /// The round asked for.
     pub round: u64,
-    /// The snapshot and its mark, or why there is none. Its bytes are clear when `seal_with` is
-    /// given: the checkpointer seals them, off the shard's thread.
-    pub result: Result<ShardSnapshot, String>,
+    /// The clear snapshot, its mark and what to seal it with (the checkpointer seals it, off
+    /// the shard's thread), or why there is none.
+    pub result: Result<ClearPart, String>,
     /// Whether the query store dropped rows of this shard since its previous part.
     pub store_dropped: bool,
-    /// The key and nonce counter to seal the snapshot with.
-    pub seal_with: Option<(JournalKey, u64)>,
-}
-
-impl SnapshotPart {
-    /// The part as the checkpoint encoder takes it (sealed there).
-    pub fn into_clear(self) -> Result<crate::core::recovery::ClearPart, String> {
-        let snapshot = self.result?;
-        Ok(crate::core::recovery::ClearPart {
-            mark_lsn: snapshot.mark_lsn,
-            bytes: snapshot.sealed,
-            seal_with: self.seal_with,
-        })
-    }
 }
 
 /// The mark of a snapshot is durable.
@@ -128,9 +114,8 @@ impl SnapshotPart {
 #[rtype(result = "()")]
 struct MarkDurable {
     round: u64,
-    result: Result<ShardSnapshot, String>,
+    result: Result<ClearPart, String>,
     reply: std::sync::mpsc::Sender<SnapshotPart>,
-    seal_with: (JournalKey, u64),
 }
 
 /// A shard actor.
@@ -479,7 +464,6 @@ impl Handler<TakeSnapshot> for ShardActor {
                 round: msg.round,
                 result: Err(why),
                 store_dropped: false,
-                seal_with: None,
             });
         };
         let Some(journal) = &self.journal else {
@@ -493,21 +477,21 @@ impl Handler<TakeSnapshot> for ShardActor {
         // its own thread. Everything this shard journaled before the mark is in the snapshot.
         let clear = self.core.encode_snapshot();
         let n = journal.counter.fetch_add(1, Ordering::Relaxed);
-        let seal_with = (journal.key.clone(), n);
+        let seal_with = Some((journal.key.clone(), n));
         let addr = ctx.address();
         let (round, reply) = (msg.round, msg.reply.clone());
         let on_durable = Box::new(move |r: Result<paymesh_journal::Lsn, JournalError>| {
             let result = r
-                .map(|lsn| ShardSnapshot {
+                .map(|lsn| ClearPart {
                     mark_lsn: lsn.0,
-                    sealed: clear,
+                    bytes: clear,
+                    seal_with,
                 })
                 .map_err(|e| e.to_string());
             addr.do_send(MarkDurable {
                 round,
                 result,
                 reply,
-                seal_with,
             });
         });
         let mark = vec![(RECORD_MARK, encode_mark(shard, msg.round))];
@@ -529,7 +513,6 @@ impl Handler<MarkDurable> for ShardActor {
             round: msg.round,
             result: msg.result,
             store_dropped: std::mem::take(&mut self.store_dropped),
-            seal_with: Some(msg.seal_with),
         });
     }
 }
