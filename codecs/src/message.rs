@@ -371,6 +371,50 @@ mod tests {
     }
 
     #[test]
+    fn amounts_and_currencies_out_of_range_are_refused() {
+        let decode = |req: &TxnRequest| {
+            let mut buf = BytesMut::new();
+            Message::Request(req.clone()).encode(1, 0, &mut buf);
+            let frame = decode_frame(&mut buf, FRAME_BODY_BYTES_MAX)
+                .unwrap()
+                .unwrap();
+            Message::decode(&frame)
+        };
+        let cases: [(Option<u64>, Option<u16>, &str); 6] = [
+            (Some(0), Some(410), "amount"),
+            (Some(1_000_000_000_000), Some(410), "amount"),
+            (Some(1 << 63), Some(410), "amount"),
+            (Some(1000), Some(0), "currency"),
+            (Some(1000), Some(65_535), "currency"),
+            (Some(1000), Some(999), "currency"),
+        ];
+        for (amount, currency, field) in cases {
+            let mut req = authorize();
+            req.amount = amount;
+            req.currency = currency;
+            let err = decode(&req).unwrap_err();
+            assert_eq!(
+                err.result_code(),
+                ResultCode::InvalidRequest,
+                "{amount:?} {currency:?}"
+            );
+            let text = err.to_string();
+            assert!(text.contains(&format!("field {field} ")), "{text}");
+            // A refund of zero is refused as well; a refund without an amount is "all".
+            let mut refund = TxnRequest::new(TxnKind::Refund, "M1".into(), "O1".into());
+            refund.request_id = Some("R1".into());
+            refund.amount = Some(0);
+            assert!(decode(&refund).is_err());
+            refund.amount = None;
+            assert!(decode(&refund).is_ok());
+        }
+        let mut largest = authorize();
+        largest.amount = Some(crate::types::AMOUNT_MINOR_MAX);
+        largest.currency = Some(48);
+        assert!(decode(&largest).is_ok());
+    }
+
+    #[test]
     fn required_fields_and_rules() {
         let decode = |msg_type: u8, build: &dyn Fn(&mut FieldWriter<'_>)| {
             let mut body = BytesMut::new();

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::body::{FieldWriter, Fields, tag};
 use crate::error::ProtocolError;
-use crate::types::{Currency, Money, Pan, ResultCode, Secret};
+use crate::types::{AMOUNT_MINOR_MAX, Currency, Money, Pan, ResultCode, Secret};
 
 /// Bit that turns a request type into its answer type.
 pub const ANSWER_BIT: u8 = 0x80;
@@ -305,11 +305,17 @@ impl TxnRequest {
         } else {
             f.u64(tag::AMOUNT)
         };
+        if let Some(a) = amount {
+            need.check(tag::AMOUNT, check_amount(a))?;
+        }
         let currency = if creates {
             Some(need.u16(tag::CURRENCY)?)
         } else {
             f.u16(tag::CURRENCY)
         };
+        if let Some(c) = currency {
+            need.check(tag::CURRENCY, check_currency(c))?;
+        }
         let payment = decode_payment(kind, f)?;
         if payment.is_none()
             && matches!(
@@ -392,6 +398,24 @@ fn decode_payment(kind: TxnKind, f: &Fields<'_>) -> Result<Option<PaymentMethod>
     Ok(Some(payment))
 }
 
+/// An amount a request may carry: at least one minor unit (a zero payment, capture or refund is a
+/// client error, not an operation) and at most [`AMOUNT_MINOR_MAX`].
+fn check_amount(amount: u64) -> Result<(), &'static str> {
+    match amount {
+        0 => Err("must be at least 1 minor unit"),
+        a if a > AMOUNT_MINOR_MAX => Err("exceeds 999999999999 minor units"),
+        _ => Ok(()),
+    }
+}
+
+/// A currency a request may carry: an active ISO 4217 numeric code.
+fn check_currency(code: u16) -> Result<(), &'static str> {
+    match crate::types::Currency(code).minor_digits() {
+        Some(_) => Ok(()),
+        None => Err("is not an ISO 4217 numeric currency code"),
+    }
+}
+
 /// Reads required fields, turning absence into [`ProtocolError::MissingField`].
 #[derive(Clone, Copy)]
 pub(crate) struct Need<'f, 'a> {
@@ -422,6 +446,21 @@ impl Need<'_, '_> {
             msg_name,
             offset,
         }
+    }
+
+    /// Turns a value check's reason into [`ProtocolError::BadFieldValue`] naming the field.
+    #[inline]
+    pub(crate) fn check(
+        &self,
+        tag: u16,
+        check: Result<(), &'static str>,
+    ) -> Result<(), ProtocolError> {
+        check.map_err(|reason| ProtocolError::BadFieldValue {
+            tag,
+            name: crate::body::field_spec(tag).map_or("?", |spec| spec.name),
+            offset: self.f.offset(tag),
+            reason,
+        })
     }
 
     #[inline]

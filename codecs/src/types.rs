@@ -28,24 +28,17 @@ impl Currency {
         self.0
     }
 
-    /// The alphabetic code, for the few currencies this crate names.
-    pub const fn alpha(self) -> Option<&'static str> {
-        match self.0 {
-            410 => Some("KRW"),
-            840 => Some("USD"),
-            978 => Some("EUR"),
-            392 => Some("JPY"),
-            _ => None,
-        }
+    /// The ISO 4217 alphabetic code, for an active currency.
+    pub fn alpha(self) -> Option<&'static str> {
+        iso_currency::Currency::from_numeric(self.0).map(|c| c.code())
     }
 
-    /// Digits after the decimal point, for the few currencies this crate names.
-    pub const fn minor_digits(self) -> Option<u8> {
-        match self.0 {
-            410 | 392 => Some(0),
-            840 | 978 => Some(2),
-            _ => None,
-        }
+    /// Digits after the decimal point (KRW and JPY 0, USD 2, BHD 3), for an active ISO 4217
+    /// currency that has a minor unit scheme; `None` for an unknown code and for units such as
+    /// gold (XAU) that are not a payment currency.
+    pub fn minor_digits(self) -> Option<u8> {
+        let exponent = iso_currency::Currency::from_numeric(self.0)?.exponent()?;
+        u8::try_from(exponent).ok()
     }
 }
 
@@ -57,6 +50,10 @@ impl fmt::Display for Currency {
         }
     }
 }
+
+/// Largest amount a request may carry, in minor units: twelve digits, the width of ISO 8583 field 4
+/// (amount, transaction) that every upstream host receives it in.
+pub const AMOUNT_MINOR_MAX: u64 = 999_999_999_999;
 
 /// An amount of money: integer minor units (cents, or whole won) in a currency. Never a float.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -449,7 +446,12 @@ mod tests {
         let sum = Money::new(5, Currency::USD).checked_add(Money::new(6, Currency::USD));
         assert_eq!(sum, Some(Money::new(11, Currency::USD)));
         assert_eq!(Currency::KRW.to_string(), "KRW");
-        assert_eq!(Currency(124).to_string(), "124");
+        assert_eq!(Currency(124).to_string(), "CAD");
+        assert_eq!(Currency(999).to_string(), "XXX");
+        assert_eq!(Currency(1).to_string(), "001");
+        assert_eq!(Currency(1).minor_digits(), None);
+        assert_eq!(Currency::KRW.minor_digits(), Some(0));
+        assert_eq!(Currency(48).minor_digits(), Some(3), "Bahraini dinar");
     }
 
     #[test]

@@ -88,15 +88,19 @@ fn request() -> impl Strategy<Value = TxnRequest> {
         } else {
             Just(false).boxed()
         };
+        // Valid requests only: amounts of 1..=AMOUNT_MINOR_MAX and active ISO 4217 currencies
+        // (the codec refuses others, see `amounts_and_currencies_out_of_range_are_refused`).
+        let valid_amount = 1..=paymesh_codecs::types::AMOUNT_MINOR_MAX;
+        let valid_currency = prop::sample::select(vec![410u16, 840, 978, 392, 48, 156]);
         let amount = if creates {
-            any::<u64>().prop_map(Some).boxed()
+            valid_amount.prop_map(Some).boxed()
         } else {
-            opt(any::<u64>()).boxed()
+            opt(valid_amount).boxed()
         };
         let currency = if creates {
-            any::<u16>().prop_map(Some).boxed()
+            valid_currency.prop_map(Some).boxed()
         } else {
-            opt(any::<u16>()).boxed()
+            opt(valid_currency).boxed()
         };
         let request_id = if kind == TxnKind::Refund {
             text(1, 40).prop_map(Some).boxed()
