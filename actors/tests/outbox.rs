@@ -70,6 +70,7 @@ fn inquiry(correlation_id: u64) -> TxnRequest {
 
 fn item(session: &Recipient<AnswerBatch>, session_id: u64, correlation_id: u64) -> OutboxItem {
     let to = ReplyTo {
+        network: bytes::Bytes::from_static(b"NET"),
         session: session.clone(),
         session_id,
         correlation_id,

@@ -7,6 +7,7 @@
 )]
 
 use bytes::Bytes;
+use paymesh_actors::core::access::{AccessTable, Origin};
 use paymesh_actors::core::config::{CoreSettings, MerchantConfig, RouteConfig, RouteMethod};
 use paymesh_actors::core::shard::{Output, REVERSAL_RETRY_MS, ShardCore};
 use paymesh_actors::core::upstream::{
@@ -14,6 +15,9 @@ use paymesh_actors::core::upstream::{
 };
 use paymesh_codecs::message::{PaymentMethod, TxnAnswer, TxnKind, TxnRequest};
 use paymesh_codecs::types::{Pan, ResultCode};
+
+/// The network every request of these tests comes from (granted every merchant).
+const NET: &[u8] = b"NET";
 
 const NOW: u64 = 1_795_729_196_000;
 
@@ -24,6 +28,7 @@ fn merchant(id: &str) -> MerchantConfig {
         single_limit_minor: Some(1_000_000),
         daily_limit_minor: Some(1_500_000),
         currencies: vec![410],
+        follow_ups: Default::default(),
     }
 }
 
@@ -67,9 +72,16 @@ fn core_adjusted(adjust: impl FnOnce(&mut CoreSettings)) -> ShardCore<u32> {
         },
     ];
     let hosts = vec!["van".to_string(), "card".to_string(), "carrier".to_string()];
-    let mut settings =
-        CoreSettings::new(&[merchant("M1"), disabled], &routes, &hosts, 540).unwrap();
-    adjust(std::sync::Arc::get_mut(&mut settings).unwrap());
+    let mut settings = CoreSettings::new(
+        &[merchant("M1"), merchant("M2"), disabled],
+        &routes,
+        &hosts,
+        540,
+    )
+    .unwrap();
+    let s = std::sync::Arc::get_mut(&mut settings).unwrap();
+    s.access = AccessTable::grant_all(&[NET]);
+    adjust(s);
     ShardCore::new(0, settings, 1)
 }
 
@@ -114,7 +126,7 @@ fn step(
     r: &TxnRequest,
 ) -> (Vec<(u32, TxnAnswer)>, Vec<UpstreamRequest>) {
     let mut out = Vec::new();
-    core.handle_request(NOW, to, r, &mut out);
+    let _ = core.handle_request(NOW, to, Origin::Network(NET), r, &mut out);
     split(out)
 }
 
@@ -900,4 +912,87 @@ fn old_orders_stay_frozen_however_often_they_are_read() {
         assert_eq!(a[0].1.result, ResultCode::Approved, "{order} replayed");
         assert!(c.hot_order_count() <= 4, "{} hot", c.hot_order_count());
     }
+}
+
+fn step_from(
+    core: &mut ShardCore<u32>,
+    origin: Origin<'_>,
+    r: &TxnRequest,
+) -> (
+    paymesh_actors::core::access::Step,
+    Vec<(u32, TxnAnswer)>,
+    Vec<UpstreamRequest>,
+) {
+    let mut out = Vec::new();
+    let step = core.handle_request(NOW, 1, origin, r, &mut out);
+    let (answers, upstream) = split(out);
+    (step, answers, upstream)
+}
+
+#[test]
+fn access_refusals_change_nothing_and_are_not_journaled() {
+    use paymesh_actors::core::access::Step;
+    let mut core = core_adjusted(|s| s.access = AccessTable::grant_all(&[NET]));
+    let auth = req(TxnKind::Authorize, "M1", "O1", Some(1_000));
+    // A network the table does not know: the unconfigured merchant's answer, nothing to journal.
+    let (step, answers, upstream) = step_from(&mut core, Origin::Network(b"STRANGER"), &auth);
+    assert_eq!(step, Step::Skip);
+    assert!(upstream.is_empty());
+    assert_eq!(answers[0].1.result, ResultCode::UnknownMerchant);
+    assert_eq!(core.order_count(), 0);
+    // The granted network's request is journaled.
+    let (step, _, upstream) = step_from(&mut core, Origin::Network(NET), &auth);
+    assert_eq!((step, upstream.len()), (Step::Journal, 1));
+}
+
+#[test]
+fn replay_applies_what_was_admitted_whatever_the_grants_say_now() {
+    // The table grants only NET; the journal holds an authorization from a network since removed.
+    let mut core = core_adjusted(|s| s.access = AccessTable::grant_all(&[NET]));
+    let auth = req(TxnKind::Authorize, "M1", "GONE-1", Some(1_000));
+    let (_, _, upstream) = step_from(&mut core, Origin::Replayed(b"GONE"), &auth);
+    assert_eq!(upstream.len(), 1, "replayed as it was acknowledged");
+    let answers = answer_upstream(&mut core, &upstream[0], "00");
+    assert_eq!(answers[0].1.result, ResultCode::Approved);
+    // The order stays its creator's: NET, granted M1 today, does not see it.
+    let (_, answers, _) = step_from(
+        &mut core,
+        Origin::Network(NET),
+        &req(TxnKind::Inquiry, "M1", "GONE-1", None),
+    );
+    assert_eq!(answers[0].1.result, ResultCode::NotFound);
+    // An order from a journal that recorded no network is any granted network's.
+    let old = req(TxnKind::Authorize, "M1", "OLD-1", Some(1_000));
+    let (_, _, upstream) = step_from(&mut core, Origin::Unrecorded, &old);
+    let _ = answer_upstream(&mut core, &upstream[0], "00");
+    let (_, answers, _) = step_from(
+        &mut core,
+        Origin::Network(NET),
+        &req(TxnKind::Inquiry, "M1", "OLD-1", None),
+    );
+    assert_eq!(answers[0].1.result, ResultCode::Approved);
+}
+
+#[test]
+fn a_token_works_for_the_merchant_that_made_it_only() {
+    let mut core = core_adjusted(|s| s.access = AccessTable::grant_all(&[NET]));
+    let mut tokenize = req(TxnKind::Tokenize, "M1", "T1", None);
+    tokenize.payment = Some(card("4111111111111111"));
+    let (answers, _) = step(&mut core, 1, &tokenize);
+    let token = answers[0].1.token.clone().unwrap();
+    assert!(token.len() >= 32, "{token:?}");
+    let pay = |merchant: &str, order: &str| {
+        let mut r = req(TxnKind::Authorize, merchant, order, Some(500));
+        r.payment = Some(PaymentMethod::WalletToken(token.clone()));
+        r
+    };
+    let (answers, upstream) = step(&mut core, 1, &pay("M2", "P1"));
+    assert_eq!(answers[0].1.result, ResultCode::InvalidCard);
+    assert!(upstream.is_empty());
+    let mut unknown = pay("M2", "P2");
+    unknown.payment = Some(PaymentMethod::WalletToken(Bytes::from_static(b"pmt_0")));
+    let (unknown_answers, _) = step(&mut core, 1, &unknown);
+    assert_eq!(unknown_answers[0].1.result, answers[0].1.result);
+    let (_, upstream) = step(&mut core, 1, &pay("M1", "P3"));
+    assert_eq!(upstream.len(), 1, "the tokenizing merchant pays with it");
 }

@@ -21,6 +21,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use bytes::{Bytes, BytesMut};
+use paymesh_actors::core::access::{AccessTable, Origin};
 use paymesh_actors::core::config::{
     CoreSettings, HostConfig, MerchantConfig, RouteConfig, RouteMethod,
 };
@@ -34,6 +35,9 @@ use paymesh_gateway_sim::host::process;
 use paymesh_gateway_sim::rules::{Book, HostRules};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+
+/// The network the simulated client logs in as (granted every merchant).
+const SIM_NETWORK: &[u8] = b"SIM";
 
 /// Steps (virtual milliseconds) a run may take before it is cut off.
 const STEPS_MAX: u64 = 200_000;
@@ -87,6 +91,7 @@ fn settings() -> std::sync::Arc<CoreSettings> {
         single_limit_minor: Some(900_000),
         daily_limit_minor: None,
         currencies: vec![],
+        follow_ups: Default::default(),
     }];
     let routes = vec![RouteConfig {
         method: RouteMethod::Card,
@@ -99,9 +104,9 @@ fn settings() -> std::sync::Arc<CoreSettings> {
     let mut settings = CoreSettings::new(&merchants, &routes, &["van".to_string()], 540).unwrap();
     // A small hot window: most orders the workload returns to are frozen, and thawed by the
     // request that touches them.
-    std::sync::Arc::get_mut(&mut settings)
-        .unwrap()
-        .orders_hot_per_shard_max = 8;
+    let s = std::sync::Arc::get_mut(&mut settings).unwrap();
+    s.orders_hot_per_shard_max = 8;
+    s.access = AccessTable::grant_all(&[SIM_NETWORK]);
     settings
 }
 
@@ -300,7 +305,13 @@ impl Sim {
             match self.events.remove(&id).unwrap() {
                 Event::Request(n) => {
                     let req = self.sent[n].request.clone();
-                    self.shard.handle_request(self.now, n, &req, &mut out);
+                    let _ = self.shard.handle_request(
+                        self.now,
+                        n,
+                        Origin::Network(SIM_NETWORK),
+                        &req,
+                        &mut out,
+                    );
                 }
                 Event::HostAnswer(bytes) => {
                     let mut framer = self.pool.framer();

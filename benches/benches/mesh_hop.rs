@@ -143,6 +143,7 @@ impl Client {
                 .enumerate()
                 .map(|(i, req)| {
                     let to = ReplyTo {
+                        network: bytes::Bytes::from_static(fixtures::NETWORK),
                         session: me.clone(),
                         session_id: 1,
                         correlation_id: (self.sent + i) as u64,

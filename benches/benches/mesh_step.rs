@@ -51,7 +51,8 @@ use paymesh_codecs::iso8583::IsoMessage;
 use paymesh_codecs::message::{TxnKind, TxnRequest};
 use paymesh_codecs::types::{Pan, ResultCode};
 
-use fixtures::{CpuMeter, NOW_MS, ORDERS_WINDOW, approved, authorizations, authorize};
+use fixtures::{CpuMeter, NETWORK, NOW_MS, ORDERS_WINDOW, approved, authorizations, authorize};
+use paymesh_actors::core::access::Origin;
 
 /// Transactions per measured batch.
 const BATCH: usize = 256;
@@ -92,7 +93,7 @@ fn full_shard(next: &mut u64) -> ShardCore<u32> {
 /// One authorization through the shard: request in, upstream request out, approval in, answer out.
 fn authorize_approved(core: &mut ShardCore<u32>, req: &TxnRequest, out: &mut Vec<Output<u32>>) {
     out.clear();
-    core.handle_request(NOW_MS, 1, req, out);
+    let _ = core.handle_request(NOW_MS, 1, Origin::Network(NETWORK), req, out);
     let Some(Output::Upstream(up)) = out.pop() else {
         panic!("no upstream request: {out:?}")
     };
@@ -149,7 +150,13 @@ fn bench_shard(c: &mut Criterion) {
                 |()| {
                     for req in requests {
                         out.clear();
-                        core.handle_request(NOW_MS + 10, 1, req, &mut out);
+                        let _ = core.handle_request(
+                            NOW_MS + 10,
+                            1,
+                            Origin::Network(NETWORK),
+                            req,
+                            &mut out,
+                        );
                         match out.last() {
                             Some(Output::Replay(_, a) | Output::Reply(_, a))
                                 if a.result == ResultCode::Approved => {}
@@ -198,7 +205,7 @@ fn bench_shard(c: &mut Criterion) {
             |(requests, records)| {
                 for (op_id, req) in (0..).zip(requests.iter()) {
                     counter += 1;
-                    records.push(encode_request(&key, counter, NOW_MS, req).unwrap());
+                    records.push(encode_request(&key, counter, NOW_MS, NETWORK, req).unwrap());
                     records.push(encode_upstream(NOW_MS + 5, &approved(op_id)));
                 }
             },

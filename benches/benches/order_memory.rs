@@ -29,7 +29,8 @@ use paymesh_codecs::frame::decode_frame;
 use paymesh_codecs::message::Message;
 use paymesh_codecs::types::ResultCode;
 
-use fixtures::{NOW_MS, approved, authorize};
+use fixtures::{NETWORK, NOW_MS, approved, authorize};
+use paymesh_actors::core::access::Origin;
 
 /// Bytes read from a socket at a time by a session (`READ_BUF_BYTES`).
 const READ_BUF_BYTES: usize = 64 * 1024;
@@ -68,7 +69,7 @@ fn main() {
                 panic!("not a request")
             };
             out.clear();
-            core.handle_request(NOW_MS, 1, &req, &mut out);
+            let _ = core.handle_request(NOW_MS, 1, Origin::Network(NETWORK), &req, &mut out);
             let Some(Output::Upstream(up)) = out.pop() else {
                 panic!("no upstream request: {out:?}")
             };

@@ -11,9 +11,10 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use paymesh_actors::core::access::{AccessTable, Origin, Step};
 use paymesh_actors::core::config::{CoreSettings, MerchantConfig, RouteConfig, RouteMethod};
 use paymesh_actors::core::journal_codec::{
-    RECORD_MARK, RECORD_META, RECORD_REQUEST, RECORD_UPSTREAM, encode_mark, encode_meta,
+    RECORD_MARK, RECORD_META, RECORD_REQUEST_NETWORK, RECORD_UPSTREAM, encode_mark, encode_meta,
     encode_request, encode_upstream,
 };
 use paymesh_actors::core::recovery::{ClearPart, encode_checkpoint_sealing};
@@ -24,6 +25,9 @@ use paymesh_codecs::types::{Pan, ResultCode};
 use paymesh_journal::{Durability, Journal, JournalConfig, Lsn};
 
 use crate::journal::JournalSection;
+
+/// The network the generated requests come from (granted every merchant).
+const BENCH_NETWORK: &[u8] = b"BENCH";
 
 /// Options of `paymesh bench-recovery`.
 #[derive(Debug, Clone, clap::Args)]
@@ -64,6 +68,7 @@ pub fn run(args: BenchRecoveryArgs) -> anyhow::Result<()> {
             single_limit_minor: None,
             daily_limit_minor: None,
             currencies: vec![],
+            follow_ups: Default::default(),
         })
         .collect();
     let routes = vec![RouteConfig {
@@ -74,7 +79,10 @@ pub fn run(args: BenchRecoveryArgs) -> anyhow::Result<()> {
         host: "van".into(),
         failover: vec![],
     }];
-    let settings = CoreSettings::new(&merchants, &routes, &["van".to_string()], 540)?;
+    let mut settings = CoreSettings::new(&merchants, &routes, &["van".to_string()], 540)?;
+    if let Some(s) = std::sync::Arc::get_mut(&mut settings) {
+        s.access = AccessTable::grant_all(&[BENCH_NETWORK]);
+    }
     let section = JournalSection {
         dir: args.dir.clone(),
         ..JournalSection::default()
@@ -142,10 +150,12 @@ fn generate(
             expiry: Bytes::from_static(b"3012"),
             cvv: None,
         });
-        batch.push((RECORD_REQUEST, encode_request(key, n, now, &req)?));
+        let record = encode_request(key, n, now, BENCH_NETWORK, &req)?;
+        batch.push((RECORD_REQUEST_NETWORK, record));
         let shard = shard_for_merchant(&req.merchant_id, args.shards);
         let core = cores.get_mut(shard).context("shard")?;
-        core.handle_request(now, (), &req, &mut out);
+        let origin = Origin::Network(BENCH_NETWORK);
+        anyhow::ensure!(core.handle_request(now, (), origin, &req, &mut out) == Step::Journal);
         for o in out.drain(..) {
             if let Output::Upstream(up) = o {
                 let sent = OriginalRef {

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use paymesh_actors::core::access::{AccessTable, Grant};
 use paymesh_actors::core::config::{HostConfig, MerchantConfig, RouteConfig};
 use serde::Deserialize;
 
@@ -144,6 +145,52 @@ pub struct NetworkConfig {
     pub id: String,
     /// Argon2id PHC string of the credential (`paymesh hash-credential`).
     pub credential_hash: String,
+    /// The merchants this network may act for, by id; `["*"]` = every configured merchant (it
+    /// must be written: a network without grants refuses start-up). Any request naming another
+    /// merchant is answered as if that merchant were not configured.
+    #[serde(default)]
+    pub merchants: Option<Vec<String>>,
+}
+
+/// The grant written as `merchants = ["*"]`.
+pub const ALL_MERCHANTS: &str = "*";
+
+impl NetworkConfig {
+    /// The network's grant, checked against the configured merchants.
+    pub fn grant(
+        &self,
+        merchants: &[paymesh_actors::core::config::MerchantConfig],
+    ) -> anyhow::Result<Grant> {
+        let Some(list) = &self.merchants else {
+            anyhow::bail!(
+                "network {}: no merchants granted; add `merchants = [\"M...\"]` (or `[\"*\"]` for every merchant) to its [[networks]] entry",
+                self.id
+            );
+        };
+        if list.iter().any(|m| m == ALL_MERCHANTS) {
+            anyhow::ensure!(
+                list.len() == 1,
+                "network {}: \"*\" grants every merchant and goes alone",
+                self.id
+            );
+            return Ok(Grant::AllMerchants);
+        }
+        anyhow::ensure!(
+            !list.is_empty(),
+            "network {}: `merchants = []` grants nothing; list its merchants",
+            self.id
+        );
+        let mut set = std::collections::HashSet::new();
+        for m in list {
+            anyhow::ensure!(
+                merchants.iter().any(|c| &c.id == m),
+                "network {}: merchant {m} is not configured",
+                self.id
+            );
+            set.insert(bytes::Bytes::copy_from_slice(m.as_bytes()));
+        }
+        Ok(Grant::Merchants(set))
+    }
 }
 
 impl Config {
@@ -185,12 +232,28 @@ impl Config {
             s.idle_timeout_ms > s.heartbeat_interval_ms,
             "idle_timeout_ms must exceed heartbeat_interval_ms"
         );
+        self.access()?;
         for h in &self.hosts {
             anyhow::ensure!(h.links >= 1, "host {}: links must be at least 1", h.name);
             // Every host setting and dialect choice, with an error naming the host and the setting.
             paymesh_actors::core::pool::HostSpec::from_config(h)?;
         }
         Ok(())
+    }
+
+    /// Which network may act for which merchant.
+    pub fn access(&self) -> anyhow::Result<AccessTable> {
+        let mut rows = Vec::with_capacity(self.networks.len());
+        for n in &self.networks {
+            anyhow::ensure!(
+                !n.id.is_empty() && n.id.len() <= 32,
+                "network id {:?} must be 1..32 bytes",
+                n.id
+            );
+            let id = bytes::Bytes::copy_from_slice(n.id.as_bytes());
+            rows.push((id, n.grant(&self.merchants)?));
+        }
+        Ok(AccessTable::new(rows)?)
     }
 
     /// Arbiters to start.

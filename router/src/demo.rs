@@ -87,7 +87,7 @@ pub fn demo_config(
         text.push_str("tls_listen = \"127.0.0.1:0\"\n");
     }
     text.push_str(&format!(
-        "\n[[networks]]\nid = \"{DEMO_NETWORK}\"\ncredential_hash = \"{}\"\n",
+        "\n[[networks]]\nid = \"{DEMO_NETWORK}\"\ncredential_hash = \"{}\"\nmerchants = [\"*\"]\n",
         auth::hash_credential(DEMO_CREDENTIAL)?
     ));
     for m in 1..=merchants {

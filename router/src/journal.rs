@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use paymesh_actors::core::config::CoreSettings;
+use paymesh_actors::core::ids::CoreSecrets;
 use paymesh_actors::core::journal_codec::JournalKey;
 use paymesh_actors::core::order::OpStatus;
 use paymesh_actors::core::recovery::Recovery;
@@ -108,7 +109,21 @@ fn dev_key(dir: &Path) -> anyhow::Result<[u8; 32]> {
 
 /// The journal key of `section` (from `key_file`, or the dev key beside the journal).
 pub fn key_for(section: &JournalSection) -> anyhow::Result<JournalKey> {
-    let key_bytes = match &section.key_file {
+    let key_bytes = key_material(section)?;
+    let mut prefix = [0u8; 4];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut prefix);
+    Ok(JournalKey::new(section.key_id, &key_bytes, prefix))
+}
+
+/// The identifier keys (transaction ids, wallet tokens) of `section`'s journal: derived from its
+/// key material, so a replay reproduces every id and token.
+pub fn core_secrets(section: &JournalSection) -> anyhow::Result<CoreSecrets> {
+    Ok(CoreSecrets::derive(&key_material(section)?))
+}
+
+/// The 32 bytes of the journal key of `section`.
+fn key_material(section: &JournalSection) -> anyhow::Result<[u8; 32]> {
+    Ok(match &section.key_file {
         Some(path) => read_key(path)?,
         None => {
             tracing::warn!(dir = %section.dir.display(), "no journal key_file: using a generated dev key stored beside the journal");
@@ -116,10 +131,7 @@ pub fn key_for(section: &JournalSection) -> anyhow::Result<JournalKey> {
                 .with_context(|| format!("creating {}", section.dir.display()))?;
             dev_key(&section.dir)?
         }
-    };
-    let mut prefix = [0u8; 4];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut prefix);
-    Ok(JournalKey::new(section.key_id, &key_bytes, prefix))
+    })
 }
 
 /// Opens, recovers and replays the journal of `section` for `shards` shards.
@@ -232,7 +244,13 @@ pub fn feed_store(
     let mut rows = Vec::with_capacity(STORE_CATCH_UP_ROWS_PER_OFFER);
     let mut fed = 0u64;
     let mut push = |a: &TxnAnswer, rows: &mut Vec<_>| -> anyhow::Result<()> {
-        if let Some(row) = paymesh_store::TxnRow::from_answer(a, now) {
+        if let Some(mut row) = paymesh_store::TxnRow::from_answer(a, now) {
+            // The creator, so that INQUIRY from the store answers only who may see the payment.
+            row.network = a.server_txn_id.and_then(|id| {
+                let shard = usize::from(paymesh_actors::core::shard::shard_of_txn_id(id));
+                let creator = cores.get(shard)?.creator_of(id)?;
+                Some(String::from_utf8_lossy(creator).into_owned())
+            });
             rows.push(row);
         }
         if rows.len() >= STORE_CATCH_UP_ROWS_PER_OFFER {

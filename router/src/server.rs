@@ -82,7 +82,12 @@ impl Router {
             &host_names,
             config.server.day_offset_minutes,
         )?;
+        let journaled = !config.journal.dir.as_os_str().is_empty();
         if let Some(s) = Arc::get_mut(&mut settings) {
+            s.access = config.access()?;
+            if journaled {
+                s.secrets = crate::journal::core_secrets(&config.journal)?;
+            }
             s.orders_per_shard_max = config.server.orders_per_shard_max;
             s.orders_hot_per_shard_max = config.server.orders_hot_per_shard_max;
             s.evicted_keys_per_shard_max = config.server.evicted_keys_per_shard_max;
@@ -153,8 +158,9 @@ impl Router {
             Some(_) => {
                 let reader = paymesh_store::Store::reader(&config.store.path)
                     .context("opening the query store for inquiries")?;
-                let (lookup, thread) = paymesh_actors::mesh::lookup::StoreLookup::start(reader)
-                    .context("starting the store lookup thread")?;
+                let (lookup, thread) =
+                    paymesh_actors::mesh::lookup::StoreLookup::start(reader, settings.clone())
+                        .context("starting the store lookup thread")?;
                 (Some(lookup), Some(thread))
             }
             None => (None, None),

@@ -67,7 +67,7 @@ impl Gw {
         let config_text = format!(
             "[journal]\ndir = \"{}\"\ndurability = \"relaxed\"\n\n[store]\npath = \"\"\n\n[admin]\nlisten = \"\"\n\n\
              [server]\nlisten = \"127.0.0.1:0\"\ninflight_window = 128\narbiters = 2\nshards = 2\nshutdown_grace_ms = 2000\n\n\
-             [[networks]]\nid = \"{NETWORK}\"\ncredential_hash = \"{hash}\"\n\n\
+             [[networks]]\nid = \"{NETWORK}\"\ncredential_hash = \"{hash}\"\nmerchants = [\"M000001\"]\n\n\
              [[merchants]]\nid = \"M000001\"\n\n{host_toml}{routes}",
             dir.path().join("journal").display()
         );

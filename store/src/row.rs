@@ -49,6 +49,9 @@ pub struct TxnRow {
     /// When this state was reached, unix ms: the newest state wins, an older one never
     /// overwrites it.
     pub updated_at_ms: i64,
+    /// The network that created the payment (the first row's wins; `None`: not known to
+    /// whoever wrote this row).
+    pub network: Option<String>,
 }
 
 impl TxnRow {
@@ -82,6 +85,7 @@ impl TxnRow {
             masked_pan: answer.masked_pan.as_deref().map(text),
             token: answer.token.as_deref().map(text),
             updated_at_ms: i64::try_from(at_ms).ok()?,
+            network: None,
         })
     }
 }
@@ -111,6 +115,7 @@ impl fmt::Debug for TxnRow {
             .field("masked_pan", &masked_pan)
             .field("token", &self.token)
             .field("updated_at_ms", &self.updated_at_ms)
+            .field("network", &self.network)
             .finish()
     }
 }

@@ -13,10 +13,11 @@ use crate::config::{BUSY_TIMEOUT_MS, WRITER_CACHE_KIB};
 use crate::error::StoreError;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Step `i` migrates version `i` to `i + 1`. Append, never edit: a shipped step is history.
-const MIGRATIONS: [&str; 1] = [r#"
+const MIGRATIONS: [&str; 2] = [
+    r#"
 -- One row per payment, holding its latest state. No column can hold a full card number:
 -- masked_pan refuses a run of more than 10 digits (the writer also checks the digit total).
 CREATE TABLE transactions (
@@ -54,7 +55,13 @@ CREATE TABLE networks (
     id          TEXT PRIMARY KEY,
     description TEXT NOT NULL
 ) STRICT;
-"#];
+"#,
+    r#"
+-- The network that created each payment: INQUIRY from the store is answered only to a network
+-- that may see the payment. NULL: not recorded (rows of older builds).
+ALTER TABLE transactions ADD COLUMN network TEXT;
+"#,
+];
 
 /// Opens (creating if needed) the database for the writer: WAL, `synchronous=NORMAL`, migrated.
 ///

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Deserialize;
 
+use super::access::{AccessTable, FollowUps};
+use super::ids::CoreSecrets;
 use super::route::{HostId, RouteTable};
 use crate::error::MeshError;
 
@@ -28,6 +30,10 @@ pub struct MerchantConfig {
     /// ISO 4217 numeric codes accepted; empty = any.
     #[serde(default)]
     pub currencies: Vec<u16>,
+    /// Which networks may follow up this merchant's orders: `creator` (default) or
+    /// `any_granted_network`.
+    #[serde(default)]
+    pub follow_ups: FollowUps,
 }
 
 fn default_true() -> bool {
@@ -75,6 +81,11 @@ pub struct RouteConfig {
 pub struct CoreSettings {
     /// Merchants by id.
     pub merchants: HashMap<Bytes, MerchantConfig>,
+    /// Which network may act for which merchant (empty: none may).
+    pub access: AccessTable,
+    /// Keys of unguessable transaction ids and wallet tokens (from the journal key material; random
+    /// without a journal).
+    pub secrets: CoreSecrets,
     /// The route table.
     pub routes: RouteTable,
     /// Offset of the business day from UTC, in minutes (Korea: 540). Daily limits reset at its midnight.
@@ -146,6 +157,8 @@ impl CoreSettings {
         }
         Ok(Arc::new(Self {
             merchants: by_id,
+            access: AccessTable::default(),
+            secrets: CoreSecrets::default(),
             routes: RouteTable::new(routes, host_names)?,
             day_offset_minutes,
             orders_per_shard_max: ORDERS_PER_SHARD_MAX,
@@ -156,6 +169,39 @@ impl CoreSettings {
             capture_online: Vec::new(),
             forwards_pending_per_shard_max: FORWARDS_PENDING_PER_SHARD_MAX,
         }))
+    }
+
+    /// Whether `network` may act for `merchant`: granted it, and the merchant is configured.
+    pub fn may_act(&self, network: &[u8], merchant: &[u8]) -> bool {
+        self.access.grants(network, merchant) && self.merchants.contains_key(merchant)
+    }
+
+    /// Whether an INQUIRY from `network` naming `merchant` (empty: by transaction id alone) may
+    /// be looked for at all; whether the order found is one the network may see is decided on
+    /// the order ([`CoreSettings::may_see`]).
+    pub fn may_inquire(&self, network: &[u8], merchant: &[u8]) -> bool {
+        if merchant.is_empty() {
+            self.access.knows(network)
+        } else {
+            self.may_act(network, merchant)
+        }
+    }
+
+    /// Whether `network` may see (and follow up) an order of `merchant` created by `creator`
+    /// (`None`: not recorded): it must act for the merchant, and be the creator unless the
+    /// merchant shares its orders among its networks or the creator is unknown.
+    pub fn may_see(&self, network: &[u8], merchant: &[u8], creator: Option<&[u8]>) -> bool {
+        if !self.may_act(network, merchant) {
+            return false;
+        }
+        match creator {
+            None => true,
+            Some(c) if c == network => true,
+            Some(_) => self
+                .merchants
+                .get(merchant)
+                .is_some_and(|m| m.follow_ups == FollowUps::AnyGrantedNetwork),
+        }
     }
 
     /// Whether `host` takes captures online.

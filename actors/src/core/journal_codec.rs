@@ -4,9 +4,13 @@
 //! answer given. Inquiries change nothing and are not journaled.
 //!
 //! Record payloads (all integers big-endian):
-//! - [`RECORD_REQUEST`]: `key_id u32 | nonce [12] | ChaCha20-Poly1305(now_ms u64 | msg_type u8 |
-//!   PayMesh body of the request, CVV removed)`. Requests carry card numbers, so they are encrypted
-//!   at rest; the key id lets keys rotate. The CVV is never written anywhere.
+//! - [`RECORD_REQUEST_NETWORK`]: `key_id u32 | nonce [12] | ChaCha20-Poly1305(now_ms u64 | msg_type
+//!   u8 | network length u8 | network id | PayMesh body of the request, CVV removed)`. Requests
+//!   carry card numbers, so they are encrypted at rest; the key id lets keys rotate. The CVV is
+//!   never written anywhere. The network is the one that sent the request: replay records it as
+//!   the creator of the orders the request makes.
+//! - [`RECORD_REQUEST`]: the same without the network, as builds before networks owned orders
+//!   wrote it; still read (the orders it makes have no recorded creator).
 //! - [`RECORD_UPSTREAM`]: `now_ms u64 | op_id u64 | outcome` (no card data, written in clear).
 //! - [`RECORD_META`]: `format u8 | shards u16`, written once when a journal is created: replay
 //!   routes by merchant hash, so the shard count of a journal is fixed.
@@ -30,6 +34,11 @@ pub const RECORD_UPSTREAM: u8 = 2;
 pub const RECORD_META: u8 = 3;
 /// A shard took its snapshot here (see [`crate::core::recovery`]).
 pub const RECORD_MARK: u8 = 4;
+/// A client request that reached a shard, with the network that sent it (written now).
+pub const RECORD_REQUEST_NETWORK: u8 = 5;
+
+/// Longest network id a request record holds (PROTOCOL.md's `network_id` is 1..32 bytes).
+pub const NETWORK_ID_BYTES_MAX: usize = 32;
 
 const META_FORMAT: u8 = 1;
 const NONCE_BYTES: usize = 12;
@@ -97,16 +106,24 @@ pub fn decode_mark(mut p: &[u8]) -> Result<(u16, u64), MeshError> {
     Ok((p.get_u16(), p.get_u64()))
 }
 
-/// Encodes a request record. `counter` must be unique per record for this key and prefix.
+/// Encodes a [`RECORD_REQUEST_NETWORK`] record of `req` from `network`. `counter` must be unique
+/// per record for this key and prefix.
 pub fn encode_request(
     key: &JournalKey,
     counter: u64,
     now_ms: u64,
+    network: &[u8],
     req: &TxnRequest,
 ) -> Result<Bytes, MeshError> {
+    let network_len = u8::try_from(network.len())
+        .ok()
+        .filter(|n| usize::from(*n) <= NETWORK_ID_BYTES_MAX)
+        .ok_or_else(|| MeshError::Journal("network id too long for a request record".into()))?;
     let mut clear = BytesMut::with_capacity(256);
     clear.put_u64(now_ms);
     clear.put_u8(req.kind.request_type());
+    clear.put_u8(network_len);
+    clear.put_slice(network);
     // The CVV was needed for this one authorization only: it is never written anywhere.
     let stripped;
     let req = match &req.payment {
@@ -190,8 +207,23 @@ pub fn unseal(keys: &[JournalKey], mut p: &[u8]) -> Result<Vec<u8>, MeshError> {
         .map_err(|_| bad("authentication failed (wrong key or damaged data)"))
 }
 
-/// Decodes a request record: (now_ms, request).
-pub fn decode_request(keys: &[JournalKey], p: &[u8]) -> Result<(u64, TxnRequest), MeshError> {
+/// A request read back from the journal.
+#[derive(Debug)]
+pub struct JournaledRequest {
+    /// When the shard took it, unix ms.
+    pub now_ms: u64,
+    /// The network that sent it; `None` in a [`RECORD_REQUEST`] record (not recorded).
+    pub network: Option<Bytes>,
+    /// The request, CVV removed.
+    pub request: TxnRequest,
+}
+
+/// Decodes a request record of type `kind` ([`RECORD_REQUEST_NETWORK`] or [`RECORD_REQUEST`]).
+pub fn decode_request(
+    keys: &[JournalKey],
+    kind: u8,
+    p: &[u8],
+) -> Result<JournaledRequest, MeshError> {
     let bad = |why: &str| MeshError::Journal(format!("request record: {why}"));
     let clear = unseal(keys, p)?;
     let mut c = clear.as_slice();
@@ -200,8 +232,17 @@ pub fn decode_request(keys: &[JournalKey], p: &[u8]) -> Result<(u64, TxnRequest)
     }
     let now_ms = c.get_u64();
     let msg_type = c.get_u8();
+    let network = match kind {
+        RECORD_REQUEST_NETWORK => Some(get_short(&mut c).ok_or_else(|| bad("truncated network"))?),
+        RECORD_REQUEST => None,
+        _ => return Err(bad("not a request record")),
+    };
     match Message::decode_body(msg_type, &Bytes::copy_from_slice(c)) {
-        Ok(Message::Request(req)) => Ok((now_ms, req)),
+        Ok(Message::Request(request)) => Ok(JournaledRequest {
+            now_ms,
+            network,
+            request,
+        }),
         Ok(_) => Err(bad("not a request")),
         Err(e) => Err(bad(&e.to_string())),
     }
@@ -365,14 +406,16 @@ mod tests {
             expiry: Bytes::from_static(b"3012"),
             cvv: Some(Secret::new(Bytes::from_static(b"987"))),
         });
-        let rec = encode_request(&key(9), 1, 42, &r).unwrap();
+        let rec = encode_request(&key(9), 1, 42, b"VAN-A", &r).unwrap();
         let window = |needle: &[u8]| rec.windows(needle.len()).any(|w| w == needle);
         assert!(
             !window(b"4111111111111111") && !window(b"987"),
             "card data in clear"
         );
-        let (now, back) = decode_request(&[key(1), key(9)], &rec).unwrap();
-        assert_eq!(now, 42);
+        let got = decode_request(&[key(1), key(9)], RECORD_REQUEST_NETWORK, &rec).unwrap();
+        assert_eq!(got.now_ms, 42);
+        assert_eq!(got.network.as_deref(), Some(&b"VAN-A"[..]));
+        let back = got.request;
         assert_eq!(back.amount, Some(1234));
         match back.payment {
             Some(PaymentMethod::Card { pan, cvv, .. }) => {
@@ -381,12 +424,17 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(decode_request(&[key(1)], &rec).is_err(), "unknown key id");
+        let too_long = [b'N'; NETWORK_ID_BYTES_MAX + 1];
+        assert!(encode_request(&key(9), 2, 42, &too_long, &r).is_err());
+        assert!(
+            decode_request(&[key(1)], RECORD_REQUEST_NETWORK, &rec).is_err(),
+            "unknown key id"
+        );
         let mut damaged = rec.to_vec();
         let last = damaged.len() - 1;
         damaged[last] ^= 1;
         assert!(
-            decode_request(&[key(9)], &damaged).is_err(),
+            decode_request(&[key(9)], RECORD_REQUEST_NETWORK, &damaged).is_err(),
             "tampering is detected"
         );
     }

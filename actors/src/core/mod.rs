@@ -3,6 +3,8 @@
 //! latencies), so the deterministic simulation and the actors share it.
 //!
 //! - [`config`]: merchants, routes, limits, upstream hosts and their dialects.
+//! - [`access`]: which network may act for which merchant, and who may follow an order up.
+//! - [`ids`]: transaction ids and wallet tokens no client can guess (keyed permutation, PRF).
 //! - [`route`]: the route table (method and BIN range → host, failover by host availability).
 //! - [`order`]: orders and operations, the records behind idempotency, and the store-and-forward
 //!   reversal (or capture advice) an order may carry.
@@ -18,8 +20,10 @@
 //!   in-doubt operations and their reversals.
 //! - [`journal_codec`]: the shard inputs as journal records (requests encrypted, CVV never written).
 
+pub mod access;
 pub mod clock;
 pub mod config;
+pub mod ids;
 pub mod journal_codec;
 pub mod order;
 pub mod pool;

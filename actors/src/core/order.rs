@@ -6,6 +6,7 @@ use paymesh_codecs::body::FieldWriter;
 use paymesh_codecs::message::{Message, TxnAnswer, TxnKind};
 use paymesh_codecs::types::ResultCode;
 
+use super::access::NetworkNo;
 use super::route::HostId;
 use super::upstream::{Account, OriginalRef, UpstreamKind};
 
@@ -362,6 +363,8 @@ pub struct Order<R> {
     pub txn_id: u64,
     /// The kind that created it (authorize, sale, tokenize, balance inquiry).
     pub kind: TxnKind,
+    /// The network that created it, numbered by its shard (see [`crate::core::access`]).
+    pub network: NetworkNo,
     /// Currency, ISO 4217 numeric.
     pub currency: u16,
     /// The host that authorized it (reversals and refunds go there too).
@@ -438,6 +441,7 @@ mod tests {
         Order {
             txn_id: 77,
             kind: TxnKind::Authorize,
+            network: 0,
             currency: 410,
             host: Some(0),
             account: None,

@@ -30,10 +30,12 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use paymesh_codecs::message::TxnAnswer;
 use paymesh_journal::Record;
 
+use super::access::Origin;
 use super::config::CoreSettings;
 use super::journal_codec::{
-    JournalKey, RECORD_MARK, RECORD_META, RECORD_REQUEST, RECORD_UPSTREAM, decode_mark,
-    decode_meta, decode_request, decode_upstream, encode_meta, encode_upstream, unseal,
+    JournalKey, RECORD_MARK, RECORD_META, RECORD_REQUEST, RECORD_REQUEST_NETWORK, RECORD_UPSTREAM,
+    decode_mark, decode_meta, decode_request, decode_upstream, encode_meta, encode_upstream,
+    unseal,
 };
 use super::shard::{Output, ShardCore, shard_for_merchant, shard_of_txn_id};
 use super::upstream::{UpstreamOutcome, UpstreamResult};
@@ -256,15 +258,22 @@ impl<R: Clone> Recovery<R> {
             RECORD_MARK => {
                 decode_mark(payload).map_err(at)?;
             }
-            RECORD_REQUEST => {
-                let (at_ms, req) = decode_request(&self.keys, payload).map_err(at)?;
+            RECORD_REQUEST | RECORD_REQUEST_NETWORK => {
+                let record = decode_request(&self.keys, kind, payload).map_err(at)?;
+                let req = &record.request;
                 let index = shard_for_merchant(&req.merchant_id, shards);
                 if self.covered(index, lsn) {
                     return Ok(());
                 }
                 if let Some(core) = self.replayed.cores.get_mut(index) {
                     let to = self.placeholder.clone();
-                    core.handle_request(at_ms, to, &req, &mut self.scratch);
+                    let origin = match &record.network {
+                        Some(network) => Origin::Replayed(network),
+                        None => Origin::Unrecorded,
+                    };
+                    // Only requests that were admitted were journaled: the step is replayed
+                    // whatever it says.
+                    let _ = core.handle_request(record.now_ms, to, origin, req, &mut self.scratch);
                 }
                 self.replayed.requests += 1;
             }

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use paymesh_codecs::message::{PaymentMethod, TxnAnswer, TxnKind, TxnRequest};
 use paymesh_codecs::types::{Pan, ResultCode};
 
+use super::access::{Caller, NETWORK_UNRECORDED, NetworkNames, NetworkNo, Origin, Step};
 use super::config::CoreSettings;
 use super::order::{
     Fnv, OpStatus, Operation, Order, OrderKey, OrderState, Reversal, ReversalState, StoredAnswer,
@@ -50,11 +51,12 @@ struct DailyTotal {
     total: u64,
 }
 
-/// A card held by the server wallet vault.
+/// A card held by the server wallet vault, usable by the merchant that tokenized it only.
 #[derive(Debug, Clone)]
 struct VaultEntry {
     account: Account,
     masked: Bytes,
+    merchant: Bytes,
 }
 
 /// One application shard: owns the orders of the merchants hashed to it.
@@ -77,6 +79,8 @@ pub struct ShardCore<R> {
     shards: u16,
     /// Reversals and capture advices not yet acknowledged.
     forwards_pending: usize,
+    /// The networks that created this shard's orders, numbered.
+    networks: NetworkNames,
 }
 
 /// First delay before a reversal is sent again; it doubles with each attempt.
@@ -126,6 +130,7 @@ impl<R: Clone> ShardCore<R> {
             reversal_deltas: Vec::new(),
             shards: 1,
             forwards_pending: 0,
+            networks: NetworkNames::default(),
         }
     }
 
@@ -255,35 +260,54 @@ impl<R: Clone> ShardCore<R> {
         self.orders.evicted_len()
     }
 
+    /// The next operation id (internal: matched against host outcomes, never shown to clients).
     fn next_id(&mut self) -> u64 {
         self.next_seq = (self.next_seq + 1) & ((1 << TXN_SEQ_BITS) - 1);
         (u64::from(self.shard) << TXN_SEQ_BITS) | self.next_seq
     }
 
-    /// Handles one client request at `now_ms`, appending what to do to `out`.
+    /// The next server transaction id: the shard, and a keyed permutation of the sequence so
+    /// that no client can walk from its ids to other networks' (see [`super::ids`]).
+    fn next_txn_id(&mut self) -> u64 {
+        let seq = self.next_id() & ((1 << TXN_SEQ_BITS) - 1);
+        (u64::from(self.shard) << TXN_SEQ_BITS) | self.settings.secrets.permute(seq)
+    }
+
+    /// Handles one client request from `origin` at `now_ms`, appending what to do to `out`, and
+    /// says whether the request is to be journaled.
     pub fn handle_request(
         &mut self,
         now_ms: u64,
         to: R,
+        origin: Origin<'_>,
         req: &TxnRequest,
         out: &mut Vec<Output<R>>,
-    ) {
-        match req.kind {
+    ) -> Step {
+        let caller = match self.admit(origin, req, now_ms) {
+            Ok(caller) => caller,
+            Err(refusal) => {
+                out.push(Output::Reply(to, refusal));
+                return Step::Skip;
+            }
+        };
+        let step = match req.kind {
             TxnKind::Inquiry => {
-                let answer = self.inquiry(now_ms, req);
+                let answer = self.inquiry(now_ms, caller, req);
                 out.push(Output::Reply(to, Box::new(answer)));
+                Step::Skip
             }
             TxnKind::Authorize | TxnKind::Sale | TxnKind::BalanceInquiry | TxnKind::Tokenize => {
-                self.create(now_ms, to, req, out)
+                self.create(now_ms, to, caller, req, out)
             }
             TxnKind::Capture | TxnKind::Cancel | TxnKind::Refund => {
-                self.follow_up(now_ms, to, req, out)
+                self.follow_up(now_ms, to, caller, req, out)
             }
-        }
+        };
         // Requests for old orders thaw them (inquiries, retransmissions, follow-ups): keep the
         // hot set bounded even when no new order comes to freeze them.
         self.orders
             .freeze(self.settings.orders_hot_per_shard_max, Order::pinned);
+        step
     }
 
     /// Handles an upstream outcome, appending answers (to every waiter) to `out`.
@@ -557,12 +581,94 @@ impl<R: Clone> ShardCore<R> {
         }
     }
 
-    fn inquiry(&mut self, now_ms: u64, req: &TxnRequest) -> TxnAnswer {
+    /// Whether the network may make `req` at all: the network of a request naming a merchant must
+    /// be granted it, and is answered exactly as for a merchant that is not configured when it is
+    /// not. Gives the network's number in this shard.
+    fn admit(
+        &mut self,
+        origin: Origin<'_>,
+        req: &TxnRequest,
+        now_ms: u64,
+    ) -> Result<Caller, Box<TxnAnswer>> {
+        let network = match origin {
+            Origin::Network(network) => network,
+            Origin::Replayed(network) => {
+                // Numbered even when the table is full (it cannot be: only configured networks
+                // were ever admitted), so that replay never refuses what was acknowledged.
+                let number = self.networks.number(network).unwrap_or(NETWORK_UNRECORDED);
+                return Ok(Caller {
+                    network: number,
+                    replayed: true,
+                });
+            }
+            Origin::Unrecorded => {
+                return Ok(Caller {
+                    network: NETWORK_UNRECORDED,
+                    replayed: true,
+                });
+            }
+        };
+        let admitted = if req.kind == TxnKind::Inquiry {
+            self.settings.may_inquire(network, &req.merchant_id)
+        } else {
+            self.settings.may_act(network, &req.merchant_id)
+        };
+        let unconfigured = || {
+            let code = match req.kind {
+                TxnKind::Inquiry => ResultCode::NotFound,
+                _ => ResultCode::UnknownMerchant,
+            };
+            Box::new(echo_answer(req.kind, code, req, now_ms))
+        };
+        if !admitted {
+            return Err(unconfigured());
+        }
+        // Bounded: only networks of the access table get here.
+        let number = self.networks.number(network).ok_or_else(unconfigured)?;
+        Ok(Caller {
+            network: number,
+            replayed: false,
+        })
+    }
+
+    /// Whether network `caller` may see and follow up `order` of `key`'s merchant: the order's
+    /// creator may, and any network granted the merchant where its policy shares orders (or the
+    /// creator was not recorded).
+    fn may_touch(&self, caller: Caller, merchant: &[u8], creator: NetworkNo) -> bool {
+        if caller.replayed {
+            return true;
+        }
+        let Some(name) = self.networks.name(caller.network) else {
+            return false;
+        };
+        let creator = match creator {
+            NETWORK_UNRECORDED => None,
+            n if n == caller.network => Some(&name[..]),
+            n => Some(self.networks.name(n).map_or(&b""[..], |b| &b[..])),
+        };
+        self.settings.may_see(name, merchant, creator)
+    }
+
+    /// The id of the network that created the order with transaction id `txn_id`, if the order
+    /// is held and its creator was recorded.
+    pub fn creator_of(&self, txn_id: u64) -> Option<&Bytes> {
+        let (_, creator) = self.orders.owner(txn_id)?;
+        self.networks.name(creator)
+    }
+
+    fn inquiry(&mut self, now_ms: u64, network: Caller, req: &TxnRequest) -> TxnAnswer {
         let txn_id = match req.server_txn_id {
             Some(id) => Some(id),
             None => self.orders.find(&req.merchant_id, &req.order_id),
         };
-        let Some(Slot { key, order }) = txn_id.and_then(|t| self.orders.get_mut(t)) else {
+        let visible = txn_id.filter(|t| {
+            self.orders.owner(*t).is_some_and(|(merchant, creator)| {
+                // By id with a merchant named: the order must be that merchant's.
+                (req.merchant_id.is_empty() || merchant == &req.merchant_id[..])
+                    && self.may_touch(network, merchant, creator)
+            })
+        });
+        let Some(Slot { key, order }) = visible.and_then(|t| self.orders.get_mut(t)) else {
             let mut answer = echo_answer(TxnKind::Inquiry, ResultCode::NotFound, req, now_ms);
             if self.orders.was_evicted(&req.merchant_id, &req.order_id) {
                 answer.message = Some(Bytes::from_static(OLDER_THAN_WINDOW));
@@ -578,10 +684,27 @@ impl<R: Clone> ShardCore<R> {
     }
 
     /// Authorize, sale, balance inquiry, tokenize: requests that create an order.
-    fn create(&mut self, now_ms: u64, to: R, req: &TxnRequest, out: &mut Vec<Output<R>>) {
+    fn create(
+        &mut self,
+        now_ms: u64,
+        to: R,
+        caller: Caller,
+        req: &TxnRequest,
+        out: &mut Vec<Output<R>>,
+    ) -> Step {
         let fingerprint = fingerprint(req);
         let waiters_max = self.settings.waiters_per_operation_max;
-        if let Some(Slot { key, order }) = self.orders.by_key_mut(&req.merchant_id, &req.order_id) {
+        let existing = self.orders.find(&req.merchant_id, &req.order_id);
+        if let Some((_, creator)) = existing.and_then(|t| self.orders.owner(t))
+            && !self.may_touch(caller, &req.merchant_id, creator)
+        {
+            // Another network's order under a key both may use: the key is taken, and nothing
+            // of the order is told.
+            let a = echo_answer(req.kind, ResultCode::DuplicateOrder, req, now_ms);
+            out.push(Output::Reply(to, Box::new(a)));
+            return Step::Skip;
+        }
+        if let Some(Slot { key, order }) = existing.and_then(|t| self.orders.get_mut(t)) {
             out.extend(replay(
                 order,
                 req.kind,
@@ -592,7 +715,7 @@ impl<R: Clone> ShardCore<R> {
                 key,
                 now_ms,
             ));
-            return;
+            return Step::Journal;
         }
         if self.orders.was_evicted(&req.merchant_id, &req.order_id) {
             // The key's order left the window: it cannot be replayed, and must not be sent to the
@@ -600,7 +723,7 @@ impl<R: Clone> ShardCore<R> {
             let mut a = echo_answer(req.kind, ResultCode::DuplicateOrder, req, now_ms);
             a.message = Some(Bytes::from_static(OLDER_THAN_WINDOW));
             out.push(Output::Reply(to, Box::new(a)));
-            return;
+            return Step::Journal;
         }
         let key = OrderKey::new(&req.merchant_id, &req.order_id);
         if let Err(code) = self.check_merchant(key.merchant_bytes(), req, now_ms) {
@@ -608,7 +731,7 @@ impl<R: Clone> ShardCore<R> {
                 to,
                 Box::new(base_answer(req.kind, code, &key, now_ms)),
             ));
-            return;
+            return Step::Journal;
         }
         let (account, masked) = match self.resolve_account(req) {
             Ok(a) => a,
@@ -617,15 +740,16 @@ impl<R: Clone> ShardCore<R> {
                     to,
                     Box::new(base_answer(req.kind, code, &key, now_ms)),
                 ));
-                return;
+                return Step::Journal;
             }
         };
         let amount = req.amount.unwrap_or(0);
         let day = self.settings.business_day(now_ms);
-        let txn_id = self.next_id();
+        let txn_id = self.next_txn_id();
         let mut order = Order {
             txn_id,
             kind: req.kind,
+            network: caller.network,
             currency: req.currency.unwrap_or(0),
             host: None,
             account: None,
@@ -653,14 +777,14 @@ impl<R: Clone> ShardCore<R> {
             });
             self.insert(key, order);
             out.push(Output::Reply(to, Box::new(answer)));
-            return;
+            return Step::Journal;
         }
         let Some(host) = self.settings.routes.route(route_key(&account)) else {
             out.push(Output::Reply(
                 to,
                 Box::new(base_answer(req.kind, ResultCode::Unroutable, &key, now_ms)),
             ));
-            return;
+            return Step::Journal;
         };
         let kind = match req.kind {
             TxnKind::Sale => UpstreamKind::Sale,
@@ -673,7 +797,7 @@ impl<R: Clone> ShardCore<R> {
                 to,
                 Box::new(base_answer(req.kind, ResultCode::Busy, &key, now_ms)),
             ));
-            return;
+            return Step::Journal;
         }
         if kind != UpstreamKind::BalanceInquiry {
             if let Err(code) = self.reserve_daily(&key, amount, day) {
@@ -681,7 +805,7 @@ impl<R: Clone> ShardCore<R> {
                     to,
                     Box::new(base_answer(req.kind, code, &key, now_ms)),
                 ));
-                return;
+                return Step::Journal;
             }
             order.state = OrderState::Authorizing;
         }
@@ -716,10 +840,18 @@ impl<R: Clone> ShardCore<R> {
             stan: stan_for(op_id, self.shard, self.shards),
             sent_at_ms: now_ms,
         })));
+        Step::Journal
     }
 
     /// Capture, cancel, refund: operations on an existing order.
-    fn follow_up(&mut self, now_ms: u64, to: R, req: &TxnRequest, out: &mut Vec<Output<R>>) {
+    fn follow_up(
+        &mut self,
+        now_ms: u64,
+        to: R,
+        caller: Caller,
+        req: &TxnRequest,
+        out: &mut Vec<Output<R>>,
+    ) -> Step {
         // A copy: it is kept with the operation.
         let request_id = req
             .request_id
@@ -728,8 +860,16 @@ impl<R: Clone> ShardCore<R> {
             .unwrap_or_default();
         let fingerprint = fingerprint(req);
         let waiters_max = self.settings.waiters_per_operation_max;
-        let Some(Slot { key, order }) = self.orders.by_key_mut(&req.merchant_id, &req.order_id)
-        else {
+        let existing = self.orders.find(&req.merchant_id, &req.order_id);
+        if let Some((_, creator)) = existing.and_then(|t| self.orders.owner(t))
+            && !self.may_touch(caller, &req.merchant_id, creator)
+        {
+            // Exactly what a missing order gets.
+            let a = echo_answer(req.kind, ResultCode::NotFound, req, now_ms);
+            out.push(Output::Reply(to, Box::new(a)));
+            return Step::Skip;
+        }
+        let Some(Slot { key, order }) = existing.and_then(|t| self.orders.get_mut(t)) else {
             let code = match self.settings.merchants.get(&req.merchant_id[..]) {
                 None => ResultCode::UnknownMerchant,
                 Some(_) => ResultCode::NotFound,
@@ -741,7 +881,7 @@ impl<R: Clone> ShardCore<R> {
                 a.message = Some(Bytes::from_static(OLDER_THAN_WINDOW));
             }
             out.push(Output::Reply(to, Box::new(a)));
-            return;
+            return Step::Journal;
         };
         let (key, txn_id) = (key.clone(), order.txn_id);
         if order.op_mut(req.kind, &request_id).is_some() {
@@ -755,7 +895,7 @@ impl<R: Clone> ShardCore<R> {
                 &key,
                 now_ms,
             ));
-            return;
+            return Step::Journal;
         }
         let refuse = |code: ResultCode, order: &Order<R>| {
             let mut a = base_answer(req.kind, code, &key, now_ms);
@@ -766,22 +906,22 @@ impl<R: Clone> ShardCore<R> {
         if order.pinned() {
             // An operation, or a reversal or capture advice, is still on its way to the host.
             out.push(refuse(ResultCode::InProgress, order));
-            return;
+            return Step::Journal;
         }
         if req.currency.is_some_and(|c| c != order.currency) {
             out.push(refuse(ResultCode::InvalidRequest, order));
-            return;
+            return Step::Journal;
         }
         match req.kind {
             TxnKind::Capture => {
                 if order.state != OrderState::Authorized {
                     out.push(refuse(ResultCode::InvalidState, order));
-                    return;
+                    return Step::Journal;
                 }
                 let amount = req.amount.unwrap_or(order.authorized);
                 if amount == 0 || amount > order.authorized {
                     out.push(refuse(ResultCode::AmountExceedsAvailable, order));
-                    return;
+                    return Step::Journal;
                 }
                 let online = order.host.is_some_and(|h| self.settings.captures_online(h));
                 if online {
@@ -792,10 +932,10 @@ impl<R: Clone> ShardCore<R> {
                         amount,
                         (to, request_id, fingerprint, req.kind),
                     ) else {
-                        return;
+                        return Step::Journal;
                     };
                     out.push(req);
-                    return;
+                    return Step::Journal;
                 }
                 // Capture is local: the captured amount goes to the host in the settlement file.
                 order.captured = amount;
@@ -821,24 +961,24 @@ impl<R: Clone> ShardCore<R> {
                             && order.refund_in_doubt == 0);
                     if !cancellable {
                         out.push(refuse(ResultCode::InvalidState, order));
-                        return;
+                        return Step::Journal;
                     }
                     (UpstreamKind::Reversal, order.authorized)
                 } else {
                     if order.state != OrderState::Captured {
                         out.push(refuse(ResultCode::InvalidState, order));
-                        return;
+                        return Step::Journal;
                     }
                     let amount = req.amount.unwrap_or(order.refundable());
                     if amount == 0 || amount > order.refundable() {
                         out.push(refuse(ResultCode::AmountExceedsAvailable, order));
-                        return;
+                        return Step::Journal;
                     }
                     (UpstreamKind::Refund, amount)
                 };
                 if order.host.is_none() || order.account.is_none() {
                     out.push(refuse(ResultCode::InvalidState, order));
-                    return;
+                    return Step::Journal;
                 }
                 let op = (to, request_id, fingerprint, req.kind);
                 if let Some(req) = self.follow_up_request(now_ms, txn_id, kind, amount, op) {
@@ -847,6 +987,7 @@ impl<R: Clone> ShardCore<R> {
             }
             _ => out.push(refuse(ResultCode::InvalidRequest, order)),
         }
+        Step::Journal
     }
 
     /// Records a pending follow-up operation on `key` (capture, cancel, refund) and returns the
@@ -966,7 +1107,12 @@ impl<R: Clone> ShardCore<R> {
                 Some(Bytes::from(pan.masked())),
             )),
             Some(PaymentMethod::WalletToken(token)) => {
-                let entry = self.vault.get(token).ok_or(ResultCode::InvalidCard)?;
+                // Another merchant's token answers exactly as an unknown one.
+                let entry = self
+                    .vault
+                    .get(token)
+                    .filter(|e| e.merchant == req.merchant_id)
+                    .ok_or(ResultCode::InvalidCard)?;
                 Ok((entry.account.clone(), Some(entry.masked.clone())))
             }
             Some(PaymentMethod::CarrierBilling { phone, carrier }) => Ok((
@@ -1005,19 +1151,15 @@ impl<R: Clone> ShardCore<R> {
             answer.result = ResultCode::Busy;
             return answer;
         }
-        // The token names the shard and a sequence: unguessable tokens and encryption at rest come
-        // with the durable vault (durability issue).
-        let token = Bytes::from(format!(
-            "tok{:04x}{:012x}",
-            self.shard,
-            txn_id & ((1 << TXN_SEQ_BITS) - 1)
-        ));
+        // 128 bits no client can guess, and the same again when the journal is replayed.
+        let token = Bytes::from(self.settings.secrets.token(txn_id));
         let masked = masked.unwrap_or_default();
         self.vault.insert(
             token.clone(),
             VaultEntry {
                 account,
                 masked: masked.clone(),
+                merchant: key.merchant(),
             },
         );
         answer.token = Some(token);

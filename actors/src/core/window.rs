@@ -24,8 +24,9 @@ use std::hash::{BuildHasher, Hasher};
 use bytes::{BufMut, BytesMut};
 use hashbrown::HashTable;
 
+use super::access::NetworkNo;
 use super::order::{Order, OrderKey, stable_key_hash};
-use super::shard::snapshot::{decode_order, encode_order, encoded_key};
+use super::shard::snapshot::{decode_order, encode_order, encoded_key, encoded_owner};
 
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
@@ -175,6 +176,15 @@ impl<R> OrderWindow<R> {
                     .is_some_and(|k| k == (merchant_id, order_id))
             })
             .copied()
+    }
+
+    /// The merchant and creating network of the order with transaction id `txn_id`, without
+    /// thawing it.
+    pub fn owner(&self, txn_id: u64) -> Option<(&[u8], NetworkNo)> {
+        match self.slots.get(&txn_id)? {
+            Entry::Hot(s) => Some((s.key.merchant_bytes(), s.order.network)),
+            Entry::Frozen(b) => encoded_owner(b),
+        }
     }
 
     /// The order with transaction id `txn_id` if it is hot (orders with something pending always
@@ -390,6 +400,7 @@ mod tests {
         Order {
             txn_id,
             kind: TxnKind::Authorize,
+            network: 0,
             currency: 410,
             host: None,
             account: None,

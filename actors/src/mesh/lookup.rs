@@ -10,6 +10,7 @@
 //! The queue is bounded ([`LOOKUPS_QUEUED_MAX`]): when it is full the shard answers BUSY at once.
 //! Nothing here blocks a shard.
 
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 
@@ -19,6 +20,7 @@ use paymesh_codecs::types::ResultCode;
 use paymesh_store::{StoreReader, TxnRow};
 
 use super::messages::{AnswerBatch, ReplyTo, SessionAnswer};
+use crate::core::config::CoreSettings;
 use crate::now_ms;
 
 /// Lookups queued for the thread; beyond it, inquiries for orders not in memory get BUSY.
@@ -28,6 +30,7 @@ pub const LOOKUPS_QUEUED_MAX: usize = 1_024;
 #[derive(Debug)]
 struct Lookup {
     to: ReplyTo,
+    network: Bytes,
     merchant_id: Bytes,
     order_id: Bytes,
     server_txn_id: Option<u64>,
@@ -42,11 +45,15 @@ pub struct StoreLookup {
 
 impl StoreLookup {
     /// Starts the lookup thread on `reader`. It stops when every [`StoreLookup`] is dropped.
-    pub fn start(reader: StoreReader) -> std::io::Result<(StoreLookup, JoinHandle<()>)> {
+    /// `settings` say which network may see which payment.
+    pub fn start(
+        reader: StoreReader,
+        settings: Arc<CoreSettings>,
+    ) -> std::io::Result<(StoreLookup, JoinHandle<()>)> {
         let (tx, rx) = sync_channel(LOOKUPS_QUEUED_MAX);
         let thread = std::thread::Builder::new()
             .name("paymesh-lookup".into())
-            .spawn(move || run(&reader, &rx))?;
+            .spawn(move || run(&reader, &settings, &rx))?;
         Ok((StoreLookup { tx }, thread))
     }
 
@@ -54,6 +61,7 @@ impl StoreLookup {
     /// or the thread has stopped.
     pub fn submit(&self, to: ReplyTo, req: &TxnRequest, received_ms: u64) -> Result<(), ReplyTo> {
         let lookup = Lookup {
+            network: to.network.clone(),
             to,
             merchant_id: req.merchant_id.clone(),
             order_id: req.order_id.clone(),
@@ -66,7 +74,7 @@ impl StoreLookup {
     }
 }
 
-fn run(reader: &StoreReader, rx: &Receiver<Lookup>) {
+fn run(reader: &StoreReader, settings: &CoreSettings, rx: &Receiver<Lookup>) {
     while let Ok(lookup) = rx.recv() {
         let found = match lookup.server_txn_id {
             Some(id) => i64::try_from(id)
@@ -81,10 +89,16 @@ fn run(reader: &StoreReader, rx: &Receiver<Lookup>) {
         answer.merchant_id = Some(lookup.merchant_id.clone());
         answer.order_id = Some(lookup.order_id.clone());
         match found {
-            // By id, the row must also be the merchant's (when the request names one).
+            // By id, the row must also be the merchant's (when the request names one), and
+            // a payment the network may not see is answered as a missing one.
             Ok(Some(row))
-                if lookup.merchant_id.is_empty()
-                    || row.merchant_id.as_bytes() == &lookup.merchant_id[..] =>
+                if (lookup.merchant_id.is_empty()
+                    || row.merchant_id.as_bytes() == &lookup.merchant_id[..])
+                    && settings.may_see(
+                        &lookup.network,
+                        row.merchant_id.as_bytes(),
+                        row.network.as_deref().map(str::as_bytes),
+                    ) =>
             {
                 fill_from_row(&mut answer, &row);
             }

@@ -3,13 +3,17 @@
 //! session, one step's worth of upstream requests per host.
 
 use actix::{Message, Recipient};
+use bytes::Bytes;
 use paymesh_codecs::message::{TxnAnswer, TxnRequest};
 
 use crate::core::upstream::{UpstreamRequest, UpstreamResult};
 
-/// Where a shard sends an answer: the session actor of the connection and the request's correlation id.
+/// Where a shard sends an answer: the session actor of the connection and the request's correlation
+/// id; and who asked (the shard checks what that network may do).
 #[derive(Clone)]
 pub struct ReplyTo {
+    /// The logged-in network of the session.
+    pub network: Bytes,
     /// The session's answer mailbox.
     pub session: Recipient<AnswerBatch>,
     /// Session id, to group answers per session.

@@ -189,6 +189,7 @@ impl Session {
 
     fn reply_to(&self, ctx: &Context<Self>, correlation_id: u64) -> ReplyTo {
         ReplyTo {
+            network: self.network_id.clone(),
             session: ctx.address().recipient(),
             session_id: self.id,
             correlation_id,

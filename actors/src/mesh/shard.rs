@@ -22,8 +22,9 @@ use super::lookup::StoreLookup;
 use super::messages::{
     AnswerBatch, ReplyTo, SessionAnswer, ShardBatch, UpstreamBatch, UpstreamResults,
 };
+use crate::core::access::{Origin, Step};
 use crate::core::journal_codec::{
-    JournalKey, RECORD_MARK, RECORD_REQUEST, RECORD_UPSTREAM, encode_mark, encode_request,
+    JournalKey, RECORD_MARK, RECORD_REQUEST_NETWORK, RECORD_UPSTREAM, encode_mark, encode_request,
     encode_upstream,
 };
 use crate::core::recovery::ClearPart;
@@ -264,7 +265,14 @@ impl ShardActor {
             let rows: Vec<_> = outputs
                 .iter()
                 .filter_map(|o| match o {
-                    Output::Reply(_, a) => paymesh_store::TxnRow::from_answer(a, now),
+                    Output::Reply(to, a) => {
+                        let mut row = paymesh_store::TxnRow::from_answer(a, now)?;
+                        // Who asked; the store keeps the first row's network, the creator's.
+                        row.network = to
+                            .as_ref()
+                            .map(|t| String::from_utf8_lossy(&t.network).into_owned());
+                        Some(row)
+                    }
                     _ => None,
                 })
                 .collect();
@@ -326,9 +334,18 @@ impl ShardActor {
     }
 
     /// An INQUIRY the core answered NOT_FOUND goes to the query store instead (BUSY when its
-    /// queue is full).
-    fn look_up_if_missing(&mut self, req: &paymesh_codecs::message::TxnRequest, now: u64) {
+    /// queue is full), unless `network` may not inquire there at all (then the answer is the
+    /// core's, as for a merchant that is not configured).
+    fn look_up_if_missing(
+        &mut self,
+        network: &Bytes,
+        req: &paymesh_codecs::message::TxnRequest,
+        now: u64,
+    ) {
         let Some(lookup) = &self.lookup else { return };
+        if !self.core.settings().may_inquire(network, &req.merchant_id) {
+            return;
+        }
         if !matches!(self.out.last(), Some(Output::Reply(Some(_), a)) if a.result == ResultCode::NotFound)
         {
             return;
@@ -394,12 +411,15 @@ impl Handler<ShardBatch> for ShardActor {
         let now = now_ms();
         let mut records = Vec::new();
         for (to, req) in batch.items {
+            // Encoded before the step (a request that cannot be journaled must not change the
+            // shard), kept only if the core says the step is to be journaled.
+            let mut record = None;
             if let Some(j) = &self.journal
                 && req.kind != TxnKind::Inquiry
             {
                 let n = j.counter.fetch_add(1, Ordering::Relaxed);
-                match encode_request(&j.key, n, now, &req) {
-                    Ok(rec) => records.push((RECORD_REQUEST, rec)),
+                match encode_request(&j.key, n, now, &to.network, &req) {
+                    Ok(rec) => record = Some(rec),
                     Err(e) => {
                         tracing::error!(error = %e, "cannot journal a request");
                         let a = Box::new(TxnAnswer::echo(&req, ResultCode::InternalError));
@@ -408,9 +428,19 @@ impl Handler<ShardBatch> for ShardActor {
                     }
                 }
             }
-            self.core.handle_request(now, Some(to), &req, &mut self.out);
+            let network = to.network.clone();
+            let step = self.core.handle_request(
+                now,
+                Some(to),
+                Origin::Network(&network),
+                &req,
+                &mut self.out,
+            );
+            if let (Step::Journal, Some(rec)) = (step, record) {
+                records.push((RECORD_REQUEST_NETWORK, rec));
+            }
             if req.kind == TxnKind::Inquiry {
-                self.look_up_if_missing(&req, now);
+                self.look_up_if_missing(&network, &req, now);
             }
         }
         self.commit(records, ctx);

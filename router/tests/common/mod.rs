@@ -145,6 +145,8 @@ impl Client {
 }
 
 pub const NETWORK: &str = "VANTEST";
+/// A second network: granted M000002, MSHARED and MCREATOR (not M000001), same credential.
+pub const NETWORK_B: &str = "VANTEST-B";
 pub const CREDENTIAL: &str = "test-credential";
 
 pub fn card(pan: &str) -> PaymentMethod {
@@ -331,8 +333,14 @@ impl Env {
         let store_path = dir.path().join("store.sqlite");
         let config = format!(
             "[journal]\ndir = \"{}\"\n{}\n[store]\npath = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[server]\nlisten = \"{}\"\n{tls_toml}inflight_window = {}\nmax_connections = {}\narbiters = 2\nshards = 2\nshutdown_grace_ms = 2000\n{}\n\
-             [[networks]]\nid = \"{NETWORK}\"\ncredential_hash = \"{hash}\"\n\n\
+             [[networks]]\nid = \"{NETWORK}\"\ncredential_hash = \"{hash}\"\n\
+             merchants = [\"M000001\", \"MOFF\", \"MSHARED\", \"MCREATOR\"]\n\n\
+             [[networks]]\nid = \"{NETWORK_B}\"\ncredential_hash = \"{hash}\"\n\
+             merchants = [\"M000002\", \"MSHARED\", \"MCREATOR\"]\n\n\
              [[merchants]]\nid = \"M000001\"\nsingle_limit_minor = {MERCHANT_SINGLE_LIMIT}\n\n\
+             [[merchants]]\nid = \"M000002\"\n\n\
+             [[merchants]]\nid = \"MSHARED\"\nfollow_ups = \"any_granted_network\"\n\n\
+             [[merchants]]\nid = \"MCREATOR\"\n\n\
              [[merchants]]\nid = \"MOFF\"\nenabled = false\n\n{host_toml}\
              [[routes]]\nmethod = \"card\"\nbin_from = 400000\nbin_to = 499999\nhost = \"van\"\n\n\
              [[routes]]\nmethod = \"card\"\nbin_from = 510000\nbin_to = 559999\nhost = \"card\"\n\n\

@@ -19,7 +19,12 @@
 //! op_id u64` (pending) or `1 | answer type u8 | answer bytes` (done). Format 2 adds, after
 //! the orders, the keys of evicted orders the shard remembers: `count u32 × stable hash u64`,
 //! oldest first. Format 3 stores answers as [`StoredAnswer::body`] (a flag byte, then the body
-//! without what the order holds); formats 1 and 2 stored whole bodies.
+//! without what the order holds); formats 1 and 2 stored whole bodies. Format 4 records who
+//! created each order: after `next_seq`, the shard's network numbering (`count u16 × network id
+//! bytes`), and in each order, right after its key, the creating network's number `u16`
+//! (0xFFFF: not recorded). Orders of formats 1 to 3 load with no recorded creator. Format 4 also
+//! binds each vault entry to its merchant (`merchant bytes` after `masked`); older vault entries
+//! (guessable tokens bound to no merchant) are dropped when read: those tokens are revoked.
 
 use std::sync::Arc;
 
@@ -28,6 +33,7 @@ use paymesh_codecs::message::TxnKind;
 use paymesh_codecs::types::Pan;
 
 use super::{DailyTotal, ShardCore, TXN_SEQ_BITS, VaultEntry};
+use crate::core::access::{NETWORK_UNRECORDED, NetworkNames, NetworkNo};
 use crate::core::config::CoreSettings;
 use crate::core::order::{
     OpStatus, Operation, Order, OrderKey, OrderState, Reversal, ReversalState, StoredAnswer,
@@ -35,8 +41,9 @@ use crate::core::order::{
 use crate::core::upstream::{Account, OriginalRef, UpstreamKind};
 use crate::error::MeshError;
 
-/// Written now. Still read: 1 (before evicted keys were kept) and 2 (stored answers whole).
-const SNAPSHOT_FORMAT: u8 = 3;
+/// Written now. Still read: 1 (before evicted keys were kept), 2 (stored answers whole) and 3
+/// (before orders recorded their network).
+const SNAPSHOT_FORMAT: u8 = 4;
 const NO_HOST: u16 = u16::MAX;
 
 fn put_bytes(out: &mut BytesMut, b: &[u8]) {
@@ -105,6 +112,7 @@ fn state_from(code: u8) -> Option<OrderState> {
 pub(crate) fn encode_order<R>(out: &mut BytesMut, key: &OrderKey, order: &Order<R>) {
     put_bytes(out, key.merchant_bytes());
     put_bytes(out, key.order_id_bytes());
+    out.put_u16(order.network);
     out.put_u64(order.txn_id);
     out.put_u8(order.kind.request_type());
     out.put_u16(order.currency);
@@ -186,13 +194,23 @@ pub(crate) fn encoded_key(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((r.slice()?, r.slice()?))
 }
 
+/// The merchant and creating network at the start of [`encode_order`]'s bytes.
+pub(crate) fn encoded_owner(bytes: &[u8]) -> Option<(&[u8], NetworkNo)> {
+    let mut r = Reader(bytes, Legacy::No);
+    let merchant = r.slice()?;
+    r.slice()?;
+    Some((merchant, r.u16()?))
+}
+
 /// Bounds-checked reads over the snapshot bytes: `None` means truncated or malformed.
 struct Reader<'a>(&'a [u8], Legacy);
 
-/// Whether stored answers are whole bodies (formats 1 and 2) or flag byte and body (3).
+/// What an older snapshot format lacks: stored answers are whole bodies (formats 1 and 2), no
+/// creating network (1 to 3), or nothing (the current format).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Legacy {
     WholeAnswers,
+    NoNetwork,
     No,
 }
 
@@ -254,12 +272,16 @@ impl<'a> Reader<'a> {
         let body = self.slice()?;
         Some(match self.1 {
             Legacy::WholeAnswers => StoredAnswer::from_whole_body(body),
-            Legacy::No => StoredAnswer::from_body(body),
+            Legacy::NoNetwork | Legacy::No => StoredAnswer::from_body(body),
         })
     }
     fn order<R>(&mut self) -> Option<(OrderKey, Order<R>)> {
         let merchant = self.slice()?;
         let key = OrderKey::new(merchant, self.slice()?);
+        let network = match self.1 {
+            Legacy::No => self.u16()?,
+            Legacy::WholeAnswers | Legacy::NoNetwork => NETWORK_UNRECORDED,
+        };
         let txn_id = self.u64()?;
         let kind = self.kind()?;
         let currency = self.u16()?;
@@ -336,6 +358,7 @@ impl<'a> Reader<'a> {
         let order = Order {
             txn_id,
             kind,
+            network,
             currency,
             host,
             account,
@@ -371,6 +394,11 @@ impl<R: Clone> ShardCore<R> {
         out.put_u8(SNAPSHOT_FORMAT);
         out.put_u16(self.shard);
         out.put_u64(self.next_seq);
+        let networks = self.networks.names();
+        out.put_u16(networks.len() as u16);
+        for name in networks {
+            put_bytes(&mut out, name);
+        }
         out.put_u32(self.daily.len() as u32);
         for (merchant, d) in &self.daily {
             put_bytes(&mut out, merchant);
@@ -382,6 +410,7 @@ impl<R: Clone> ShardCore<R> {
             put_bytes(&mut out, token);
             put_account(&mut out, &v.account);
             put_bytes(&mut out, &v.masked);
+            put_bytes(&mut out, &v.merchant);
         }
         // Oldest first (the eviction order).
         self.orders.encode_all(&mut out);
@@ -403,11 +432,19 @@ impl<R: Clone> ShardCore<R> {
         let format = r.u8()?;
         r.1 = match format {
             1 | 2 => Legacy::WholeAnswers,
+            3 => Legacy::NoNetwork,
             SNAPSHOT_FORMAT => Legacy::No,
             _ => return None,
         };
         let shard = r.u16()?;
         let next_seq = r.u64()? & ((1 << TXN_SEQ_BITS) - 1);
+        let mut networks = Vec::new();
+        if format >= 4 {
+            for _ in 0..r.u16()? {
+                networks.push(r.bytes()?);
+            }
+        }
+        let networks = NetworkNames::from_names(networks)?;
         let mut daily = super::HashMap::default();
         for _ in 0..r.u32()? {
             let merchant = r.bytes()?;
@@ -420,15 +457,23 @@ impl<R: Clone> ShardCore<R> {
         let mut vault = super::HashMap::default();
         for _ in 0..r.u32()? {
             let token = r.bytes()?;
+            let (account, masked) = (r.account()?, r.bytes()?);
+            if format < 4 {
+                // Tokens of older builds were guessable and bound to no merchant: revoked.
+                continue;
+            }
+            let merchant = r.bytes()?;
             let entry = VaultEntry {
-                account: r.account()?,
-                masked: r.bytes()?,
+                account,
+                masked,
+                merchant,
             };
             vault.insert(token, entry);
         }
         let count = r.u32()? as usize;
         let mut core = ShardCore::new(shard, settings, 0);
         core.next_seq = next_seq;
+        core.networks = networks;
         core.daily = daily;
         core.vault = vault;
         core.orders.reserve(count);
@@ -462,7 +507,7 @@ impl<R: Clone> ShardCore<R> {
             // Orders with nothing pending come back frozen, as they were encoded; the newest
             // thaw when a request touches them.
             // (An older format's bytes are not what the window decodes: those come back hot.)
-            if order.pinned() || r.1 == Legacy::WholeAnswers {
+            if order.pinned() || r.1 != Legacy::No {
                 core.orders.insert(key, order);
             } else {
                 core.orders.insert_frozen(txn_id, &key, encoded);
