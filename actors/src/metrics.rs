@@ -74,6 +74,9 @@ pub struct Metrics {
     pub busy_window: Counter,
     /// Requests refused BUSY because a shard mailbox was full.
     pub busy_shard: Counter,
+    /// 1 once the journal failed (disk full, I/O error): shards answer INTERNAL_ERROR until a
+    /// restart; alert on it.
+    pub journal_failed: Gauge,
     /// Requests refused BUSY because an upstream pool mailbox was full.
     pub busy_pool: Counter,
     /// Answer batches the query store's full queue dropped (the store lags; the journal has them).

@@ -124,4 +124,4 @@ pub use scan::{Defect, ScanEnd, SegmentScan, scan_segment, scan_segment_with};
 pub use stats::{
     BATCH_HISTOGRAM_BUCKETS, FSYNC_HISTOGRAM_BUCKETS, FSYNC_LATENCY_BUCKETS_US, JournalStats,
 };
-pub use writer::{JournalHandle, OnCheckpoint, OnDurable};
+pub use writer::{JournalHandle, OnCheckpoint, OnDurable, Reservation};

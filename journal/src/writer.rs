@@ -102,7 +102,52 @@ impl Message {
 struct Shared {
     stats: Arc<Counters>,
     queued_bytes: AtomicUsize,
+    /// Queue places taken: by messages in the queue and by [`Reservation`]s not yet used. Never
+    /// above the queue's capacity, so a reservation's send always finds room.
+    slots: AtomicUsize,
     failure: OnceLock<Arc<JournalError>>,
+}
+
+impl Shared {
+    /// Takes a queue place, if one of `capacity` is free.
+    fn take_slot(&self, capacity: usize) -> bool {
+        if self.slots.fetch_add(1, Ordering::AcqRel) >= capacity {
+            self.slots.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Takes `bytes` of the queue's byte budget, if they fit under `max`.
+    fn take_bytes(&self, bytes: usize, max: usize) -> bool {
+        let queued = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        if queued.saturating_add(bytes) > max {
+            self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+}
+
+/// Room in the writer's queue for one submission of up to a number of bytes, taken before the
+/// caller changes any state, so that the submission it then makes cannot be refused `Busy`
+/// (only a failed or closed journal refuses it). Dropped unused, it gives the room back.
+#[derive(Debug)]
+#[must_use]
+pub struct Reservation {
+    handle: JournalHandle,
+    bytes: usize,
+    live: bool,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.live {
+            let shared = &self.handle.inner.shared;
+            shared.queued_bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+            shared.slots.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 struct HandleInner {
@@ -140,6 +185,7 @@ impl Journal {
         let shared = Arc::new(Shared {
             stats: self.stats.clone(),
             queued_bytes: AtomicUsize::new(0),
+            slots: AtomicUsize::new(0),
             failure: OnceLock::new(),
         });
         let writer_shared = shared.clone();
@@ -174,9 +220,7 @@ impl JournalHandle {
             return Err(JournalError::Poisoned(cause.clone()));
         }
         let bytes = check_submission(&records, &self.inner.config)?;
-        let queued = shared.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
-        if queued.saturating_add(bytes) > self.inner.config.queue_bytes_max {
-            shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        if !shared.take_bytes(bytes, self.inner.config.queue_bytes_max) {
             shared.stats.busy();
             return Err(JournalError::Busy);
         }
@@ -228,18 +272,85 @@ impl JournalHandle {
     }
 
     fn send(&self, message: Message) -> Result<(), JournalError> {
+        let shared = &self.inner.shared;
+        if !shared.take_slot(self.inner.config.queue_batches_max) {
+            message.disarm();
+            shared.stats.busy();
+            return Err(JournalError::Busy);
+        }
+        self.send_in_slot(message)
+    }
+
+    /// Sends a message that holds a queue place already (the queue has room for it).
+    fn send_in_slot(&self, message: Message) -> Result<(), JournalError> {
         match self.inner.sender.try_send(message) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(message)) => {
-                message.disarm();
-                self.inner.shared.stats.busy();
-                Err(JournalError::Busy)
-            }
-            Err(TrySendError::Disconnected(message)) => {
+            Err(TrySendError::Full(message) | TrySendError::Disconnected(message)) => {
+                self.inner.shared.slots.fetch_sub(1, Ordering::AcqRel);
                 message.disarm();
                 Err(JournalError::Closed)
             }
         }
+    }
+
+    /// Reserves room for one later submission of at most `bytes` (encoded) bytes: `Busy` at once
+    /// when the queue is full, `Poisoned` once the journal has failed. See [`Reservation`] and
+    /// [`JournalHandle::submit_reserved`].
+    pub fn reserve(&self, bytes: usize) -> Result<Reservation, JournalError> {
+        let shared = &self.inner.shared;
+        if let Some(cause) = shared.failure.get() {
+            return Err(JournalError::Poisoned(cause.clone()));
+        }
+        if !shared.take_bytes(bytes, self.inner.config.queue_bytes_max) {
+            shared.stats.busy();
+            return Err(JournalError::Busy);
+        }
+        if !shared.take_slot(self.inner.config.queue_batches_max) {
+            shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            shared.stats.busy();
+            return Err(JournalError::Busy);
+        }
+        Ok(Reservation {
+            handle: self.clone(),
+            bytes,
+            live: true,
+        })
+    }
+
+    /// Encoded bytes `records` take in the queue (what to [`JournalHandle::reserve`] for them).
+    pub fn submission_bytes(&self, records: &[(u8, Bytes)]) -> Result<usize, JournalError> {
+        check_submission(records, &self.inner.config)
+    }
+
+    /// [`JournalHandle::submit`] in the room `reservation` holds: never `Busy`. Records beyond
+    /// the reserved bytes are refused (`Busy`, nothing queued): reserve what will be written.
+    pub fn submit_reserved(
+        &self,
+        mut reservation: Reservation,
+        records: Vec<(u8, Bytes)>,
+        on_durable: OnDurable,
+    ) -> Result<(), JournalError> {
+        let shared = &self.inner.shared;
+        if let Some(cause) = shared.failure.get() {
+            return Err(JournalError::Poisoned(cause.clone()));
+        }
+        let bytes = check_submission(&records, &self.inner.config)?;
+        if bytes > reservation.bytes {
+            return Err(JournalError::Busy);
+        }
+        // The unused part of the byte budget goes back now; the place goes with the message.
+        shared
+            .queued_bytes
+            .fetch_sub(reservation.bytes - bytes, Ordering::AcqRel);
+        reservation.live = false;
+        let message = Message::Submit {
+            records,
+            bytes,
+            done: Completion::new(on_durable),
+        };
+        self.send_in_slot(message).inspect_err(|_| {
+            shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        })
     }
 
     /// A copy of the counters.
@@ -303,8 +414,15 @@ impl Batch {
 }
 
 fn dequeued(shared: &Shared, message: &Message) {
-    if let Message::Submit { bytes, .. } = message {
-        shared.queued_bytes.fetch_sub(*bytes, Ordering::AcqRel);
+    match message {
+        Message::Submit { bytes, .. } => {
+            shared.queued_bytes.fetch_sub(*bytes, Ordering::AcqRel);
+            shared.slots.fetch_sub(1, Ordering::AcqRel);
+        }
+        Message::Checkpoint { .. } => {
+            shared.slots.fetch_sub(1, Ordering::AcqRel);
+        }
+        Message::Shutdown => {}
     }
 }
 

@@ -171,6 +171,55 @@ fn full_queue_answers_busy_at_once() {
 }
 
 #[test]
+fn a_reservation_holds_its_room_until_used_or_dropped() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = JournalConfig {
+        queue_batches_max: 2,
+        ..small_config(temp.path())
+    };
+    let (handle, release) = blocked_writer(config);
+    let record = || vec![(1, Bytes::from_static(b"reserved"))];
+    let bytes = handle.submission_bytes(&record()).unwrap();
+    let first = handle.reserve(bytes).unwrap();
+    let second = handle.reserve(bytes).unwrap();
+    // Both places are held: plain submissions and further reservations are refused at once...
+    assert!(matches!(handle.reserve(bytes), Err(JournalError::Busy)));
+    assert!(matches!(
+        handle.submit(record(), Box::new(|_| {})),
+        Err(JournalError::Busy)
+    ));
+    // ...a dropped reservation gives its place back...
+    drop(second);
+    let third = handle.reserve(bytes).unwrap();
+    // ...and a reserved submission is never refused, though nothing else fits.
+    assert!(matches!(handle.reserve(bytes), Err(JournalError::Busy)));
+    let (done_sender, done_receiver) = channel::unbounded();
+    for reservation in [first, third] {
+        let sender = done_sender.clone();
+        handle
+            .submit_reserved(
+                reservation,
+                record(),
+                Box::new(move |r| sender.send(r).unwrap()),
+            )
+            .unwrap();
+    }
+    // More than was reserved is refused without queueing anything.
+    release.send(()).unwrap();
+    let lsns: Vec<_> = (0..2)
+        .map(|_| done_receiver.recv_timeout(WAIT).unwrap().unwrap())
+        .collect();
+    assert_eq!(lsns, [Lsn(2), Lsn(3)]);
+    let small = handle.reserve(1).unwrap();
+    assert!(matches!(
+        handle.submit_reserved(small, record(), Box::new(|_| {})),
+        Err(JournalError::Busy)
+    ));
+    handle.shutdown().unwrap();
+    assert_eq!(handle.stats().records, 3);
+}
+
+#[test]
 fn queued_bytes_limit_answers_busy() {
     let temp = tempfile::tempdir().unwrap();
     let config = JournalConfig {

@@ -126,6 +126,9 @@ pub(crate) struct Caller {
     pub(crate) network: NetworkNo,
     /// A replayed request: admitted when it was journaled, not checked again.
     pub(crate) replayed: bool,
+    /// Replayed from a journal of a build before networks owned orders: the ids and tokens it
+    /// made were that build's (sequential ids, `tok` tokens), and replay must make the same.
+    pub(crate) legacy: bool,
 }
 
 /// A network's number in one shard ([`NetworkNames`]).

@@ -2,11 +2,12 @@
 //!
 //! A shard numbers its transactions with a sequence (unique, restart-safe: the journal restores
 //! it). Handing that sequence out would let one network walk through its neighbours' ids, so the
-//! id carries a keyed permutation of it instead: `shard u16 << 48 | P(sequence)`, where `P` is a
-//! four-round Feistel network over the 48 bits whose round function is keyed BLAKE2s. `P` is a
-//! bijection, so ids stay unique; the shard stays readable in the top bits (routing, recovery);
-//! ids stay below 2^63 (shards < 2^15) and do not change across restarts as long as the key does
-//! not. Wallet tokens are 128 bits of keyed BLAKE2s over the token's (unique) transaction id:
+//! id carries a keyed permutation of it instead: `shard u16 << 48 | 1 << 47 | P(sequence)`, where
+//! `P` is a four-round Feistel network over 46 bits whose round function is keyed BLAKE2s. `P` is a
+//! bijection, so ids stay unique; bit 47 keeps them apart from the sequential ids older builds gave
+//! (which never reached it); the shard stays readable in the top bits (routing, recovery); ids stay
+//! below 2^63 (shards < 2^15) and do not change across restarts as long as the key does not. 2^46
+//! transactions per shard is the id space. Wallet tokens are 128 bits of keyed BLAKE2s over the token's (unique) transaction id:
 //! unguessable, and the same again when the journal is replayed.
 //!
 //! The keys are derived from the journal's key material ([`CoreSecrets::derive`]), so a replay
@@ -17,7 +18,9 @@ use blake2::digest::consts::{U4, U16, U32};
 use blake2::digest::{KeyInit, Mac};
 
 /// Bits of the sequence a transaction id permutes.
-const SEQ_BITS: u32 = 48;
+const SEQ_BITS: u32 = 46;
+/// The bit that marks a permuted id (above every sequential id an older build gave).
+const PERMUTED_BIT: u64 = 1 << 47;
 const HALF_BITS: u32 = SEQ_BITS / 2;
 const HALF_MASK: u64 = (1 << HALF_BITS) - 1;
 /// Feistel rounds: four make the permutation indistinguishable from a random one even to a
@@ -72,7 +75,8 @@ impl CoreSecrets {
         u64::from(u32::from_be_bytes(out)) & HALF_MASK
     }
 
-    /// The keyed permutation of a 48-bit sequence number.
+    /// The transaction id bits (below the shard) of sequence number `seq`: the keyed
+    /// permutation of its low 46 bits, with bit 47 set.
     pub fn permute(&self, seq: u64) -> u64 {
         let (mut left, mut right) = ((seq >> HALF_BITS) & HALF_MASK, seq & HALF_MASK);
         for round in 0..ROUNDS {
@@ -80,10 +84,10 @@ impl CoreSecrets {
             left = right;
             right = next;
         }
-        (left << HALF_BITS) | right
+        PERMUTED_BIT | (left << HALF_BITS) | right
     }
 
-    /// The inverse of [`CoreSecrets::permute`].
+    /// The inverse of [`CoreSecrets::permute`] (the sequence's low 46 bits).
     pub fn unpermute(&self, permuted: u64) -> u64 {
         let (mut left, mut right) = ((permuted >> HALF_BITS) & HALF_MASK, permuted & HALF_MASK);
         for round in (0..ROUNDS).rev() {
@@ -118,8 +122,9 @@ mod tests {
         let b = CoreSecrets::derive(&[2; 32]);
         let mut seen = std::collections::HashSet::new();
         for seq in (0..4_096u64).chain([(1 << SEQ_BITS) - 1]) {
+            // Never a sequential id of an older build (they stayed below bit 47).
             let p = a.permute(seq);
-            assert!(p < 1 << SEQ_BITS);
+            assert!(p < 1 << 48 && p & PERMUTED_BIT != 0);
             assert_eq!(a.unpermute(p), seq);
             assert!(seen.insert(p), "collision at {seq}");
         }

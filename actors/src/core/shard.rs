@@ -267,10 +267,15 @@ impl<R: Clone> ShardCore<R> {
     }
 
     /// The next server transaction id: the shard, and a keyed permutation of the sequence so
-    /// that no client can walk from its ids to other networks' (see [`super::ids`]).
-    fn next_txn_id(&mut self) -> u64 {
+    /// that no client can walk from its ids to other networks' (see [`super::ids`]). A request
+    /// replayed from an older build's journal gets the sequential id that build gave it.
+    fn next_txn_id(&mut self, caller: Caller) -> u64 {
         let seq = self.next_id() & ((1 << TXN_SEQ_BITS) - 1);
-        (u64::from(self.shard) << TXN_SEQ_BITS) | self.settings.secrets.permute(seq)
+        let shard = u64::from(self.shard) << TXN_SEQ_BITS;
+        if caller.legacy {
+            return shard | seq;
+        }
+        shard | self.settings.secrets.permute(seq)
     }
 
     /// Handles one client request from `origin` at `now_ms`, appending what to do to `out`, and
@@ -599,12 +604,14 @@ impl<R: Clone> ShardCore<R> {
                 return Ok(Caller {
                     network: number,
                     replayed: true,
+                    legacy: false,
                 });
             }
             Origin::Unrecorded => {
                 return Ok(Caller {
                     network: NETWORK_UNRECORDED,
                     replayed: true,
+                    legacy: true,
                 });
             }
         };
@@ -628,6 +635,7 @@ impl<R: Clone> ShardCore<R> {
         Ok(Caller {
             network: number,
             replayed: false,
+            legacy: false,
         })
     }
 
@@ -745,7 +753,7 @@ impl<R: Clone> ShardCore<R> {
         };
         let amount = req.amount.unwrap_or(0);
         let day = self.settings.business_day(now_ms);
-        let txn_id = self.next_txn_id();
+        let txn_id = self.next_txn_id(caller);
         let mut order = Order {
             txn_id,
             kind: req.kind,
@@ -767,7 +775,7 @@ impl<R: Clone> ShardCore<R> {
             reversal: None,
         };
         if req.kind == TxnKind::Tokenize {
-            let answer = self.tokenize(&key, txn_id, account, masked, now_ms);
+            let answer = self.tokenize(&key, txn_id, account, masked, caller.legacy, now_ms);
             order.ops.push(Operation {
                 kind: req.kind,
                 request_id: Bytes::new(),
@@ -1139,6 +1147,7 @@ impl<R: Clone> ShardCore<R> {
         txn_id: u64,
         account: Account,
         masked: Option<Bytes>,
+        legacy: bool,
         now_ms: u64,
     ) -> TxnAnswer {
         let mut answer = base_answer(TxnKind::Tokenize, ResultCode::Approved, key, now_ms);
@@ -1151,8 +1160,13 @@ impl<R: Clone> ShardCore<R> {
             answer.result = ResultCode::Busy;
             return answer;
         }
-        // 128 bits no client can guess, and the same again when the journal is replayed.
-        let token = Bytes::from(self.settings.secrets.token(txn_id));
+        // 128 bits no client can guess, and the same again when the journal is replayed; an older
+        // build's token (shard and sequence) for its journal's TOKENIZE, bound to its merchant.
+        let token = if legacy {
+            Bytes::from(legacy_token(txn_id))
+        } else {
+            Bytes::from(self.settings.secrets.token(txn_id))
+        };
         let masked = masked.unwrap_or_default();
         self.vault.insert(
             token.clone(),
@@ -1165,6 +1179,22 @@ impl<R: Clone> ShardCore<R> {
         answer.token = Some(token);
         answer.masked_pan = Some(masked);
         answer
+    }
+
+    /// Binds the tokens of an older build's snapshot to the merchant whose TOKENIZE issued them;
+    /// a token whose order has left the window is bound to no merchant, and so works for none.
+    pub(crate) fn bind_legacy_tokens(&mut self) {
+        let Self { vault, orders, .. } = self;
+        for (token, entry) in vault.iter_mut() {
+            if !entry.merchant.is_empty() {
+                continue;
+            }
+            if let Some((merchant, _)) =
+                legacy_token_txn_id(token).and_then(|txn| orders.owner(txn))
+            {
+                entry.merchant = Bytes::copy_from_slice(merchant);
+            }
+        }
     }
 
     /// Adds an order and keeps the window bounded: past `orders_per_shard_max`, the oldest
@@ -1180,6 +1210,26 @@ impl<R: Clone> ShardCore<R> {
             Order::pinned,
         );
     }
+}
+
+/// The wallet token builds before keyed tokens gave the TOKENIZE with transaction id `txn_id`.
+fn legacy_token(txn_id: u64) -> String {
+    format!(
+        "tok{:04x}{:012x}",
+        shard_of_txn_id(txn_id),
+        txn_id & ((1 << TXN_SEQ_BITS) - 1)
+    )
+}
+
+/// The transaction id of the TOKENIZE that issued `token`, if it is an older build's token.
+pub(crate) fn legacy_token_txn_id(token: &[u8]) -> Option<u64> {
+    let hex = std::str::from_utf8(token.strip_prefix(b"tok")?).ok()?;
+    if hex.len() != 16 {
+        return None;
+    }
+    let shard = u64::from_str_radix(hex.get(..4)?, 16).ok()?;
+    let seq = u64::from_str_radix(hex.get(4..)?, 16).ok()?;
+    Some(shard << TXN_SEQ_BITS | seq)
 }
 
 /// Answer to a request whose key is already known: the stored answer, a wait on the pending one, or

@@ -4,8 +4,14 @@
 //! With a journal, nothing a step produced leaves the shard before the step's inputs are durable:
 //! the outputs wait in `held` (in step order) until the journal writer's group commit calls back.
 //! So an answer a client heard, and a request a host saw, are always in the journal; after a crash
-//! the replay rebuilds exactly the state they came from. A journal that fails stops the shard:
-//! every later request is answered INTERNAL_ERROR rather than acknowledged without a record.
+//! the replay rebuilds exactly the state they came from.
+//!
+//! Room in the journal's queue is reserved before the core takes a step, so back-pressure never
+//! finds a step half done: a full queue answers a batch of requests BUSY having changed nothing,
+//! and host outcomes wait in the shard (bounded by the operations in flight) for a timer to try
+//! again. Nothing here sleeps or blocks the Arbiter's thread. A journal that fails (disk full, I/O
+//! error) fails the shard closed: every later request is answered INTERNAL_ERROR rather than
+//! acknowledged without a record, and `paymesh_failed_closed` turns 1 (docs/OPERATIONS.md).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -16,7 +22,7 @@ use actix::{Actor, Addr, AsyncContext, Context, Handler, Message, Recipient};
 use bytes::Bytes;
 use paymesh_codecs::message::{TxnAnswer, TxnKind};
 use paymesh_codecs::types::ResultCode;
-use paymesh_journal::{JournalError, JournalHandle};
+use paymesh_journal::{JournalError, JournalHandle, Reservation};
 
 use super::lookup::StoreLookup;
 use super::messages::{
@@ -37,8 +43,8 @@ use crate::now_ms;
 pub const SHARD_MAILBOX_MAX: usize = 1_024;
 /// Journal submissions queued (all shards) above which a shard answers new requests BUSY.
 pub const JOURNAL_QUEUE_HIGH_WATER: usize = 1_024;
-/// How long a step waits for room in a full journal queue before the shard fails (100 µs steps).
-pub const JOURNAL_SUBMIT_RETRIES_MAX: u32 = 10_000;
+/// How soon host outcomes that found the journal's queue full are tried again.
+pub const JOURNAL_RETRY_MS: u64 = 1;
 /// How often the shard sends again the reversals that are due.
 pub const REVERSAL_POLL_MS: u64 = 100;
 
@@ -139,6 +145,11 @@ pub struct ShardActor {
     hosts: Vec<Arc<HostMetrics>>,
     /// Answers INQUIRY for orders not in the window from the query store.
     lookup: Option<StoreLookup>,
+    /// Host outcomes waiting for room in the journal's queue, oldest first; at most one per
+    /// operation in flight, so bounded by the window.
+    deferred: VecDeque<UpstreamResult>,
+    /// A retry of `deferred` is scheduled.
+    retry_scheduled: bool,
 }
 
 impl std::fmt::Debug for ShardActor {
@@ -170,6 +181,8 @@ impl ShardActor {
             store_dropped: false,
             hosts: Vec::new(),
             lookup: None,
+            deferred: VecDeque::new(),
+            retry_scheduled: false,
         }
     }
 
@@ -208,8 +221,44 @@ impl ShardActor {
         self
     }
 
+    /// Reserves room in the journal's queue for `records` before a step: `Ok(None)` without a
+    /// journal, `Err(code)` to answer with when there is no room (BUSY) or the journal failed
+    /// (INTERNAL_ERROR; the shard fails closed).
+    fn reserve(&mut self, records: &[(u8, Bytes)]) -> Result<Option<Reservation>, ResultCode> {
+        let Some(journal) = &self.journal else {
+            return Ok(None);
+        };
+        let reserved = journal
+            .handle
+            .submission_bytes(records)
+            .and_then(|bytes| journal.handle.reserve(bytes));
+        match reserved {
+            Ok(r) => Ok(Some(r)),
+            Err(JournalError::Busy) => Err(ResultCode::Busy),
+            Err(e) => {
+                self.fail_closed(&e);
+                Err(ResultCode::InternalError)
+            }
+        }
+    }
+
+    /// The journal can no longer make steps durable: stop acknowledging anything.
+    fn fail_closed(&mut self, error: &JournalError) {
+        if !self.failed {
+            tracing::error!(error = %error, shard = self.core.shard(), "journal failed: the shard answers INTERNAL_ERROR until restarted");
+            self.metrics.journal_failed.set(1);
+        }
+        self.failed = true;
+    }
+
     /// Ends a step: its outputs leave now (no journal) or once `records` are durable.
-    fn commit(&mut self, records: Vec<(u8, Bytes)>, ctx: &mut Context<Self>) {
+    /// `reservation` holds the queue room taken for them before the step.
+    fn commit(
+        &mut self,
+        records: Vec<(u8, Bytes)>,
+        reservation: Option<Reservation>,
+        ctx: &mut Context<Self>,
+    ) {
         self.update_gauges();
         let outputs = std::mem::take(&mut self.out);
         let Some(journal) = &self.journal else {
@@ -229,30 +278,24 @@ impl ShardActor {
         let step = self.next_step;
         self.held.push_back((step, outputs));
         let addr = ctx.address();
-        let mut records = Some(records);
-        for _ in 0..JOURNAL_SUBMIT_RETRIES_MAX {
-            let Some(batch) = records.take() else { break };
-            let addr = addr.clone();
-            let on_durable = Box::new(move |r: Result<_, JournalError>| {
-                addr.do_send(Durable {
-                    step,
-                    ok: r.is_ok(),
-                });
+        let on_durable = Box::new(move |r: Result<_, JournalError>| {
+            addr.do_send(Durable {
+                step,
+                ok: r.is_ok(),
             });
-            match journal.handle.submit(batch.clone(), on_durable) {
-                Ok(()) => return,
-                Err(JournalError::Busy) => {
-                    // The step has already changed the core: it must be journaled, so wait.
-                    records = Some(batch);
-                    std::thread::sleep(Duration::from_micros(100));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "journal failed: shard stops acknowledging");
-                    break;
-                }
-            }
+        });
+        let submitted = match reservation {
+            Some(reservation) => journal
+                .handle
+                .submit_reserved(reservation, records, on_durable),
+            // Every caller reserves before its step; without a reservation the step's records
+            // could be refused after the core moved, which must fail closed, never be dropped.
+            None => Err(JournalError::Closed),
+        };
+        if let Err(e) = submitted {
+            self.fail_closed(&e);
+            ctx.address().do_send(Durable { step, ok: false });
         }
-        ctx.address().do_send(Durable { step, ok: false });
     }
 
     /// Sends answers to sessions and requests to pools; requests a pool refused come back as
@@ -321,16 +364,42 @@ impl ShardActor {
         }
     }
 
+    /// Applies host outcomes, oldest first: journaled before their answers leave. When the
+    /// journal's queue has no room they wait (in order) and a timer tries again; a host's
+    /// answer is never dropped.
     fn apply_upstream(&mut self, results: Vec<UpstreamResult>, ctx: &mut Context<Self>) {
+        self.deferred.extend(results);
+        if self.deferred.is_empty() || self.failed {
+            // A failed shard keeps them: they are in no journal, and replay after the restart
+            // resolves their operations as in doubt.
+            return;
+        }
         let now = now_ms();
-        let mut records = Vec::with_capacity(results.len());
-        for r in results {
-            if self.journal.is_some() {
-                records.push((RECORD_UPSTREAM, encode_upstream(now, &r)));
+        let records: Vec<(u8, Bytes)> = match self.journal {
+            Some(_) => self
+                .deferred
+                .iter()
+                .map(|r| (RECORD_UPSTREAM, encode_upstream(now, r)))
+                .collect(),
+            None => Vec::new(),
+        };
+        let reservation = match self.reserve(&records) {
+            Ok(r) => r,
+            Err(_) => {
+                if !self.failed && !self.retry_scheduled {
+                    self.retry_scheduled = true;
+                    ctx.run_later(Duration::from_millis(JOURNAL_RETRY_MS), |act, ctx| {
+                        act.retry_scheduled = false;
+                        act.apply_upstream(Vec::new(), ctx);
+                    });
+                }
+                return;
             }
+        };
+        for r in std::mem::take(&mut self.deferred) {
             self.core.handle_upstream(now, r, &mut self.out);
         }
-        self.commit(records, ctx);
+        self.commit(records, reservation, ctx);
     }
 
     /// An INQUIRY the core answered NOT_FOUND goes to the query store instead (BUSY when its
@@ -389,7 +458,7 @@ impl Actor for ShardActor {
                 return;
             }
             act.core.poll_reversals(now_ms(), &mut act.out);
-            act.commit(Vec::new(), ctx);
+            act.commit(Vec::new(), None, ctx);
         });
     }
 }
@@ -409,10 +478,13 @@ impl Handler<ShardBatch> for ShardActor {
             return Self::refuse_all(batch, ResultCode::Busy);
         }
         let now = now_ms();
-        let mut records = Vec::new();
+        // Every record is encoded before any step (a request that cannot be journaled must not
+        // change the shard), and room for all of them reserved: a full queue answers the whole
+        // batch BUSY with nothing changed. A step the core says changed nothing (an access
+        // refusal) keeps its record out of the journal; the reservation shrinks to fit.
+        let mut encoded: Vec<Option<Bytes>> = Vec::with_capacity(batch.items.len());
+        let mut items = Vec::with_capacity(batch.items.len());
         for (to, req) in batch.items {
-            // Encoded before the step (a request that cannot be journaled must not change the
-            // shard), kept only if the core says the step is to be journaled.
             let mut record = None;
             if let Some(j) = &self.journal
                 && req.kind != TxnKind::Inquiry
@@ -428,14 +500,34 @@ impl Handler<ShardBatch> for ShardActor {
                     }
                 }
             }
+            encoded.push(record);
+            items.push((to, req));
+        }
+        let all: Vec<(u8, Bytes)> = encoded
+            .iter()
+            .flatten()
+            .map(|r| (RECORD_REQUEST_NETWORK, r.clone()))
+            .collect();
+        let reservation = match self.reserve(&all) {
+            Ok(r) => r,
+            Err(code) => {
+                if code == ResultCode::Busy {
+                    self.metrics.busy_shard.add(items.len() as u64);
+                }
+                // Answers already decided (records that could not be encoded) leave too.
+                self.commit(Vec::new(), None, ctx);
+                let shard = batch.shard;
+                return Self::refuse_all(ShardBatch { shard, items }, code);
+            }
+        };
+        drop(all);
+        let mut records = Vec::new();
+        for ((to, req), record) in items.into_iter().zip(encoded) {
             let network = to.network.clone();
-            let step = self.core.handle_request(
-                now,
-                Some(to),
-                Origin::Network(&network),
-                &req,
-                &mut self.out,
-            );
+            let origin = Origin::Network(&network);
+            let step = self
+                .core
+                .handle_request(now, Some(to), origin, &req, &mut self.out);
             if let (Step::Journal, Some(rec)) = (step, record) {
                 records.push((RECORD_REQUEST_NETWORK, rec));
             }
@@ -443,7 +535,7 @@ impl Handler<ShardBatch> for ShardActor {
                 self.look_up_if_missing(&network, &req, now);
             }
         }
-        self.commit(records, ctx);
+        self.commit(records, reservation, ctx);
     }
 }
 

@@ -81,6 +81,13 @@ fn render_router(m: &Metrics, out: &mut String) {
         "Logged-in client sessions.",
         m.sessions.get(),
     );
+    scalar(
+        out,
+        "paymesh_failed_closed",
+        Gauge,
+        "1 once the journal failed and the shards failed closed: transactions are refused INTERNAL_ERROR until a restart.",
+        m.journal_failed.get(),
+    );
     let name = "paymesh_requests_total";
     header(
         out,

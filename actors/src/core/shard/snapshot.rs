@@ -458,11 +458,13 @@ impl<R: Clone> ShardCore<R> {
         for _ in 0..r.u32()? {
             let token = r.bytes()?;
             let (account, masked) = (r.account()?, r.bytes()?);
-            if format < 4 {
-                // Tokens of older builds were guessable and bound to no merchant: revoked.
-                continue;
-            }
-            let merchant = r.bytes()?;
+            // An older build's entry names no merchant: the TOKENIZE order that issued the
+            // token does (found once the orders are loaded, below).
+            let merchant = if format >= 4 {
+                r.bytes()?
+            } else {
+                Bytes::new()
+            };
             let entry = VaultEntry {
                 account,
                 masked,
@@ -512,6 +514,9 @@ impl<R: Clone> ShardCore<R> {
             } else {
                 core.orders.insert_frozen(txn_id, &key, encoded);
             }
+        }
+        if format < 4 {
+            core.bind_legacy_tokens();
         }
         if format >= 2 {
             let keys_max = core.settings.evicted_keys_per_shard_max;
