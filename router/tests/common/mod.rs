@@ -96,12 +96,19 @@ impl Client {
 
     /// The next frame, or `None` when the server closed the connection.
     pub async fn recv(&mut self) -> Option<(u64, Message)> {
+        self.recv_flagged()
+            .await
+            .map(|(correlation, _, msg)| (correlation, msg))
+    }
+
+    /// [`Client::recv`] with the frame's flag bits (RETRANSMIT on replayed answers).
+    pub async fn recv_flagged(&mut self) -> Option<(u64, u16, Message)> {
         loop {
             if let Some(frame) =
                 decode_frame(&mut self.buf, 16_384).expect("server sent a bad frame")
             {
                 let msg = Message::decode(&frame).expect("server sent a bad body");
-                return Some((frame.header.correlation_id, msg));
+                return Some((frame.header.correlation_id, frame.header.flags, msg));
             }
             let n = tokio::time::timeout(RECV_TIMEOUT, self.stream.read_buf(&mut self.buf))
                 .await
@@ -132,12 +139,17 @@ impl Client {
 
     /// Sends one request and waits for its answer (no other traffic in flight).
     pub async fn call(&mut self, req: TxnRequest) -> TxnAnswer {
+        self.call_flagged(req).await.0
+    }
+
+    /// [`Client::call`] with the answer frame's flag bits.
+    pub async fn call_flagged(&mut self, req: TxnRequest) -> (TxnAnswer, u16) {
         let id = self.next_id();
         self.send(id, &Message::Request(req)).await;
-        match self.recv().await {
-            Some((cid, Message::Answer(a))) => {
+        match self.recv_flagged().await {
+            Some((cid, flags, Message::Answer(a))) => {
                 assert_eq!(cid, id, "answer to another request");
-                a
+                (a, flags)
             }
             other => panic!("expected an answer, got {other:?}"),
         }
