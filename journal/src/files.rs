@@ -10,7 +10,14 @@
 //!         24  4  crc32c     u32 big-endian: CRC-32C of lsn + length + state
 //!         28  n  state      the caller's opaque bytes
 //! checkpoint-<lsn>.snap.tmp               a checkpoint being written: deleted at open
+//! journal.format                          "paymesh-journal 1\n": the layout version
 //! ```
+//!
+//! Versions: `journal.format` names the layout of the directory (file names, segment framing,
+//! snapshot header); a directory without it is version 1 (journals from before the file) and
+//! gets it at open. The snapshot magic's last digit is the snapshot header's version. A version
+//! newer than this build's is refused ([`JournalError::NewerFormat`]), never read as damage or as
+//! an empty journal. The caller's payloads carry their own versions.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -27,6 +34,17 @@ const SNAPSHOT_SUFFIX: &str = ".snap";
 const TEMPORARY_SUFFIX: &str = ".tmp";
 const LSN_DIGITS: usize = 20;
 const SNAPSHOT_MAGIC: [u8; 8] = *b"PMJSNAP1";
+/// A snapshot magic is this and one digit of version.
+const SNAPSHOT_MAGIC_PREFIX: &[u8; 7] = b"PMJSNAP";
+/// The snapshot header version this build writes and the newest it reads.
+pub const SNAPSHOT_FILE_FORMAT: u16 = 1;
+/// The file holding the directory's layout version.
+pub const FORMAT_FILE: &str = "journal.format";
+/// The layout version this build writes and the newest it reads.
+pub const JOURNAL_FORMAT: u16 = 1;
+const FORMAT_TEXT_PREFIX: &str = "paymesh-journal ";
+/// Longest format file read: the text is a few bytes; a larger file is not one.
+const FORMAT_FILE_BYTES_MAX: u64 = 64;
 /// Bytes of a snapshot before the state.
 pub const SNAPSHOT_HEADER_BYTES: usize = 28;
 
@@ -84,6 +102,66 @@ pub(crate) fn sync_dir(dir: &Path, durability: Durability) -> Result<(), Journal
     File::open(dir)
         .and_then(|handle| handle.sync_all())
         .map_err(JournalError::io("fsync directory", dir))
+}
+
+/// Checks the directory's layout version, writing it when absent (a new directory, or a journal
+/// from before the file: both version 1).
+pub(crate) fn check_format(dir: &Path, durability: Durability) -> Result<(), JournalError> {
+    let path = dir.join(FORMAT_FILE);
+    let mut text = String::new();
+    match File::open(&path) {
+        Ok(file) => {
+            file.take(FORMAT_FILE_BYTES_MAX)
+                .read_to_string(&mut text)
+                .map_err(JournalError::io("read", &path))?;
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return write_format(dir, &path, durability);
+        }
+        Err(error) => return Err(JournalError::io("open", &path)(error)),
+    }
+    let found = text
+        .trim_end()
+        .strip_prefix(FORMAT_TEXT_PREFIX)
+        .and_then(|version| version.parse::<u16>().ok())
+        .filter(|version| *version >= 1);
+    match found {
+        Some(found) if found > JOURNAL_FORMAT => Err(JournalError::NewerFormat {
+            file: path,
+            what: "journal directory",
+            found,
+            known: JOURNAL_FORMAT,
+        }),
+        Some(_) => Ok(()),
+        None => Err(JournalError::Corrupt {
+            file: path,
+            offset: 0,
+            reason: CorruptReason::FormatFile,
+        }),
+    }
+}
+
+/// Writes the format file durably: a temporary file, fsync, rename, directory fsync.
+fn write_format(dir: &Path, path: &Path, durability: Durability) -> Result<(), JournalError> {
+    let temporary = dir.join(format!("{FORMAT_FILE}{TEMPORARY_SUFFIX}"));
+    let mut file = File::create(&temporary).map_err(JournalError::io("create", &temporary))?;
+    file.write_all(format!("{FORMAT_TEXT_PREFIX}{JOURNAL_FORMAT}\n").as_bytes())
+        .map_err(JournalError::io("write", &temporary))?;
+    if durability == Durability::Fsync {
+        file.sync_all()
+            .map_err(JournalError::io("fsync", &temporary))?;
+    }
+    fs::rename(&temporary, path).map_err(JournalError::io("rename", &temporary))?;
+    sync_dir(dir, durability)
+}
+
+/// The version a snapshot file's magic names, when it is a snapshot's magic at all.
+fn snapshot_file_format(bytes: &[u8]) -> Option<u16> {
+    let digit = *bytes
+        .get(..8)?
+        .strip_prefix(SNAPSHOT_MAGIC_PREFIX.as_slice())?
+        .first()?;
+    digit.is_ascii_digit().then(|| u16::from(digit - b'0'))
 }
 
 /// The header of a snapshot holding `state` at `lsn`.
@@ -194,6 +272,14 @@ pub(crate) fn read_snapshot(path: &Path, lsn: Lsn) -> Result<Vec<u8>, JournalErr
     let mut content = Vec::with_capacity(bytes as usize);
     file.read_to_end(&mut content)
         .map_err(JournalError::io("read", path))?;
+    if let Some(found) = snapshot_file_format(&content).filter(|f| *f > SNAPSHOT_FILE_FORMAT) {
+        return Err(JournalError::NewerFormat {
+            file: path.to_path_buf(),
+            what: "snapshot file",
+            found,
+            known: SNAPSHOT_FILE_FORMAT,
+        });
+    }
     let (stored_lsn, state) = decode_snapshot(&content).map_err(corrupt)?;
     if stored_lsn != lsn {
         return Err(corrupt(CorruptReason::SnapshotHeader));

@@ -12,7 +12,9 @@ use bytes::Bytes;
 
 use crate::config::{Durability, JournalConfig};
 use crate::error::{CorruptReason, JournalError};
-use crate::files::{Listing, list_dir, read_segment, read_snapshot, segment_file_name, sync_dir};
+use crate::files::{
+    Listing, check_format, list_dir, read_segment, read_snapshot, segment_file_name, sync_dir,
+};
 use crate::journal::{ActiveSegment, Journal};
 use crate::record::{Lsn, Record, RecordView};
 use crate::scan::scan_segment_with;
@@ -204,6 +206,7 @@ fn prepare_dir(dir: &Path, durability: Durability) -> Result<Listing, JournalErr
         };
         sync_dir(parent, durability)?;
     }
+    check_format(dir, durability)?;
     let listing = list_dir(dir)?;
     for temporary in &listing.temporaries {
         tracing::info!(file = %temporary.display(), "journal: deleting an unfinished checkpoint");

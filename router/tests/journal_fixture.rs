@@ -514,3 +514,70 @@ async fn recover_and_check(version_dir: &Path, manifest: &[Answered], with_check
     );
     env.stop().await;
 }
+
+/// Starts a router on `journal_dir` (with the test key) and returns its start-up error.
+async fn start_error(journal_dir: PathBuf, key: &Path) -> String {
+    let env = Env::start(EnvOptions {
+        start_router: false,
+        ..options(journal_dir, key)
+    })
+    .await;
+    let config = paymesh_router::config::Config::parse(&env.config_text).unwrap();
+    match paymesh_router::server::Router::start(config).await {
+        Ok(_) => panic!("the router started on a journal of a newer format"),
+        Err(error) => format!("{error:#}"),
+    }
+}
+
+#[actix::test]
+async fn journals_of_a_newer_format_are_refused_by_name_and_left_alone() {
+    let version_dir = Path::new(FIXTURES).join(VERSION_DIR);
+    let scratch = tempfile::tempdir().unwrap();
+    let key = private_key_copy(scratch.path());
+
+    // The META record (LSN 1) names record format 2.
+    let journal_dir = scratch.path().join("newer-records");
+    copy_journal(&version_dir.join("journal"), &journal_dir, false);
+    let first = journal_dir.join("journal-00000000000000000001.seg");
+    let mut bytes = std::fs::read(&first).unwrap();
+    let (meta, used) = paymesh_journal::decode_record(&bytes).unwrap().unwrap();
+    assert_eq!(
+        (meta.lsn.0, meta.kind),
+        (1, paymesh_actors::core::journal_codec::RECORD_META)
+    );
+    let mut payload = meta.payload.to_vec();
+    payload[0] = paymesh_actors::core::journal_codec::META_FORMAT + 1;
+    let mut record = Vec::new();
+    paymesh_journal::encode_record(&mut record, meta.lsn, meta.kind, &payload);
+    bytes.splice(..used, record);
+    std::fs::write(&first, &bytes).unwrap();
+    let error = start_error(journal_dir, &key).await;
+    assert!(
+        error.contains("journal record format 2 was written by a newer PayMesh build"),
+        "{error}"
+    );
+    assert_eq!(std::fs::read(&first).unwrap(), bytes, "the journal changed");
+
+    // The checkpoint names checkpoint format 2.
+    let journal_dir = scratch.path().join("newer-checkpoint");
+    copy_journal(&version_dir.join("journal"), &journal_dir, true);
+    let [snapshot] = checkpoints(&journal_dir).try_into().unwrap();
+    let file = std::fs::read(&snapshot).unwrap();
+    let (lsn, state) = paymesh_journal::decode_snapshot(&file).unwrap();
+    let mut state = state.to_vec();
+    assert_eq!(&state[..8], b"PMCKPT01");
+    state.splice(..8, *b"PMCKPT02");
+    let mut file = paymesh_journal::encode_snapshot_header(lsn, &state).to_vec();
+    file.extend_from_slice(&state);
+    std::fs::write(&snapshot, &file).unwrap();
+    let error = start_error(journal_dir, &key).await;
+    assert!(
+        error.contains("checkpoint format 2 was written by a newer PayMesh build"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read(&snapshot).unwrap(),
+        file,
+        "the checkpoint changed"
+    );
+}
