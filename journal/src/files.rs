@@ -94,6 +94,53 @@ pub(crate) fn list_dir(dir: &Path) -> Result<Listing, JournalError> {
     Ok(listing)
 }
 
+/// Permissions of every file the journal creates: its owner's only. Segments hold card data
+/// (encrypted) beside transaction details in clear; nobody else on the machine needs either.
+pub const FILE_MODE: u32 = 0o600;
+/// Permissions of the journal directory, set even when it already existed.
+pub const DIR_MODE: u32 = 0o700;
+
+/// Options opening a new file with [`FILE_MODE`] (write access; add what else is needed).
+pub fn private_file_options() -> fs::OpenOptions {
+    let mut options = fs::OpenOptions::new();
+    options.write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, FILE_MODE);
+    options
+}
+
+/// Creates `dir` and its missing parents with [`DIR_MODE`]; an existing `dir` that group or
+/// others may use is narrowed to it (a warning, not an error, when that is not ours to change:
+/// an operator may share it on purpose).
+pub fn create_private_dir(dir: &Path) -> Result<(), JournalError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, DIR_MODE);
+    builder
+        .create(dir)
+        .map_err(JournalError::io("create directory", dir))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(dir)
+            .map_err(JournalError::io("stat", dir))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0
+            && let Err(error) = fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))
+        {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{:04o}", mode & 0o7777),
+                %error,
+                "journal directory is open to group or others and cannot be narrowed: chmod 700 it"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Makes creations, renames and deletions in `dir` durable (no-op when relaxed).
 pub(crate) fn sync_dir(dir: &Path, durability: Durability) -> Result<(), JournalError> {
     if durability == Durability::Relaxed {
@@ -144,7 +191,11 @@ pub(crate) fn check_format(dir: &Path, durability: Durability) -> Result<(), Jou
 /// Writes the format file durably: a temporary file, fsync, rename, directory fsync.
 fn write_format(dir: &Path, path: &Path, durability: Durability) -> Result<(), JournalError> {
     let temporary = dir.join(format!("{FORMAT_FILE}{TEMPORARY_SUFFIX}"));
-    let mut file = File::create(&temporary).map_err(JournalError::io("create", &temporary))?;
+    let mut file = private_file_options()
+        .create(true)
+        .truncate(true)
+        .open(&temporary)
+        .map_err(JournalError::io("create", &temporary))?;
     file.write_all(format!("{FORMAT_TEXT_PREFIX}{JOURNAL_FORMAT}\n").as_bytes())
         .map_err(JournalError::io("write", &temporary))?;
     if durability == Durability::Fsync {
@@ -223,7 +274,11 @@ pub(crate) fn write_snapshot_temporary(
     durability: Durability,
 ) -> Result<PathBuf, JournalError> {
     let temporary = dir.join(format!("{}{TEMPORARY_SUFFIX}", snapshot_file_name(lsn)));
-    let mut file = File::create(&temporary).map_err(JournalError::io("create", &temporary))?;
+    let mut file = private_file_options()
+        .create(true)
+        .truncate(true)
+        .open(&temporary)
+        .map_err(JournalError::io("create", &temporary))?;
     file.write_all(&encode_snapshot_header(lsn, state))
         .map_err(JournalError::io("write", &temporary))?;
     for chunk in state.chunks(SNAPSHOT_FLUSH_BYTES) {

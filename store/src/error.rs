@@ -11,6 +11,15 @@ pub enum StoreError {
         /// Which value and which bound.
         reason: &'static str,
     },
+    /// The database file could not be created or its permissions set.
+    #[error("query store file {path}: {source}")]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The operating-system error.
+        #[source]
+        source: std::io::Error,
+    },
     /// SQLite refused an operation: opening the file, a pragma, a migration or a query.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
