@@ -267,7 +267,8 @@ fn private_key_copy(dir: &Path) -> PathBuf {
 fn options(journal_dir: PathBuf, key: &Path) -> EnvOptions {
     EnvOptions {
         journal_dir: Some(journal_dir),
-        journal_toml: format!("key_file = \"{}\"\n{JOURNAL_TOML}", key.display()),
+        key_file: Some(key.to_path_buf()),
+        journal_toml: JOURNAL_TOML.into(),
         ..EnvOptions::default()
     }
 }

@@ -213,7 +213,7 @@ pub struct EnvOptions {
     pub host_timeout_ms: u64,
     /// The router's per-connection window.
     pub inflight_window: u32,
-    /// Start a TLS listener with a generated dev certificate.
+    /// Start a TLS listener with a generated self-signed certificate (development mode).
     pub tls: bool,
     /// Start a TLS listener that requires client certificates signed by a test CA.
     pub mutual_tls: bool,
@@ -221,6 +221,9 @@ pub struct EnvOptions {
     pub max_connections: usize,
     /// Journal directory to use (to restart on the same journal); a fresh one when `None`.
     pub journal_dir: Option<std::path::PathBuf>,
+    /// The journal's key file; when `None`, `<journal dir>.key` beside it, generated (0600) on
+    /// first use so that restarts on the same journal find the same key.
+    pub key_file: Option<std::path::PathBuf>,
     /// The plain TCP listener address.
     pub listen: String,
     /// Start the router in this process (else only the hosts and `config_text`).
@@ -241,6 +244,7 @@ impl Default for EnvOptions {
             mutual_tls: false,
             max_connections: 100,
             journal_dir: None,
+            key_file: None,
             listen: "127.0.0.1:0".into(),
             start_router: true,
             journal_toml: String::new(),
@@ -320,6 +324,9 @@ impl Env {
         if opts.tls || opts.mutual_tls {
             tls_toml.push_str("tls_listen = \"127.0.0.1:0\"\n");
         }
+        if opts.tls && !opts.mutual_tls {
+            tls_toml.push_str("dev_mode = true\n");
+        }
         if opts.mutual_tls {
             let pki = test_pki();
             let write = |name: &str, text: &str| {
@@ -340,9 +347,17 @@ impl Env {
             .journal_dir
             .clone()
             .unwrap_or_else(|| dir.path().join("journal"));
+        let key_file = opts.key_file.clone().unwrap_or_else(|| {
+            let mut name = journal_dir.as_os_str().to_owned();
+            name.push(".key");
+            std::path::PathBuf::from(name)
+        });
+        if !key_file.exists() {
+            paymesh_router::key_file::generate(&key_file).unwrap();
+        }
         let store_path = dir.path().join("store.sqlite");
         let config = format!(
-            "[journal]\ndir = \"{}\"\n{}\n[store]\npath = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[server]\nlisten = \"{}\"\n{tls_toml}inflight_window = {}\nmax_connections = {}\narbiters = 2\nshards = 2\nshutdown_grace_ms = 2000\n{}\n\
+            "[journal]\ndir = \"{}\"\nkey_file = \"{}\"\n{}\n[store]\npath = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[server]\nlisten = \"{}\"\n{tls_toml}inflight_window = {}\nmax_connections = {}\narbiters = 2\nshards = 2\nshutdown_grace_ms = 2000\n{}\n\
              [[networks]]\nid = \"{NETWORK}\"\ncredential_hash = \"{hash}\"\n\n\
              [[merchants]]\nid = \"M000001\"\nsingle_limit_minor = {MERCHANT_SINGLE_LIMIT}\n\n\
              [[merchants]]\nid = \"MOFF\"\nenabled = false\n\n{host_toml}\
@@ -352,6 +367,7 @@ impl Env {
              [[routes]]\nmethod = \"bank\"\nhost = \"bank\"\n\n\
              [[routes]]\nmethod = \"carrier\"\nhost = \"carrier\"\n",
             journal_dir.display(),
+            key_file.display(),
             opts.journal_toml,
             store_path.display(),
             opts.listen,
