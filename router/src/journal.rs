@@ -110,7 +110,7 @@ fn dev_key(dir: &Path) -> anyhow::Result<[u8; 32]> {
 }
 
 /// Why a journal needs a key file, and how to make one.
-pub fn missing_key_file_error(section: &JournalSection) -> anyhow::Error {
+fn missing_key_file_error(section: &JournalSection) -> anyhow::Error {
     anyhow::anyhow!(
         "[journal] key_file is not set: the journal at {dir} encrypts card data with a 32-byte key \
          that must come from a file of its own. Create one with \

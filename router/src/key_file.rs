@@ -42,10 +42,20 @@ pub fn read(path: &Path) -> anyhow::Result<[u8; KEY_BYTES]> {
 #[cfg(unix)]
 fn check_private(path: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(path)
-        .with_context(|| format!("reading the journal key file {}", path.display()))?
-        .permissions()
-        .mode();
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "journal key file {path} does not exist. For a new journal, create it with \
+             `paymesh gen-key --out {path}`; for an existing one, restore the key it was written \
+             with (a new key cannot read it)",
+            path = path.display()
+        ),
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("reading the journal key file {}", path.display())));
+        }
+    };
+    let mode = metadata.permissions().mode();
     if mode & GROUP_OTHER_BITS != 0 {
         anyhow::bail!(
             "journal key file {path} is readable or writable by group or others (mode {mode:04o}); \
@@ -102,6 +112,18 @@ mod tests {
         let error = generate(&path).unwrap_err().to_string();
         assert!(error.contains("never overwritten"), "{error}");
         assert_eq!(read(&path).unwrap(), key, "the key changed");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_missing_key_file_says_how_to_make_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.key");
+        let error = read(&path).unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("paymesh gen-key --out {}", path.display())),
+            "{error}"
+        );
     }
 
     #[test]

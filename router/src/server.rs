@@ -34,7 +34,8 @@ pub struct Router {
     pub tcp_addr: Option<SocketAddr>,
     /// Address of the TLS listener, if any.
     pub tls_addr: Option<SocketAddr>,
-    /// The dev certificate in use when none was configured (clients in tests trust it).
+    /// The self-signed certificate generated in development mode when none was configured
+    /// (clients in tests trust it).
     pub dev_cert_pem: Option<String>,
     /// Counters.
     pub metrics: Arc<Metrics>,
