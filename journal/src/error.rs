@@ -32,6 +32,22 @@ pub enum JournalError {
         /// What is wrong there.
         reason: CorruptReason,
     },
+    /// A journal file carries a format version newer than this build reads: a newer build wrote
+    /// it. Start-up stops rather than misread it; nothing was changed, so the newer build can
+    /// still start.
+    #[error(
+        "journal: {file}: {what} format {found} was written by a newer PayMesh build; this build reads up to format {known}. Start the newer build (nothing was changed)"
+    )]
+    NewerFormat {
+        /// The file.
+        file: PathBuf,
+        /// Which format: "journal directory", "snapshot file".
+        what: &'static str,
+        /// The version found.
+        found: u16,
+        /// The newest version this build reads.
+        known: u16,
+    },
     /// [`crate::decode_record`] met bytes that are not a record (no file or offset known there:
     /// the recovery scanner turns this into [`JournalError::Corrupt`] or a truncated tail).
     #[error("journal: malformed record: {0}")]
@@ -131,6 +147,9 @@ pub enum CorruptReason {
     /// A snapshot's header is damaged (magic, length or LSN differing from its name).
     #[error("snapshot header damaged")]
     SnapshotHeader,
+    /// The directory's format file does not hold `paymesh-journal <version>`.
+    #[error("format file unreadable (expected \"paymesh-journal <version>\")")]
+    FormatFile,
     /// A snapshot's CRC-32C does not match its contents.
     #[error("snapshot checksum mismatch")]
     SnapshotChecksum,

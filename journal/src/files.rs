@@ -10,7 +10,14 @@
 //!         24  4  crc32c     u32 big-endian: CRC-32C of lsn + length + state
 //!         28  n  state      the caller's opaque bytes
 //! checkpoint-<lsn>.snap.tmp               a checkpoint being written: deleted at open
+//! journal.format                          "paymesh-journal 1\n": the layout version
 //! ```
+//!
+//! Versions: `journal.format` names the layout of the directory (file names, segment framing,
+//! snapshot header); a directory without it is version 1 (journals from before the file) and
+//! gets it at open. The snapshot magic's last digit is the snapshot header's version. A version
+//! newer than this build's is refused ([`JournalError::NewerFormat`]), never read as damage or as
+//! an empty journal. The caller's payloads carry their own versions.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -27,6 +34,17 @@ const SNAPSHOT_SUFFIX: &str = ".snap";
 const TEMPORARY_SUFFIX: &str = ".tmp";
 const LSN_DIGITS: usize = 20;
 const SNAPSHOT_MAGIC: [u8; 8] = *b"PMJSNAP1";
+/// A snapshot magic is this and one digit of version.
+const SNAPSHOT_MAGIC_PREFIX: &[u8; 7] = b"PMJSNAP";
+/// The snapshot header version this build writes and the newest it reads.
+pub const SNAPSHOT_FILE_FORMAT: u16 = 1;
+/// The file holding the directory's layout version.
+pub const FORMAT_FILE: &str = "journal.format";
+/// The layout version this build writes and the newest it reads.
+pub const JOURNAL_FORMAT: u16 = 1;
+const FORMAT_TEXT_PREFIX: &str = "paymesh-journal ";
+/// Longest format file read: the text is a few bytes; a larger file is not one.
+const FORMAT_FILE_BYTES_MAX: u64 = 64;
 /// Bytes of a snapshot before the state.
 pub const SNAPSHOT_HEADER_BYTES: usize = 28;
 
@@ -76,6 +94,53 @@ pub(crate) fn list_dir(dir: &Path) -> Result<Listing, JournalError> {
     Ok(listing)
 }
 
+/// Permissions of every file the journal creates: its owner's only. Segments hold card data
+/// (encrypted) beside transaction details in clear; nobody else on the machine needs either.
+pub const FILE_MODE: u32 = 0o600;
+/// Permissions of the journal directory, set even when it already existed.
+pub const DIR_MODE: u32 = 0o700;
+
+/// Options opening a new file with [`FILE_MODE`] (write access; add what else is needed).
+pub fn private_file_options() -> fs::OpenOptions {
+    let mut options = fs::OpenOptions::new();
+    options.write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, FILE_MODE);
+    options
+}
+
+/// Creates `dir` and its missing parents with [`DIR_MODE`]; an existing `dir` that group or
+/// others may use is narrowed to it (a warning, not an error, when that is not ours to change:
+/// an operator may share it on purpose).
+pub fn create_private_dir(dir: &Path) -> Result<(), JournalError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, DIR_MODE);
+    builder
+        .create(dir)
+        .map_err(JournalError::io("create directory", dir))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(dir)
+            .map_err(JournalError::io("stat", dir))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0
+            && let Err(error) = fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))
+        {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{:04o}", mode & 0o7777),
+                %error,
+                "journal directory is open to group or others and cannot be narrowed: chmod 700 it"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Makes creations, renames and deletions in `dir` durable (no-op when relaxed).
 pub(crate) fn sync_dir(dir: &Path, durability: Durability) -> Result<(), JournalError> {
     if durability == Durability::Relaxed {
@@ -84,6 +149,70 @@ pub(crate) fn sync_dir(dir: &Path, durability: Durability) -> Result<(), Journal
     File::open(dir)
         .and_then(|handle| handle.sync_all())
         .map_err(JournalError::io("fsync directory", dir))
+}
+
+/// Checks the directory's layout version, writing it when absent (a new directory, or a journal
+/// from before the file: both version 1).
+pub(crate) fn check_format(dir: &Path, durability: Durability) -> Result<(), JournalError> {
+    let path = dir.join(FORMAT_FILE);
+    let mut text = String::new();
+    match File::open(&path) {
+        Ok(file) => {
+            file.take(FORMAT_FILE_BYTES_MAX)
+                .read_to_string(&mut text)
+                .map_err(JournalError::io("read", &path))?;
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return write_format(dir, &path, durability);
+        }
+        Err(error) => return Err(JournalError::io("open", &path)(error)),
+    }
+    let found = text
+        .trim_end()
+        .strip_prefix(FORMAT_TEXT_PREFIX)
+        .and_then(|version| version.parse::<u16>().ok())
+        .filter(|version| *version >= 1);
+    match found {
+        Some(found) if found > JOURNAL_FORMAT => Err(JournalError::NewerFormat {
+            file: path,
+            what: "journal directory",
+            found,
+            known: JOURNAL_FORMAT,
+        }),
+        Some(_) => Ok(()),
+        None => Err(JournalError::Corrupt {
+            file: path,
+            offset: 0,
+            reason: CorruptReason::FormatFile,
+        }),
+    }
+}
+
+/// Writes the format file durably: a temporary file, fsync, rename, directory fsync.
+fn write_format(dir: &Path, path: &Path, durability: Durability) -> Result<(), JournalError> {
+    let temporary = dir.join(format!("{FORMAT_FILE}{TEMPORARY_SUFFIX}"));
+    let mut file = private_file_options()
+        .create(true)
+        .truncate(true)
+        .open(&temporary)
+        .map_err(JournalError::io("create", &temporary))?;
+    file.write_all(format!("{FORMAT_TEXT_PREFIX}{JOURNAL_FORMAT}\n").as_bytes())
+        .map_err(JournalError::io("write", &temporary))?;
+    if durability == Durability::Fsync {
+        file.sync_all()
+            .map_err(JournalError::io("fsync", &temporary))?;
+    }
+    fs::rename(&temporary, path).map_err(JournalError::io("rename", &temporary))?;
+    sync_dir(dir, durability)
+}
+
+/// The version a snapshot file's magic names, when it is a snapshot's magic at all.
+fn snapshot_file_format(bytes: &[u8]) -> Option<u16> {
+    let digit = *bytes
+        .get(..8)?
+        .strip_prefix(SNAPSHOT_MAGIC_PREFIX.as_slice())?
+        .first()?;
+    digit.is_ascii_digit().then(|| u16::from(digit - b'0'))
 }
 
 /// The header of a snapshot holding `state` at `lsn`.
@@ -145,7 +274,11 @@ pub(crate) fn write_snapshot_temporary(
     durability: Durability,
 ) -> Result<PathBuf, JournalError> {
     let temporary = dir.join(format!("{}{TEMPORARY_SUFFIX}", snapshot_file_name(lsn)));
-    let mut file = File::create(&temporary).map_err(JournalError::io("create", &temporary))?;
+    let mut file = private_file_options()
+        .create(true)
+        .truncate(true)
+        .open(&temporary)
+        .map_err(JournalError::io("create", &temporary))?;
     file.write_all(&encode_snapshot_header(lsn, state))
         .map_err(JournalError::io("write", &temporary))?;
     for chunk in state.chunks(SNAPSHOT_FLUSH_BYTES) {
@@ -194,6 +327,14 @@ pub(crate) fn read_snapshot(path: &Path, lsn: Lsn) -> Result<Vec<u8>, JournalErr
     let mut content = Vec::with_capacity(bytes as usize);
     file.read_to_end(&mut content)
         .map_err(JournalError::io("read", path))?;
+    if let Some(found) = snapshot_file_format(&content).filter(|f| *f > SNAPSHOT_FILE_FORMAT) {
+        return Err(JournalError::NewerFormat {
+            file: path.to_path_buf(),
+            what: "snapshot file",
+            found,
+            known: SNAPSHOT_FILE_FORMAT,
+        });
+    }
     let (stored_lsn, state) = decode_snapshot(&content).map_err(corrupt)?;
     if stored_lsn != lsn {
         return Err(corrupt(CorruptReason::SnapshotHeader));

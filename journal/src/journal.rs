@@ -177,7 +177,7 @@ impl Journal {
     fn rotate(&mut self) -> Result<(), JournalError> {
         let first_lsn = self.durable_next;
         let path = self.config.dir.join(segment_file_name(first_lsn));
-        let file = File::options()
+        let file = crate::files::private_file_options()
             .append(true)
             .create_new(true)
             .open(&path)

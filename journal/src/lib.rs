@@ -46,6 +46,9 @@
 //!   applied, behind a 28-byte header (magic `PMJSNAP1`, LSN, length, CRC-32C). Written as
 //!   `.snap.tmp`, fsynced, renamed, directory fsynced. After it, older snapshots and the closed
 //!   segments it covers are deleted, except the newest `segments_retained_max` of them.
+//! - `journal.format`: `paymesh-journal 1`, the layout's version (absent in journals written
+//!   before it: version 1, added at open). With the snapshot magic's digit it lets a build refuse
+//!   a journal from a newer one ([`JournalError::NewerFormat`]) instead of misreading it.
 //!
 //! # Recovery ([`Journal::open`])
 //!

@@ -12,7 +12,10 @@ use bytes::Bytes;
 
 use crate::config::{Durability, JournalConfig};
 use crate::error::{CorruptReason, JournalError};
-use crate::files::{Listing, list_dir, read_segment, read_snapshot, segment_file_name, sync_dir};
+use crate::files::{
+    Listing, check_format, create_private_dir, list_dir, read_segment, read_snapshot,
+    segment_file_name, sync_dir,
+};
 use crate::journal::{ActiveSegment, Journal};
 use crate::record::{Lsn, Record, RecordView};
 use crate::scan::scan_segment_with;
@@ -196,7 +199,7 @@ fn prepare_dir(dir: &Path, durability: Durability) -> Result<Listing, JournalErr
         .ancestors()
         .take_while(|ancestor| !ancestor.exists())
         .collect();
-    fs::create_dir_all(dir).map_err(JournalError::io("create directory", dir))?;
+    create_private_dir(dir)?;
     for new_dir in created.iter().rev() {
         let parent = match new_dir.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
@@ -204,6 +207,7 @@ fn prepare_dir(dir: &Path, durability: Durability) -> Result<Listing, JournalErr
         };
         sync_dir(parent, durability)?;
     }
+    check_format(dir, durability)?;
     let listing = list_dir(dir)?;
     for temporary in &listing.temporaries {
         tracing::info!(file = %temporary.display(), "journal: deleting an unfinished checkpoint");
@@ -218,7 +222,7 @@ fn create_first_segment(
     durability: Durability,
 ) -> Result<ActiveSegment, JournalError> {
     let path = dir.join(segment_file_name(first_lsn));
-    let file = File::options()
+    let file = crate::files::private_file_options()
         .append(true)
         .create_new(true)
         .open(&path)

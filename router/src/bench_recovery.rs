@@ -87,13 +87,14 @@ pub fn run(args: BenchRecoveryArgs) -> anyhow::Result<()> {
         dir: args.dir.clone(),
         ..JournalSection::default()
     };
-    // The key the replay will use: generated once, beside the journal (dev key), read back here.
-    let key = crate::journal::key_for(&section)?;
+    // The key the replay will use: generated once beside the journal (development mode: this is
+    // a benchmark's scratch directory), read back here.
+    let key = crate::journal::key_for(&section, true)?;
     if !args.recover_only {
         generate(&args, &settings, &key)?;
     }
     let started = Instant::now();
-    let opened = crate::journal::open(&section, &settings, args.shards)?;
+    let opened = crate::journal::open(&section, key, &settings, args.shards)?;
     let elapsed = started.elapsed();
     let orders: usize = opened.cores.iter().map(|c| c.order_count()).sum();
     println!(

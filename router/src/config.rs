@@ -78,12 +78,18 @@ pub struct ServerConfig {
     pub listen: String,
     /// TLS listener; empty = none.
     pub tls_listen: String,
-    /// Server certificate chain (PEM); absent = a generated dev certificate.
+    /// Server certificate chain (PEM); required with a TLS listener, except in development
+    /// mode, where a self-signed certificate is generated.
     pub tls_cert: Option<PathBuf>,
     /// Server private key (PEM).
     pub tls_key: Option<PathBuf>,
     /// CA bundle (PEM) for client certificates; present = mutual TLS required.
     pub tls_client_ca: Option<PathBuf>,
+    /// Development mode (also `paymesh serve --dev`; `paymesh demo` runs in it): without a
+    /// journal `key_file` a key is generated beside the journal, and without `tls_cert` a
+    /// self-signed certificate is generated, each logged as a warning. Off, either missing stops
+    /// start-up with how to make it. Never in production: a key beside the data protects nothing.
+    pub dev_mode: bool,
     /// Connections open at once; beyond it new connections are closed at accept.
     pub max_connections: usize,
     /// Requests in flight per connection (announced at login).
@@ -121,6 +127,7 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            dev_mode: false,
             max_connections: 10_000,
             inflight_window: 256,
             heartbeat_interval_ms: 30_000,
@@ -286,6 +293,9 @@ mod tests {
         let text = include_str!("../paymesh.example.toml");
         let c = Config::parse(text).unwrap();
         assert!(!c.hosts.is_empty() && !c.routes.is_empty() && !c.merchants.is_empty());
+        // It is a production example: a key file and a certificate, no development mode.
+        assert!(!c.server.dev_mode && !ServerConfig::default().dev_mode);
+        assert!(c.journal.key_file.is_some() && c.server.tls_cert.is_some());
         // The example states the defaults.
         let d = ServerConfig::default();
         assert_eq!(c.server.orders_per_shard_max, d.orders_per_shard_max);
@@ -303,6 +313,8 @@ mod tests {
     fn the_load_run_config_parses_with_the_harness_merchants_unlimited() {
         let c = Config::parse(include_str!("../paymesh.bench.toml")).unwrap();
         assert_eq!(c.merchants.len(), 100);
+        // Load runs start with no setup: a generated key and certificate.
+        assert!(c.server.dev_mode);
         assert!(
             c.merchants
                 .iter()

@@ -51,7 +51,7 @@ pub struct DemoArgs {
     /// Journal without fsync (UNSAFE: for measuring what durability costs).
     #[arg(long)]
     pub relaxed: bool,
-    /// Connect over TLS (the router's generated dev certificate).
+    /// Connect over TLS (the router's generated self-signed certificate).
     #[arg(long)]
     pub tls: bool,
     /// Write the harness's JSON result here.
@@ -63,7 +63,8 @@ pub struct DemoArgs {
 }
 
 /// The router configuration of the demo, for hosts listening at `hosts` (name, address, profile,
-/// length header).
+/// length header). It runs in development mode: its journal key is generated beside the scratch
+/// journal and its TLS certificate is self-signed, so the demo needs no setup.
 pub fn demo_config(
     hosts: &[(String, String, String, String)],
     args: &DemoArgs,
@@ -78,7 +79,7 @@ pub fn demo_config(
         _ => String::new(),
     };
     let mut text = format!(
-        "[journal]\ndir = \"{journal}\"\ndurability = \"{}\"\n\n[store]\npath = \"{store}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[server]\nlisten = \"127.0.0.1:0\"\ninflight_window = 1024\narbiters = {}\nshards = {}\n",
+        "[journal]\ndir = \"{journal}\"\ndurability = \"{}\"\n\n[store]\npath = \"{store}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[server]\nlisten = \"127.0.0.1:0\"\ndev_mode = true\ninflight_window = 1024\narbiters = {}\nshards = {}\n",
         if args.relaxed { "relaxed" } else { "fsync" },
         args.arbiters,
         args.shards

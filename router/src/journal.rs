@@ -29,9 +29,10 @@ pub struct JournalSection {
     /// `fsync` (default: an answer leaves only once its record is on disk) or `relaxed` (no fsync:
     /// UNSAFE, a crash loses acknowledged transactions; for benchmarks).
     pub durability: String,
-    /// File holding the 32-byte encryption key for card data in the journal, as 64 hex digits.
-    /// Absent = a dev key generated in the journal directory (logged as a warning): never in
-    /// production, since a key beside the data protects nothing.
+    /// File holding the 32-byte encryption key for card data in the journal, as 64 hex digits
+    /// (`paymesh gen-key --out FILE`), readable by its owner only. Required with a journal,
+    /// except in development mode (`[server] dev_mode`), where a key is generated beside the
+    /// journal: never in production, since a key beside the data protects nothing.
     pub key_file: Option<PathBuf>,
     /// Id stored with every ciphertext, so keys can rotate.
     pub key_id: u32,
@@ -85,31 +86,47 @@ pub struct Opened {
     pub store_complete: bool,
 }
 
-fn read_key(path: &Path) -> anyhow::Result<[u8; 32]> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let raw = hex::decode(text.trim())
-        .ok()
-        .with_context(|| format!("{}: expected 64 hex digits", path.display()))?;
-    raw.try_into()
-        .map_err(|_| anyhow::anyhow!("{}: expected 32 bytes", path.display()))
-}
+/// Where the development key is kept: beside the journal, in development mode only.
+const DEV_KEY_FILE: &str = "dev-journal.key";
 
+/// The development key of the journal in `dir`, generated on first use.
 fn dev_key(dir: &Path) -> anyhow::Result<[u8; 32]> {
-    let path = dir.join("dev-journal.key");
-    if path.exists() {
-        return read_key(&path);
+    paymesh_journal::files::create_private_dir(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(DEV_KEY_FILE);
+    if !path.exists() {
+        return crate::key_file::generate(&path);
     }
-    let mut key = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
-    std::fs::write(&path, hex::encode(key))
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(key)
+    // Earlier builds wrote it readable by all; it is ours, so narrow it rather than refuse.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            &path,
+            std::fs::Permissions::from_mode(crate::key_file::KEY_FILE_MODE),
+        )
+        .with_context(|| format!("chmod 600 {}", path.display()))?;
+    }
+    crate::key_file::read(&path)
 }
 
-/// The journal key of `section` (from `key_file`, or the dev key beside the journal).
-pub fn key_for(section: &JournalSection) -> anyhow::Result<JournalKey> {
-    let key_bytes = key_material(section)?;
+/// Why a journal needs a key file, and how to make one.
+fn missing_key_file_error(section: &JournalSection) -> anyhow::Error {
+    anyhow::anyhow!(
+        "[journal] key_file is not set: the journal at {dir} encrypts card data with a 32-byte key \
+         that must come from a file of its own. Create one with \
+         `paymesh gen-key --out /etc/paymesh/journal.key` (written mode 0600; keep a copy in a safe \
+         place, the journal cannot be read without it) and set \
+         key_file = \"/etc/paymesh/journal.key\" in [journal]. For a throwaway local run only, \
+         `paymesh serve --dev` (or [server] dev_mode = true) generates a key beside the journal",
+        dir = section.dir.display()
+    )
+}
+
+/// The journal key of `section`: from `key_file`; without one, only in development mode, a key
+/// generated beside the journal.
+pub fn key_for(section: &JournalSection, dev_mode: bool) -> anyhow::Result<JournalKey> {
+    let key_bytes = key_material(section, dev_mode)?;
     let mut prefix = [0u8; 4];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut prefix);
     Ok(JournalKey::new(section.key_id, &key_bytes, prefix))
@@ -117,32 +134,31 @@ pub fn key_for(section: &JournalSection) -> anyhow::Result<JournalKey> {
 
 /// The identifier keys (transaction ids, wallet tokens) of `section`'s journal: derived from its
 /// key material, so a replay reproduces every id and token.
-pub fn core_secrets(section: &JournalSection) -> anyhow::Result<CoreSecrets> {
-    Ok(CoreSecrets::derive(&key_material(section)?))
+pub fn core_secrets(section: &JournalSection, dev_mode: bool) -> anyhow::Result<CoreSecrets> {
+    Ok(CoreSecrets::derive(&key_material(section, dev_mode)?))
 }
 
-/// The 32 bytes of the journal key of `section`.
-fn key_material(section: &JournalSection) -> anyhow::Result<[u8; 32]> {
-    Ok(match &section.key_file {
-        Some(path) => read_key(path)?,
-        None => {
-            tracing::warn!(dir = %section.dir.display(), "no journal key_file: using a generated dev key stored beside the journal");
-            std::fs::create_dir_all(&section.dir)
-                .with_context(|| format!("creating {}", section.dir.display()))?;
+/// The 32 bytes of the journal key of `section` (see [`key_for`]).
+fn key_material(section: &JournalSection, dev_mode: bool) -> anyhow::Result<[u8; 32]> {
+    Ok(match (&section.key_file, dev_mode) {
+        (Some(path), _) => crate::key_file::read(path)?,
+        (None, true) => {
+            tracing::warn!(dir = %section.dir.display(), "development mode: no journal key_file, using a generated key stored beside the journal (never in production)");
             dev_key(&section.dir)?
         }
+        (None, false) => return Err(missing_key_file_error(section)),
     })
 }
 
-/// Opens, recovers and replays the journal of `section` for `shards` shards.
+/// Opens, recovers and replays the journal of `section` for `shards` shards, reading card data
+/// with `key` (see [`key_for`]).
 pub fn open(
     section: &JournalSection,
+    key: JournalKey,
     settings: &Arc<CoreSettings>,
     shards: usize,
 ) -> anyhow::Result<Opened> {
     let started = Instant::now();
-    std::fs::create_dir_all(&section.dir)
-        .with_context(|| format!("creating {}", section.dir.display()))?;
     let mut config = JournalConfig::new(&section.dir);
     config.segment_bytes_max = section.segment_bytes_max;
     config.durability = match section.durability.as_str() {
@@ -155,7 +171,6 @@ pub fn open(
         }
         other => anyhow::bail!("journal durability must be fsync or relaxed, not {other:?}"),
     };
-    let key = key_for(section)?;
     config.segments_retained_max = section.segments_retained;
     let recovery = std::cell::RefCell::new(Recovery::new(
         std::slice::from_ref(&key),

@@ -2,8 +2,9 @@
 //!
 //! - [`config`]: the TOML configuration and its defaults (`paymesh.example.toml` is the commented example).
 //! - [`auth`]: network credentials (Argon2id hashes) checked at login.
-//! - [`tls`]: rustls server configuration, dev certificates, mutual TLS.
-//! - [`journal`]: opening, recovering and replaying the durable journal.
+//! - [`tls`]: rustls server configuration, development certificates, mutual TLS.
+//! - [`key_file`]: the journal key file (`paymesh gen-key`), refused when others may read it.
+//! - [`journal`]: the journal key, opening, recovering and replaying the durable journal.
 //! - [`server`]: starting Arbiters, shards, upstream pools and listeners; graceful shutdown.
 //! - [`admin`]: the admin port (HTTP): Prometheus `/metrics` (rendered by the pure
 //!   [`admin::render`]) and `/health`.
@@ -19,6 +20,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod demo;
 pub mod journal;
+pub mod key_file;
 pub mod server;
 pub mod tls;
 

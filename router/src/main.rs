@@ -26,6 +26,18 @@ enum Command {
         /// The TOML config file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Development mode (as `[server] dev_mode = true`): generate a journal key beside the
+        /// journal and a self-signed TLS certificate where none is configured. Never in
+        /// production.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Writes a new random journal key (64 hex digits) to a file created mode 0600, for
+    /// `[journal] key_file`. Never overwrites an existing file.
+    GenKey {
+        /// The key file to create.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// The main job on the embedded default: gateway-sim hosts, the router and a short load over
     /// loopback, ending with a summary.
@@ -48,8 +60,9 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Serve { config } => {
-            let config = Config::load(&config)?;
+        Command::Serve { config, dev } => {
+            let mut config = Config::load(&config)?;
+            config.server.dev_mode |= dev;
             run_system(|| async move {
                 let router = Router::start(config).await?;
                 shutdown_signal().await;
@@ -66,6 +79,15 @@ fn main() -> anyhow::Result<()> {
             println!(
                 "{}",
                 auth::hash_credential(credential.trim_end_matches(['\r', '\n']))?
+            );
+            Ok(())
+        }
+        Command::GenKey { out } => {
+            paymesh_router::key_file::generate(&out)?;
+            println!(
+                "wrote a new journal key to {} (mode 0600). Set key_file = \"{}\" in [journal], and keep a copy in a safe place: the journal's card data cannot be read without it.",
+                out.display(),
+                out.display()
             );
             Ok(())
         }

@@ -34,7 +34,8 @@ pub struct Router {
     pub tcp_addr: Option<SocketAddr>,
     /// Address of the TLS listener, if any.
     pub tls_addr: Option<SocketAddr>,
-    /// The dev certificate in use when none was configured (clients in tests trust it).
+    /// The self-signed certificate generated in development mode when none was configured
+    /// (clients in tests trust it).
     pub dev_cert_pem: Option<String>,
     /// Counters.
     pub metrics: Arc<Metrics>,
@@ -69,6 +70,26 @@ impl Router {
     /// Starts everything. Must run inside an actix `System` (see [`crate::run_system`]).
     pub async fn start(config: Config) -> anyhow::Result<Router> {
         config.validate()?;
+        if config.server.dev_mode {
+            tracing::warn!(
+                "DEVELOPMENT MODE: generated journal key and TLS certificate where none is configured; never in production"
+            );
+        }
+        // Keys and certificates first: a missing or exposed one stops start-up with how to fix
+        // it, before anything runs.
+        let journal_key = if config.journal.dir.as_os_str().is_empty() {
+            None
+        } else {
+            Some(crate::journal::key_for(
+                &config.journal,
+                config.server.dev_mode,
+            )?)
+        };
+        let tls_config = if config.server.tls_listen.is_empty() {
+            None
+        } else {
+            Some(tls::listener_config(&config.server)?)
+        };
         let metrics = Arc::new(Metrics::new(config.shard_count()));
         let host_metrics: Vec<Arc<HostMetrics>> = config
             .hosts
@@ -82,11 +103,10 @@ impl Router {
             &host_names,
             config.server.day_offset_minutes,
         )?;
-        let journaled = !config.journal.dir.as_os_str().is_empty();
         if let Some(s) = Arc::get_mut(&mut settings) {
             s.access = config.access()?;
-            if journaled {
-                s.secrets = crate::journal::core_secrets(&config.journal)?;
+            if journal_key.is_some() {
+                s.secrets = crate::journal::core_secrets(&config.journal, config.server.dev_mode)?;
             }
             s.orders_per_shard_max = config.server.orders_per_shard_max;
             s.orders_hot_per_shard_max = config.server.orders_hot_per_shard_max;
@@ -97,6 +117,31 @@ impl Router {
                 .map(|h| h.capture == paymesh_actors::core::config::CaptureMode::Online)
                 .collect();
         }
+        // The journal before any thread starts: a refused key or journal leaves nothing running.
+        let (cores, journal, catch_up) = match journal_key {
+            None => {
+                tracing::warn!(
+                    "no journal configured: answers leave without a durable record (tests and benchmarks only)"
+                );
+                // Without a journal, ids must still not repeat across restarts: start from the clock.
+                let seq_start = paymesh_actors::now_ms().saturating_mul(100);
+                let cores = (0..config.shard_count())
+                    .map(|i| {
+                        Ok(
+                            ShardCore::new(u16::try_from(i)?, settings.clone(), seq_start)
+                                .with_shard_count(u16::try_from(config.shard_count())?),
+                        )
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                (cores, None, None)
+            }
+            Some(key) => {
+                let opened =
+                    crate::journal::open(&config.journal, key, &settings, config.shard_count())?;
+                let catch_up = (opened.answers, opened.store_complete);
+                (opened.cores, Some(opened.journal), Some(catch_up))
+            }
+        };
         let arbiters: Vec<Arbiter> = (0..config.arbiter_count())
             .map(|_| Arbiter::new())
             .collect();
@@ -122,26 +167,6 @@ impl Router {
             pools.push(addr.recipient());
         }
         let pools = Arc::new(pools);
-        let (cores, journal, catch_up) = if config.journal.dir.as_os_str().is_empty() {
-            tracing::warn!(
-                "no journal configured: answers leave without a durable record (tests and benchmarks only)"
-            );
-            // Without a journal, ids must still not repeat across restarts: start from the clock.
-            let seq_start = paymesh_actors::now_ms().saturating_mul(100);
-            let cores = (0..config.shard_count())
-                .map(|i| {
-                    Ok(
-                        ShardCore::new(u16::try_from(i)?, settings.clone(), seq_start)
-                            .with_shard_count(u16::try_from(config.shard_count())?),
-                    )
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            (cores, None, None)
-        } else {
-            let opened = crate::journal::open(&config.journal, &settings, config.shard_count())?;
-            let catch_up = (opened.answers, opened.store_complete);
-            (opened.cores, Some(opened.journal), Some(catch_up))
-        };
         let store_existed = config.store.path.exists();
         let store = open_store(&config)?;
         if let (Some(store), Some((answers, complete))) = (&store, &catch_up) {
@@ -248,26 +273,9 @@ impl Router {
         }
         let mut tls_addr = None;
         let mut dev_cert_pem = None;
-        if !s.tls_listen.is_empty() {
-            let pair = match (&s.tls_cert, &s.tls_key) {
-                (Some(c), Some(k)) => tls::PemPair {
-                    cert_pem: tls::read_pem(c)?,
-                    key_pem: tls::read_pem(k)?,
-                },
-                _ => {
-                    let pair = tls::dev_certificate()?;
-                    tracing::warn!(
-                        "no tls_cert configured: using a generated self-signed dev certificate"
-                    );
-                    dev_cert_pem = Some(pair.cert_pem.clone());
-                    pair
-                }
-            };
-            let ca = match &s.tls_client_ca {
-                Some(p) => Some(tls::read_pem(p)?),
-                None => None,
-            };
-            let acceptor = TlsAcceptor::from(tls::server_config(&pair, ca.as_deref())?);
+        if let Some((server_config, generated_pem)) = tls_config {
+            dev_cert_pem = generated_pem;
+            let acceptor = TlsAcceptor::from(server_config);
             let listener = TcpListener::bind(&s.tls_listen)
                 .await
                 .with_context(|| format!("binding {}", s.tls_listen))?;

@@ -1,6 +1,6 @@
-//! TLS for client listeners (rustls, ring provider): the server certificate from PEM files, or a
-//! dev certificate generated with rcgen when none is configured; optional client-certificate
-//! verification (mutual TLS) against a CA bundle.
+//! TLS for client listeners (rustls, ring provider): the server certificate from PEM files (in
+//! development mode only, a self-signed one generated with rcgen when none is configured);
+//! optional client-certificate verification (mutual TLS) against a CA bundle.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -56,6 +56,50 @@ fn key_from_pem(pem: &str) -> anyhow::Result<PrivateKeyDer<'static>> {
 /// Reads a PEM file into a string.
 pub fn read_pem(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Why a TLS listener needs a certificate, and how to make one.
+fn missing_certificate_error(listen: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "[server] tls_listen = \"{listen}\" needs a certificate: set tls_cert (certificate chain, \
+         PEM) and tls_key (its private key, PEM). Use one issued by your CA; for a self-signed test \
+         certificate: `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+         -days 365 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+         -keyout server.key -out server.crt && chmod 600 server.key` (or rcgen). To serve plain \
+         TCP only, set tls_listen = \"\". For a throwaway local run only, `paymesh serve --dev` \
+         (or [server] dev_mode = true) generates a self-signed certificate"
+    )
+}
+
+/// The TLS listener's server config from `server`'s files: the certificate and key, and the
+/// client CA for mutual TLS. Without a certificate, in development mode only, a generated
+/// self-signed one, whose PEM is returned too (for clients to trust).
+pub fn listener_config(
+    server: &crate::config::ServerConfig,
+) -> anyhow::Result<(Arc<ServerConfig>, Option<String>)> {
+    let (pair, dev_cert_pem) = match (&server.tls_cert, &server.tls_key) {
+        (Some(cert), Some(key)) => (
+            PemPair {
+                cert_pem: read_pem(cert)?,
+                key_pem: read_pem(key)?,
+            },
+            None,
+        ),
+        _ if server.dev_mode => {
+            let pair = dev_certificate()?;
+            tracing::warn!(
+                "development mode: no tls_cert, using a generated self-signed certificate (never in production)"
+            );
+            let pem = pair.cert_pem.clone();
+            (pair, Some(pem))
+        }
+        _ => return Err(missing_certificate_error(&server.tls_listen)),
+    };
+    let ca = match &server.tls_client_ca {
+        Some(path) => Some(read_pem(path)?),
+        None => None,
+    };
+    Ok((server_config(&pair, ca.as_deref())?, dev_cert_pem))
 }
 
 /// Server config from a certificate chain and key, with client certificates required and checked

@@ -64,9 +64,10 @@ impl Gw {
             started.push((name.to_string(), host));
         }
         let hash = paymesh_router::auth::hash_credential(CREDENTIAL).unwrap();
+        // Development mode: the scratch journal's key is generated beside it.
         let config_text = format!(
             "[journal]\ndir = \"{}\"\ndurability = \"relaxed\"\n\n[store]\npath = \"\"\n\n[admin]\nlisten = \"\"\n\n\
-             [server]\nlisten = \"127.0.0.1:0\"\ninflight_window = 128\narbiters = 2\nshards = 2\nshutdown_grace_ms = 2000\n\n\
+             [server]\nlisten = \"127.0.0.1:0\"\ndev_mode = true\ninflight_window = 128\narbiters = 2\nshards = 2\nshutdown_grace_ms = 2000\n\n\
              [[networks]]\nid = \"{NETWORK}\"\ncredential_hash = \"{hash}\"\nmerchants = [\"M000001\"]\n\n\
              [[merchants]]\nid = \"M000001\"\n\n{host_toml}{routes}",
             dir.path().join("journal").display()

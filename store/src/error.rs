@@ -11,6 +11,15 @@ pub enum StoreError {
         /// Which value and which bound.
         reason: &'static str,
     },
+    /// The database file could not be created or its permissions set.
+    #[error("query store file {path}: {source}")]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The operating-system error.
+        #[source]
+        source: std::io::Error,
+    },
     /// SQLite refused an operation: opening the file, a pragma, a migration or a query.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -22,7 +31,10 @@ pub enum StoreError {
     },
     /// The database's schema version is not one this build can use: written by a newer build
     /// (the writer refuses to downgrade it) or not yet migrated (a reader never migrates).
-    #[error("schema version {found} in the database, this build uses {expected}")]
+    #[error(
+        "query store schema version {found} in the database, this build uses {expected}{}",
+        schema_hint(.found, .expected)
+    )]
     SchemaVersion {
         /// The version recorded in the `schema_version` table (0 when there is none).
         found: i64,
@@ -36,4 +48,13 @@ pub enum StoreError {
     /// written.
     #[error("the store writer has stopped")]
     Closed,
+}
+
+/// What an operator does about a schema version this build cannot use.
+fn schema_hint(found: &i64, expected: &i64) -> &'static str {
+    if found > expected {
+        ": a newer PayMesh build wrote it; start that build (nothing was changed)"
+    } else {
+        ": open it with the writer first, which migrates it"
+    }
 }

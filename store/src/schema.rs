@@ -63,11 +63,63 @@ ALTER TABLE transactions ADD COLUMN network TEXT;
 "#,
 ];
 
+/// Permissions of the database file: its owner's only (it holds transactions, masked card
+/// numbers and tokens). SQLite gives the `-wal` and `-shm` files it creates the database file's
+/// permissions, so creating that one right is enough.
+pub const FILE_MODE: u32 = 0o600;
+
+/// Creates the database file with [`FILE_MODE`] when missing, before SQLite would create it with
+/// the process's default; narrows an existing one (and its `-wal` and `-shm`) that group or
+/// others may read. A narrowing that fails (not our file) is logged, not fatal.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, FILE_MODE);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            #[cfg(unix)]
+            for suffix in ["", "-wal", "-shm"] {
+                let mut name = path.as_os_str().to_owned();
+                name.push(suffix);
+                narrow(Path::new(&name));
+            }
+            Ok(())
+        }
+        Err(source) => Err(StoreError::File {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+#[cfg(unix)]
+fn narrow(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = metadata.permissions().mode();
+    if mode & 0o077 != 0
+        && let Err(error) =
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(FILE_MODE))
+    {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format!("{:04o}", mode & 0o7777),
+            %error,
+            "query store file is open to group or others and cannot be narrowed: chmod 600 it"
+        );
+    }
+}
+
 /// Opens (creating if needed) the database for the writer: WAL, `synchronous=NORMAL`, migrated.
 ///
 /// `synchronous=NORMAL` in WAL mode may lose the last transactions on power loss but never
 /// corrupts the file: the journal is the durable record and the store can be rebuilt from it.
 pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    create_private(path)?;
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?;
@@ -153,6 +205,33 @@ mod tests {
     #[test]
     fn one_migration_per_version() {
         assert_eq!(MIGRATIONS.len() as i64, SCHEMA_VERSION);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_database_and_its_wal_and_shm_are_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let mode = |suffix: &str| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            std::fs::metadata(name).unwrap().permissions().mode() & 0o777
+        };
+        let conn = open_writer(&path).unwrap();
+        conn.execute(
+            "INSERT INTO networks (id, description) VALUES ('n', 'd')",
+            [],
+        )
+        .unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            assert_eq!(mode(suffix), 0o600, "s.db{suffix}");
+        }
+        drop(conn);
+        // A database an older build left readable by all is narrowed at open.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _conn = open_writer(&path).unwrap();
+        assert_eq!(mode(""), 0o600);
     }
 
     #[test]

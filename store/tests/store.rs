@@ -286,6 +286,7 @@ fn a_newer_schema_is_refused() {
         .unwrap();
     let err = Store::open(config(&path)).unwrap_err();
     assert!(matches!(err, StoreError::SchemaVersion { found, .. } if found == SCHEMA_VERSION + 1));
+    assert!(err.to_string().contains("newer PayMesh build"), "{err}");
     assert!(matches!(
         Store::reader(&path),
         Err(StoreError::SchemaVersion { .. })

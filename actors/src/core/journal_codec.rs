@@ -13,7 +13,12 @@
 //!   wrote it; still read (the orders it makes have no recorded creator).
 //! - [`RECORD_UPSTREAM`]: `now_ms u64 | op_id u64 | outcome` (no card data, written in clear).
 //! - [`RECORD_META`]: `format u8 | shards u16`, written once when a journal is created: replay
-//!   routes by merchant hash, so the shard count of a journal is fixed.
+//!   routes by merchant hash, so the shard count of a journal is fixed. `format` is the version of
+//!   the record payloads after it ([`META_FORMAT`]). A build that writes records differently
+//!   bumps it, reads the older formats too, and journals a META record with its own format
+//!   before its first record; records after a checkpoint with no META after it are in the
+//!   format that checkpoint's version implies (`PMCKPT01`: format 1). A format newer than this
+//!   build knows is refused ([`MeshError::NewerFormat`]), never guessed at.
 //! - [`RECORD_MARK`]: `shard u16 | round u64`, where a shard took its checkpoint snapshot.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -40,7 +45,8 @@ pub const RECORD_REQUEST_NETWORK: u8 = 5;
 /// Longest network id a request record holds (PROTOCOL.md's `network_id` is 1..32 bytes).
 pub const NETWORK_ID_BYTES_MAX: usize = 32;
 
-const META_FORMAT: u8 = 1;
+/// The record format this build writes and the newest it reads.
+pub const META_FORMAT: u8 = 1;
 const NONCE_BYTES: usize = 12;
 
 /// The journal encryption key (32 bytes) and its id. `Debug` never shows the key.
@@ -84,8 +90,19 @@ pub fn encode_meta(shards: u16) -> Bytes {
 
 /// Decodes the META record: the shard count.
 pub fn decode_meta(mut p: &[u8]) -> Result<u16, MeshError> {
+    // The format comes first so that a newer one is named as such, whatever its length.
+    match p.first() {
+        Some(&format) if format > META_FORMAT => {
+            return Err(MeshError::NewerFormat {
+                what: "journal record",
+                found: u16::from(format),
+                known: u16::from(META_FORMAT),
+            });
+        }
+        _ => {}
+    }
     if p.len() != 3 || p.get_u8() != META_FORMAT {
-        return Err(MeshError::Journal("unknown journal meta record".into()));
+        return Err(MeshError::Journal("malformed journal meta record".into()));
     }
     Ok(p.get_u16())
 }
@@ -475,5 +492,31 @@ mod tests {
         }
         assert!(decode_upstream(b"short").is_err());
         assert_eq!(decode_meta(&encode_meta(3)).unwrap(), 3);
+    }
+
+    #[test]
+    fn a_newer_record_format_is_refused_by_name() {
+        let mut meta = encode_meta(2).to_vec();
+        meta[0] = META_FORMAT + 1;
+        let error = decode_meta(&meta).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                MeshError::NewerFormat { what: "journal record", found, known }
+                    if found == u16::from(META_FORMAT) + 1 && known == u16::from(META_FORMAT)
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().contains("newer PayMesh build"), "{error}");
+        // A newer format may also have another length: still named as newer.
+        meta.push(0);
+        assert!(matches!(
+            decode_meta(&meta),
+            Err(MeshError::NewerFormat { .. })
+        ));
+        assert!(matches!(
+            decode_meta(&[0, 0, 2]),
+            Err(MeshError::Journal(_))
+        ));
     }
 }

@@ -41,7 +41,23 @@ use super::shard::{Output, ShardCore, shard_for_merchant, shard_of_txn_id};
 use super::upstream::{UpstreamOutcome, UpstreamResult};
 use crate::error::MeshError;
 
+/// A checkpoint begins `PMCKPT` and two decimal digits of format version.
 const CHECKPOINT_MAGIC: &[u8; 8] = b"PMCKPT01";
+const CHECKPOINT_MAGIC_PREFIX: &[u8; 6] = b"PMCKPT";
+/// The checkpoint format this build writes and the newest it reads (the magic's digits).
+pub const CHECKPOINT_FORMAT: u16 = 1;
+
+/// The format version a checkpoint's magic names, when it is a checkpoint's magic at all.
+fn checkpoint_format(p: &[u8]) -> Option<u16> {
+    let digits = p
+        .get(..8)?
+        .strip_prefix(CHECKPOINT_MAGIC_PREFIX.as_slice())?;
+    std::str::from_utf8(digits)
+        .ok()
+        .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))?
+        .parse()
+        .ok()
+}
 
 /// One shard's part of a checkpoint.
 #[derive(Debug, Clone)]
@@ -96,6 +112,13 @@ pub fn encode_checkpoint_sealing(
 /// Splits a checkpoint into its parts (sealed; see [`encode_checkpoint_sealing`]).
 pub fn decode_checkpoint(mut p: &[u8]) -> Result<(Vec<ShardSnapshot>, bool), MeshError> {
     let bad = || MeshError::Journal("malformed checkpoint".into());
+    if let Some(found) = checkpoint_format(p).filter(|f| *f > CHECKPOINT_FORMAT) {
+        return Err(MeshError::NewerFormat {
+            what: "checkpoint",
+            found,
+            known: CHECKPOINT_FORMAT,
+        });
+    }
     if p.len() < 11 || p.get(..8) != Some(CHECKPOINT_MAGIC.as_slice()) {
         return Err(bad());
     }
@@ -242,7 +265,11 @@ impl<R: Clone> Recovery<R> {
 
     /// Applies one record.
     pub fn record(&mut self, lsn: u64, kind: u8, payload: &[u8]) -> Result<(), MeshError> {
-        let at = |e: MeshError| MeshError::Journal(format!("record {lsn}: {e}"));
+        let at = |e: MeshError| match e {
+            // Already says what and why; the record's place adds nothing an operator acts on.
+            newer @ MeshError::NewerFormat { .. } => newer,
+            e => MeshError::Journal(format!("record {lsn}: {e}")),
+        };
         self.records_seen += 1;
         let shards = self.marks.len();
         match kind {
@@ -288,7 +315,11 @@ impl<R: Clone> Recovery<R> {
                 }
                 self.replayed.outcomes += 1;
             }
-            other => return Err(at(MeshError::Journal(format!("unknown type {other}")))),
+            other => {
+                return Err(at(MeshError::Journal(format!(
+                    "unknown record type {other} (written by a newer PayMesh build?)"
+                ))));
+            }
         }
         self.keep_answers();
         Ok(())
@@ -361,4 +392,43 @@ pub fn replay<R: Clone>(
         recovery.record(record.lsn.0, record.kind, &record.payload)?;
     }
     recovery.finish(now_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_round_trip_and_a_newer_format_is_refused_by_name() {
+        let part = |mark_lsn| ClearPart {
+            mark_lsn,
+            bytes: Bytes::from_static(b"sealed elsewhere"),
+            seal_with: None,
+        };
+        let encoded = encode_checkpoint_sealing(vec![part(7), part(9)], true).unwrap();
+        let (parts, store_complete) = decode_checkpoint(&encoded).unwrap();
+        assert_eq!(parts.iter().map(|p| p.mark_lsn).collect::<Vec<_>>(), [7, 9]);
+        assert!(store_complete);
+
+        let mut newer = encoded.to_vec();
+        newer.splice(..8, *b"PMCKPT02");
+        let error = decode_checkpoint(&newer).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                MeshError::NewerFormat {
+                    what: "checkpoint",
+                    found: 2,
+                    known: 1
+                }
+            ),
+            "{error}"
+        );
+        // Not a checkpoint at all is damage, not a version question.
+        newer.splice(..8, *b"PMCKPTxy");
+        assert!(matches!(
+            decode_checkpoint(&newer),
+            Err(MeshError::Journal(_))
+        ));
+    }
 }

@@ -96,12 +96,19 @@ impl Client {
 
     /// The next frame, or `None` when the server closed the connection.
     pub async fn recv(&mut self) -> Option<(u64, Message)> {
+        self.recv_flagged()
+            .await
+            .map(|(correlation, _, msg)| (correlation, msg))
+    }
+
+    /// [`Client::recv`] with the frame's flag bits (RETRANSMIT on replayed answers).
+    pub async fn recv_flagged(&mut self) -> Option<(u64, u16, Message)> {
         loop {
             if let Some(frame) =
                 decode_frame(&mut self.buf, 16_384).expect("server sent a bad frame")
             {
                 let msg = Message::decode(&frame).expect("server sent a bad body");
-                return Some((frame.header.correlation_id, msg));
+                return Some((frame.header.correlation_id, frame.header.flags, msg));
             }
             let n = tokio::time::timeout(RECV_TIMEOUT, self.stream.read_buf(&mut self.buf))
                 .await
@@ -132,12 +139,17 @@ impl Client {
 
     /// Sends one request and waits for its answer (no other traffic in flight).
     pub async fn call(&mut self, req: TxnRequest) -> TxnAnswer {
+        self.call_flagged(req).await.0
+    }
+
+    /// [`Client::call`] with the answer frame's flag bits.
+    pub async fn call_flagged(&mut self, req: TxnRequest) -> (TxnAnswer, u16) {
         let id = self.next_id();
         self.send(id, &Message::Request(req)).await;
-        match self.recv().await {
-            Some((cid, Message::Answer(a))) => {
+        match self.recv_flagged().await {
+            Some((cid, flags, Message::Answer(a))) => {
                 assert_eq!(cid, id, "answer to another request");
-                a
+                (a, flags)
             }
             other => panic!("expected an answer, got {other:?}"),
         }
@@ -203,7 +215,7 @@ pub struct EnvOptions {
     pub host_timeout_ms: u64,
     /// The router's per-connection window.
     pub inflight_window: u32,
-    /// Start a TLS listener with a generated dev certificate.
+    /// Start a TLS listener with a generated self-signed certificate (development mode).
     pub tls: bool,
     /// Start a TLS listener that requires client certificates signed by a test CA.
     pub mutual_tls: bool,
@@ -211,6 +223,9 @@ pub struct EnvOptions {
     pub max_connections: usize,
     /// Journal directory to use (to restart on the same journal); a fresh one when `None`.
     pub journal_dir: Option<std::path::PathBuf>,
+    /// The journal's key file; when `None`, `<journal dir>.key` beside it, generated (0600) on
+    /// first use so that restarts on the same journal find the same key.
+    pub key_file: Option<std::path::PathBuf>,
     /// The plain TCP listener address.
     pub listen: String,
     /// Start the router in this process (else only the hosts and `config_text`).
@@ -231,6 +246,7 @@ impl Default for EnvOptions {
             mutual_tls: false,
             max_connections: 100,
             journal_dir: None,
+            key_file: None,
             listen: "127.0.0.1:0".into(),
             start_router: true,
             journal_toml: String::new(),
@@ -310,6 +326,9 @@ impl Env {
         if opts.tls || opts.mutual_tls {
             tls_toml.push_str("tls_listen = \"127.0.0.1:0\"\n");
         }
+        if opts.tls && !opts.mutual_tls {
+            tls_toml.push_str("dev_mode = true\n");
+        }
         if opts.mutual_tls {
             let pki = test_pki();
             let write = |name: &str, text: &str| {
@@ -330,9 +349,17 @@ impl Env {
             .journal_dir
             .clone()
             .unwrap_or_else(|| dir.path().join("journal"));
+        let key_file = opts.key_file.clone().unwrap_or_else(|| {
+            let mut name = journal_dir.as_os_str().to_owned();
+            name.push(".key");
+            std::path::PathBuf::from(name)
+        });
+        if !key_file.exists() {
+            paymesh_router::key_file::generate(&key_file).unwrap();
+        }
         let store_path = dir.path().join("store.sqlite");
         let config = format!(
-            "[journal]\ndir = \"{}\"\n{}\n[store]\npath = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[server]\nlisten = \"{}\"\n{tls_toml}inflight_window = {}\nmax_connections = {}\narbiters = 2\nshards = 2\nshutdown_grace_ms = 2000\n{}\n\
+            "[journal]\ndir = \"{}\"\nkey_file = \"{}\"\n{}\n[store]\npath = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[server]\nlisten = \"{}\"\n{tls_toml}inflight_window = {}\nmax_connections = {}\narbiters = 2\nshards = 2\nshutdown_grace_ms = 2000\n{}\n\
              [[networks]]\nid = \"{NETWORK}\"\ncredential_hash = \"{hash}\"\n\
              merchants = [\"M000001\", \"MOFF\", \"MSHARED\", \"MCREATOR\"]\n\n\
              [[networks]]\nid = \"{NETWORK_B}\"\ncredential_hash = \"{hash}\"\n\
@@ -348,6 +375,7 @@ impl Env {
              [[routes]]\nmethod = \"bank\"\nhost = \"bank\"\n\n\
              [[routes]]\nmethod = \"carrier\"\nhost = \"carrier\"\n",
             journal_dir.display(),
+            key_file.display(),
             opts.journal_toml,
             store_path.display(),
             opts.listen,

@@ -423,6 +423,13 @@ impl<R: Clone> ShardCore<R> {
 
     /// Rebuilds a shard from [`ShardCore::encode_snapshot`]'s bytes.
     pub fn decode_snapshot(settings: Arc<CoreSettings>, bytes: &[u8]) -> Result<Self, MeshError> {
+        if let Some(&found) = bytes.first().filter(|f| **f > SNAPSHOT_FORMAT) {
+            return Err(MeshError::NewerFormat {
+                what: "shard snapshot",
+                found: u16::from(found),
+                known: u16::from(SNAPSHOT_FORMAT),
+            });
+        }
         Self::decode_inner(settings, bytes)
             .ok_or_else(|| MeshError::Journal("malformed shard snapshot".into()))
     }
