@@ -7,12 +7,14 @@
 )]
 
 use bytes::Bytes;
-use paymesh_actors::core::config::{CoreSettings, MerchantConfig, RouteConfig, RouteMethod};
+use paymesh_actors::core::config::{
+    CoreSettings, DeviceConfig, DeviceSignaturePolicy, MerchantConfig, RouteConfig, RouteMethod,
+};
 use paymesh_actors::core::shard::{Output, REVERSAL_RETRY_MS, ShardCore};
 use paymesh_actors::core::upstream::{
     OriginalRef, UpstreamKind, UpstreamOutcome, UpstreamRequest, UpstreamResult,
 };
-use paymesh_codecs::message::{PaymentMethod, TxnAnswer, TxnKind, TxnRequest};
+use paymesh_codecs::message::{DeviceSignature, PaymentMethod, TxnAnswer, TxnKind, TxnRequest};
 use paymesh_codecs::types::{Pan, ResultCode};
 
 const NOW: u64 = 1_795_729_196_000;
@@ -24,6 +26,8 @@ fn merchant(id: &str) -> MerchantConfig {
         single_limit_minor: Some(1_000_000),
         daily_limit_minor: Some(1_500_000),
         currencies: vec![410],
+        devices: Vec::new(),
+        device_signature: DeviceSignaturePolicy::Optional,
     }
 }
 
@@ -67,10 +71,36 @@ fn core_adjusted(adjust: impl FnOnce(&mut CoreSettings)) -> ShardCore<u32> {
         },
     ];
     let hosts = vec!["van".to_string(), "card".to_string(), "carrier".to_string()];
-    let mut settings =
-        CoreSettings::new(&[merchant("M1"), disabled], &routes, &hosts, 540).unwrap();
+    // M1's phone signs its wallet-token payments (they must be signed).
+    let mut m1 = merchant("M1");
+    m1.devices.push(DeviceConfig {
+        id: "phone-1".into(),
+        public_key: hex::encode(phone_key().verifying_key().to_bytes()),
+    });
+    let mut settings = CoreSettings::new(&[m1, disabled], &routes, &hosts, 540).unwrap();
     adjust(std::sync::Arc::get_mut(&mut settings).unwrap());
     ShardCore::new(0, settings, 1)
+}
+
+fn phone_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+}
+
+/// `r` signed by M1's phone with `counter` (docs/PROTOCOL.md, "Device signatures").
+fn signed(mut r: TxnRequest, counter: u64) -> TxnRequest {
+    use ed25519_dalek::Signer;
+    r.device_signature = Some(DeviceSignature {
+        device_id: Bytes::from_static(b"phone-1"),
+        counter,
+        signature: Bytes::new(),
+    });
+    let mut message = bytes::BytesMut::new();
+    r.device_signed_bytes(&mut message);
+    let signature = phone_key().sign(&message).to_bytes();
+    if let Some(d) = &mut r.device_signature {
+        d.signature = Bytes::copy_from_slice(&signature);
+    }
+    r
 }
 
 fn card(pan: &str) -> PaymentMethod {
@@ -380,13 +410,16 @@ fn tokens_resolve_to_cards_and_route_by_bin() {
     assert_eq!(a[0].1.masked_pan.as_deref(), Some(&b"540000******0005"[..]));
     let mut r = req(TxnKind::Authorize, "M1", "W1", Some(100));
     r.payment = Some(PaymentMethod::WalletToken(token));
-    let (_, up) = step(&mut c, 1, &r);
+    let (_, up) = step(&mut c, 1, &signed(r, 1));
     assert_eq!(up[0].host, 1);
     let mut r = req(TxnKind::Authorize, "M1", "W2", Some(100));
     r.payment = Some(PaymentMethod::WalletToken(Bytes::from_static(
         b"tok-unknown",
     )));
-    assert_eq!(step(&mut c, 1, &r).0[0].1.result, ResultCode::InvalidCard);
+    assert_eq!(
+        step(&mut c, 1, &signed(r, 2)).0[0].1.result,
+        ResultCode::InvalidCard
+    );
 }
 
 #[test]
@@ -455,7 +488,7 @@ fn a_snapshot_restores_a_shard_that_answers_exactly_like_the_original() {
     );
     let mut tokenize = req(TxnKind::Tokenize, "M1", "TOKEN", None);
     tokenize.payment = Some(card("4111111111111111"));
-    let (token_answer, _) = step(&mut c, 1, &tokenize);
+    let (token_answer, _) = step(&mut c, 1, &signed(tokenize, 1));
     let token = token_answer[0].1.token.clone().unwrap();
 
     let bytes = c.encode_snapshot();
@@ -473,6 +506,10 @@ fn a_snapshot_restores_a_shard_that_answers_exactly_like_the_original() {
     // 100 on are new: the original's pre-snapshot waiters are not in a snapshot).
     let mut wallet = req(TxnKind::Authorize, "M1", "BY_TOKEN", Some(100));
     wallet.payment = Some(PaymentMethod::WalletToken(token));
+    // Counter 1 was used before the snapshot: refused on both.
+    let mut replayed = wallet.clone();
+    replayed.order_id = Bytes::from_static(b"BY_TOKEN_AGAIN");
+    let (wallet, replayed) = (signed(wallet, 2), signed(replayed, 1));
     let mut capture = req(TxnKind::Capture, "M1", "AUTH", Some(5_000));
     capture.request_id = Some(Bytes::from_static(b"C1"));
     let mut refund2 = req(TxnKind::Refund, "M1", "SALE", Some(6_000));
@@ -492,6 +529,7 @@ fn a_snapshot_restores_a_shard_that_answers_exactly_like_the_original() {
         capture.clone(),
         capture,
         wallet,
+        replayed,
         req(TxnKind::Authorize, "M1", "NEW", Some(1_000_000)),
         req(TxnKind::Authorize, "M1", "NEW2", Some(490_000)),
     ];

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use bytes::{Bytes, BytesMut};
 use paymesh_actors::core::config::{
-    CoreSettings, HostConfig, MerchantConfig, RouteConfig, RouteMethod,
+    CoreSettings, DeviceSignaturePolicy, HostConfig, MerchantConfig, RouteConfig, RouteMethod,
 };
 use paymesh_actors::core::order::{OrderState, ReversalState};
 use paymesh_actors::core::pool::{HostSpec, PoolCore, ShardResult};
@@ -87,6 +87,8 @@ fn settings() -> std::sync::Arc<CoreSettings> {
         single_limit_minor: Some(900_000),
         daily_limit_minor: None,
         currencies: vec![],
+        devices: Vec::new(),
+        device_signature: DeviceSignaturePolicy::Optional,
     }];
     let routes = vec![RouteConfig {
         method: RouteMethod::Card,

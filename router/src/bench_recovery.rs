@@ -11,7 +11,9 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use paymesh_actors::core::config::{CoreSettings, MerchantConfig, RouteConfig, RouteMethod};
+use paymesh_actors::core::config::{
+    CoreSettings, DeviceSignaturePolicy, MerchantConfig, RouteConfig, RouteMethod,
+};
 use paymesh_actors::core::journal_codec::{
     RECORD_MARK, RECORD_META, RECORD_REQUEST, RECORD_UPSTREAM, encode_mark, encode_meta,
     encode_request, encode_upstream,
@@ -64,6 +66,8 @@ pub fn run(args: BenchRecoveryArgs) -> anyhow::Result<()> {
             single_limit_minor: None,
             daily_limit_minor: None,
             currencies: vec![],
+            devices: Vec::new(),
+            device_signature: DeviceSignaturePolicy::Optional,
         })
         .collect();
     let routes = vec![RouteConfig {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Deserialize;
 
+use super::device::DeviceRegistry;
 use super::route::{HostId, RouteTable};
 use crate::error::MeshError;
 
@@ -28,6 +29,36 @@ pub struct MerchantConfig {
     /// ISO 4217 numeric codes accepted; empty = any.
     #[serde(default)]
     pub currencies: Vec<u16>,
+    /// The devices whose signatures this merchant's requests may carry
+    /// (`[[merchants.devices]]`; docs/PROTOCOL.md, "Device signatures").
+    #[serde(default)]
+    pub devices: Vec<DeviceConfig>,
+    /// Whether this merchant's requests must be signed by one of its devices. Wallet-token
+    /// payments must be signed whatever this says.
+    #[serde(default)]
+    pub device_signature: DeviceSignaturePolicy,
+}
+
+/// One device registered to a merchant: its id and its Ed25519 public key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// Device id as requests carry it (field `device_id`, 1..64 printable ASCII), unique within
+    /// its merchant.
+    pub id: String,
+    /// The device's Ed25519 public key (RFC 8032, 32 bytes) as 64 hex digits.
+    pub public_key: String,
+}
+
+/// Which of a merchant's requests must carry a device signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceSignaturePolicy {
+    /// A signature is checked when a request carries one; wallet-token payments must.
+    #[default]
+    Optional,
+    /// Every request but INQUIRY must carry one.
+    Required,
 }
 
 fn default_true() -> bool {
@@ -75,6 +106,8 @@ pub struct RouteConfig {
 pub struct CoreSettings {
     /// Merchants by id.
     pub merchants: HashMap<Bytes, MerchantConfig>,
+    /// The merchants' devices and signature policies, keys parsed.
+    pub devices: DeviceRegistry,
     /// The route table.
     pub routes: RouteTable,
     /// Offset of the business day from UTC, in minutes (Korea: 540). Daily limits reset at its midnight.
@@ -145,6 +178,7 @@ impl CoreSettings {
             }
         }
         Ok(Arc::new(Self {
+            devices: DeviceRegistry::new(merchants)?,
             merchants: by_id,
             routes: RouteTable::new(routes, host_names)?,
             day_offset_minutes,

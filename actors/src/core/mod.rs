@@ -3,6 +3,8 @@
 //! latencies), so the deterministic simulation and the actors share it.
 //!
 //! - [`config`]: merchants, routes, limits, upstream hosts and their dialects.
+//! - [`device`]: device signatures on requests: the registered devices' keys, Ed25519
+//!   verification over a request's signed bytes, the per-device anti-replay counter windows.
 //! - [`route`]: the route table (method and BIN range → host, failover by host availability).
 //! - [`order`]: orders and operations, the records behind idempotency, and the store-and-forward
 //!   reversal (or capture advice) an order may carry.
@@ -20,6 +22,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod device;
 pub mod journal_codec;
 pub mod order;
 pub mod pool;

@@ -15,6 +15,7 @@ use paymesh_codecs::message::{PaymentMethod, TxnAnswer, TxnKind, TxnRequest};
 use paymesh_codecs::types::{Pan, ResultCode};
 
 use super::config::CoreSettings;
+use super::device::DeviceCounters;
 use super::order::{
     Fnv, OpStatus, Operation, Order, OrderKey, OrderState, Reversal, ReversalState, StoredAnswer,
     find_op, wire_state,
@@ -77,6 +78,8 @@ pub struct ShardCore<R> {
     shards: u16,
     /// Reversals and capture advices not yet acknowledged.
     forwards_pending: usize,
+    /// Device counters seen, against replayed signed requests (see [`super::device`]).
+    devices: DeviceCounters,
 }
 
 /// First delay before a reversal is sent again; it doubles with each attempt.
@@ -126,6 +129,7 @@ impl<R: Clone> ShardCore<R> {
             reversal_deltas: Vec::new(),
             shards: 1,
             forwards_pending: 0,
+            devices: DeviceCounters::default(),
         }
     }
 
@@ -579,6 +583,9 @@ impl<R: Clone> ShardCore<R> {
 
     /// Authorize, sale, balance inquiry, tokenize: requests that create an order.
     fn create(&mut self, now_ms: u64, to: R, req: &TxnRequest, out: &mut Vec<Output<R>>) {
+        if let Some(refused) = self.devices.refuse(&self.settings.devices, req, now_ms) {
+            return out.push(Output::Reply(to, refused));
+        }
         let fingerprint = fingerprint(req);
         let waiters_max = self.settings.waiters_per_operation_max;
         if let Some(Slot { key, order }) = self.orders.by_key_mut(&req.merchant_id, &req.order_id) {
@@ -720,6 +727,9 @@ impl<R: Clone> ShardCore<R> {
 
     /// Capture, cancel, refund: operations on an existing order.
     fn follow_up(&mut self, now_ms: u64, to: R, req: &TxnRequest, out: &mut Vec<Output<R>>) {
+        if let Some(refused) = self.devices.refuse(&self.settings.devices, req, now_ms) {
+            return out.push(Output::Reply(to, refused));
+        }
         // A copy: it is kept with the operation.
         let request_id = req
             .request_id

@@ -19,7 +19,8 @@
 //! op_id u64` (pending) or `1 | answer type u8 | answer bytes` (done). Format 2 adds, after
 //! the orders, the keys of evicted orders the shard remembers: `count u32 × stable hash u64`,
 //! oldest first. Format 3 stores answers as [`StoredAnswer::body`] (a flag byte, then the body
-//! without what the order holds); formats 1 and 2 stored whole bodies.
+//! without what the order holds); formats 1 and 2 stored whole bodies. Format 4 adds, at the
+//! end, the device counters' anti-replay windows ([`DeviceCounters::encode`]).
 
 use std::sync::Arc;
 
@@ -29,14 +30,16 @@ use paymesh_codecs::types::Pan;
 
 use super::{DailyTotal, ShardCore, TXN_SEQ_BITS, VaultEntry};
 use crate::core::config::CoreSettings;
+use crate::core::device::DeviceCounters;
 use crate::core::order::{
     OpStatus, Operation, Order, OrderKey, OrderState, Reversal, ReversalState, StoredAnswer,
 };
 use crate::core::upstream::{Account, OriginalRef, UpstreamKind};
 use crate::error::MeshError;
 
-/// Written now. Still read: 1 (before evicted keys were kept) and 2 (stored answers whole).
-const SNAPSHOT_FORMAT: u8 = 3;
+/// Written now. Still read: 1 (before evicted keys were kept), 2 (stored answers whole) and 3
+/// (before the device counters were kept).
+const SNAPSHOT_FORMAT: u8 = 4;
 const NO_HOST: u16 = u16::MAX;
 
 fn put_bytes(out: &mut BytesMut, b: &[u8]) {
@@ -366,7 +369,8 @@ impl<R: Clone> ShardCore<R> {
                     + self.orders.encoded_len_estimate()
                     + self.orders.evicted_len() * 8
                     + self.daily.len() * 64
-                    + self.vault.len() * 128,
+                    + self.vault.len() * 128
+                    + self.devices.encoded_len_estimate(),
             );
         out.put_u8(SNAPSHOT_FORMAT);
         out.put_u16(self.shard);
@@ -389,6 +393,7 @@ impl<R: Clone> ShardCore<R> {
         for hash in self.orders.evicted_keys() {
             out.put_u64(hash);
         }
+        self.devices.encode(&mut out);
         out.freeze()
     }
 
@@ -403,7 +408,7 @@ impl<R: Clone> ShardCore<R> {
         let format = r.u8()?;
         r.1 = match format {
             1 | 2 => Legacy::WholeAnswers,
-            SNAPSHOT_FORMAT => Legacy::No,
+            3 | SNAPSHOT_FORMAT => Legacy::No,
             _ => return None,
         };
         let shard = r.u16()?;
@@ -474,6 +479,9 @@ impl<R: Clone> ShardCore<R> {
                 let hash = r.u64()?;
                 core.orders.remember_evicted(hash, keys_max);
             }
+        }
+        if format >= 4 {
+            core.devices = DeviceCounters::decode(&mut r.0)?;
         }
         r.0.is_empty().then_some(core)
     }
