@@ -46,6 +46,8 @@ pub const DEVICES_MAX: usize = 100_000;
 /// Counters below a device's highest that are still accepted (once each), in counters: the bits
 /// of the window's bitmap. Wider than any client's pipeline of signed requests needs to be.
 pub const DEVICE_COUNTER_WINDOW: u64 = 64;
+// The window is the bits of one u64: a wider one would shift past them on a peer's counter.
+const _: () = assert!(DEVICE_COUNTER_WINDOW >= 1 && DEVICE_COUNTER_WINDOW <= u64::BITS as u64);
 
 /// Longest device id, in bytes: the `device_id` field's limit.
 pub const DEVICE_ID_BYTES_MAX: usize = 64;
