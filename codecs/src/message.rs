@@ -504,6 +504,18 @@ mod tests {
         let mut as_sale = req.clone();
         as_sale.kind = TxnKind::Sale;
         assert_ne!(signed_bytes(&as_sale), bytes, "the message type is covered");
+
+        // Fields the server does not read from a request are not covered: another method's
+        // field, an answer field.
+        let mut body = BytesMut::new();
+        req.encode_body(&mut FieldWriter::new(&mut body));
+        let mut w = FieldWriter::new(&mut body);
+        w.put_str(tag::WALLET_TOKEN, b"tok-stray");
+        w.put_u16(tag::RESULT_CODE, 0);
+        let Ok(Message::Request(with_stray)) = Message::decode_body(0x10, &body.freeze()) else {
+            panic!("not a request");
+        };
+        assert_eq!(signed_bytes(&with_stray), bytes);
     }
 
     #[test]
