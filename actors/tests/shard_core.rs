@@ -8,13 +8,15 @@
 
 use bytes::Bytes;
 use paymesh_actors::core::access::{AccessTable, Origin};
-use paymesh_actors::core::config::{CoreSettings, MerchantConfig, RouteConfig, RouteMethod};
+use paymesh_actors::core::config::{
+    CoreSettings, DeviceConfig, DeviceSignaturePolicy, MerchantConfig, RouteConfig, RouteMethod,
+};
 use paymesh_actors::core::shard::{Output, REVERSAL_RETRY_MS, ShardCore};
 use paymesh_actors::core::upstream::{
     OriginalRef, UpstreamKind, UpstreamOutcome, UpstreamRequest, UpstreamResult,
 };
 use paymesh_actors::error::MeshError;
-use paymesh_codecs::message::{PaymentMethod, TxnAnswer, TxnKind, TxnRequest};
+use paymesh_codecs::message::{DeviceSignature, PaymentMethod, TxnAnswer, TxnKind, TxnRequest};
 use paymesh_codecs::types::{Pan, ResultCode};
 
 /// The network every request of these tests comes from (granted every merchant).
@@ -30,6 +32,8 @@ fn merchant(id: &str) -> MerchantConfig {
         daily_limit_minor: Some(1_500_000),
         currencies: vec![410],
         follow_ups: Default::default(),
+        devices: Vec::new(),
+        device_signature: DeviceSignaturePolicy::Optional,
     }
 }
 
@@ -73,17 +77,39 @@ fn core_adjusted(adjust: impl FnOnce(&mut CoreSettings)) -> ShardCore<u32> {
         },
     ];
     let hosts = vec!["van".to_string(), "card".to_string(), "carrier".to_string()];
-    let mut settings = CoreSettings::new(
-        &[merchant("M1"), merchant("M2"), disabled],
-        &routes,
-        &hosts,
-        540,
-    )
-    .unwrap();
+    // M1's phone signs its wallet-token payments (they must be signed).
+    let mut m1 = merchant("M1");
+    m1.devices.push(DeviceConfig {
+        id: "phone-1".into(),
+        public_key: hex::encode(phone_key().verifying_key().to_bytes()),
+    });
+    let mut settings =
+        CoreSettings::new(&[m1, merchant("M2"), disabled], &routes, &hosts, 540).unwrap();
     let s = std::sync::Arc::get_mut(&mut settings).unwrap();
     s.access = AccessTable::grant_all(&[NET]);
     adjust(s);
     ShardCore::new(0, settings, 1)
+}
+
+fn phone_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+}
+
+/// `r` signed by M1's phone with `counter` (docs/PROTOCOL.md, "Device signatures").
+fn signed(mut r: TxnRequest, counter: u64) -> TxnRequest {
+    use ed25519_dalek::Signer;
+    r.device_signature = Some(DeviceSignature {
+        device_id: Bytes::from_static(b"phone-1"),
+        counter,
+        signature: Bytes::new(),
+    });
+    let mut message = bytes::BytesMut::new();
+    r.device_signed_bytes(&mut message);
+    let signature = phone_key().sign(&message).to_bytes();
+    if let Some(d) = &mut r.device_signature {
+        d.signature = Bytes::copy_from_slice(&signature);
+    }
+    r
 }
 
 fn card(pan: &str) -> PaymentMethod {
@@ -393,13 +419,16 @@ fn tokens_resolve_to_cards_and_route_by_bin() {
     assert_eq!(a[0].1.masked_pan.as_deref(), Some(&b"540000******0005"[..]));
     let mut r = req(TxnKind::Authorize, "M1", "W1", Some(100));
     r.payment = Some(PaymentMethod::WalletToken(token));
-    let (_, up) = step(&mut c, 1, &r);
+    let (_, up) = step(&mut c, 1, &signed(r, 1));
     assert_eq!(up[0].host, 1);
     let mut r = req(TxnKind::Authorize, "M1", "W2", Some(100));
     r.payment = Some(PaymentMethod::WalletToken(Bytes::from_static(
         b"tok-unknown",
     )));
-    assert_eq!(step(&mut c, 1, &r).0[0].1.result, ResultCode::InvalidCard);
+    assert_eq!(
+        step(&mut c, 1, &signed(r, 2)).0[0].1.result,
+        ResultCode::InvalidCard
+    );
 }
 
 #[test]
@@ -468,7 +497,7 @@ fn a_snapshot_restores_a_shard_that_answers_exactly_like_the_original() {
     );
     let mut tokenize = req(TxnKind::Tokenize, "M1", "TOKEN", None);
     tokenize.payment = Some(card("4111111111111111"));
-    let (token_answer, _) = step(&mut c, 1, &tokenize);
+    let (token_answer, _) = step(&mut c, 1, &signed(tokenize, 1));
     let token = token_answer[0].1.token.clone().unwrap();
 
     let bytes = c.encode_snapshot();
@@ -494,6 +523,10 @@ fn a_snapshot_restores_a_shard_that_answers_exactly_like_the_original() {
     // 100 on are new: the original's pre-snapshot waiters are not in a snapshot).
     let mut wallet = req(TxnKind::Authorize, "M1", "BY_TOKEN", Some(100));
     wallet.payment = Some(PaymentMethod::WalletToken(token));
+    // Counter 1 was used before the snapshot: refused on both.
+    let mut replayed = wallet.clone();
+    replayed.order_id = Bytes::from_static(b"BY_TOKEN_AGAIN");
+    let (wallet, replayed) = (signed(wallet, 2), signed(replayed, 1));
     let mut capture = req(TxnKind::Capture, "M1", "AUTH", Some(5_000));
     capture.request_id = Some(Bytes::from_static(b"C1"));
     let mut refund2 = req(TxnKind::Refund, "M1", "SALE", Some(6_000));
@@ -513,6 +546,7 @@ fn a_snapshot_restores_a_shard_that_answers_exactly_like_the_original() {
         capture.clone(),
         capture,
         wallet,
+        replayed,
         req(TxnKind::Authorize, "M1", "NEW", Some(1_000_000)),
         req(TxnKind::Authorize, "M1", "NEW2", Some(490_000)),
     ];
@@ -985,23 +1019,30 @@ fn replay_applies_what_was_admitted_whatever_the_grants_say_now() {
 #[test]
 fn a_token_works_for_the_merchant_that_made_it_only() {
     let mut core = core_adjusted(|s| s.access = AccessTable::grant_all(&[NET]));
-    let mut tokenize = req(TxnKind::Tokenize, "M1", "T1", None);
-    tokenize.payment = Some(card("4111111111111111"));
-    let (answers, _) = step(&mut core, 1, &tokenize);
-    let token = answers[0].1.token.clone().unwrap();
-    assert!(token.len() >= 32, "{token:?}");
-    let pay = |merchant: &str, order: &str| {
-        let mut r = req(TxnKind::Authorize, merchant, order, Some(500));
-        r.payment = Some(PaymentMethod::WalletToken(token.clone()));
-        r
+    let token_of = |core: &mut ShardCore<u32>, merchant: &str, order: &str| {
+        let mut tokenize = req(TxnKind::Tokenize, merchant, order, None);
+        tokenize.payment = Some(card("4111111111111111"));
+        let (answers, _) = step(core, 1, &tokenize);
+        answers[0].1.token.clone().unwrap()
     };
-    let (answers, upstream) = step(&mut core, 1, &pay("M2", "P1"));
-    assert_eq!(answers[0].1.result, ResultCode::InvalidCard);
+    let theirs = token_of(&mut core, "M2", "T2");
+    let mine = token_of(&mut core, "M1", "T1");
+    assert!(mine.len() >= 32 && mine != theirs, "{mine:?}");
+    // Token payments are signed (M1's phone-1): only the token decides the answer below.
+    let pay = |order: &str, token: &Bytes, counter: u64| {
+        let mut r = req(TxnKind::Authorize, "M1", order, Some(500));
+        r.payment = Some(PaymentMethod::WalletToken(token.clone()));
+        signed(r, counter)
+    };
+    let (foreign, upstream) = step(&mut core, 1, &pay("P1", &theirs, 1));
+    assert_eq!(foreign[0].1.result, ResultCode::InvalidCard);
     assert!(upstream.is_empty());
-    let mut unknown = pay("M2", "P2");
-    unknown.payment = Some(PaymentMethod::WalletToken(Bytes::from_static(b"pmt_0")));
-    let (unknown_answers, _) = step(&mut core, 1, &unknown);
-    assert_eq!(unknown_answers[0].1.result, answers[0].1.result);
-    let (_, upstream) = step(&mut core, 1, &pay("M1", "P3"));
+    let (unknown, _) = step(&mut core, 1, &pay("P2", &Bytes::from_static(b"pmt_0"), 2));
+    assert_eq!(
+        (unknown[0].1.result, &unknown[0].1.message),
+        (foreign[0].1.result, &foreign[0].1.message),
+        "another merchant's token answers as an unknown one"
+    );
+    let (_, upstream) = step(&mut core, 1, &pay("P3", &mine, 3));
     assert_eq!(upstream.len(), 1, "the tokenizing merchant pays with it");
 }

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use bytes::{Bytes, BytesMut};
 use paymesh_actors::core::access::{AccessTable, Origin};
 use paymesh_actors::core::config::{
-    CoreSettings, HostConfig, MerchantConfig, RouteConfig, RouteMethod,
+    CoreSettings, DeviceSignaturePolicy, HostConfig, MerchantConfig, RouteConfig, RouteMethod,
 };
 use paymesh_actors::core::order::{OrderState, ReversalState};
 use paymesh_actors::core::pool::{HostSpec, PoolCore, ShardResult};
@@ -92,6 +92,8 @@ fn settings() -> std::sync::Arc<CoreSettings> {
         daily_limit_minor: None,
         currencies: vec![],
         follow_ups: Default::default(),
+        devices: Vec::new(),
+        device_signature: DeviceSignaturePolicy::Optional,
     }];
     let routes = vec![RouteConfig {
         method: RouteMethod::Card,

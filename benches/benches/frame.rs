@@ -39,6 +39,7 @@ fn authorize(signed: bool) -> TxnRequest {
     if signed {
         req.device_signature = Some(DeviceSignature {
             device_id: "dev-8f14e45fceea167a".into(),
+            counter: 1,
             signature: Bytes::from_static(&[0xA5; 64]),
         });
     }

@@ -11,7 +11,8 @@ use crate::error::ProtocolError;
 use crate::frame::{Frame, FrameHeader, VERSION, begin_frame, finish_frame};
 use crate::message_txn::Need;
 pub use crate::message_txn::{
-    ANSWER_BIT, DeviceSignature, PaymentMethod, TxnAnswer, TxnKind, TxnRequest, TxnState,
+    ANSWER_BIT, DEVICE_SIGNATURE_CONTEXT, DeviceSignature, PaymentMethod, TxnAnswer, TxnKind,
+    TxnRequest, TxnState,
 };
 use crate::types::{ResultCode, Secret};
 
@@ -472,6 +473,93 @@ mod tests {
             w.put_u8(tag::PAYMENT_METHOD, 9);
         });
         assert_eq!(bad_method.unwrap_err().offset(), 24 + 5 + 5 + 12 + 6);
+    }
+
+    fn signed(mut req: TxnRequest, counter: u64) -> TxnRequest {
+        req.device_signature = Some(DeviceSignature {
+            device_id: "phone-1".into(),
+            counter,
+            signature: Bytes::from_static(&[0xA5; 64]),
+        });
+        req
+    }
+
+    fn signed_bytes(req: &TxnRequest) -> BytesMut {
+        let mut out = BytesMut::new();
+        req.device_signed_bytes(&mut out);
+        out
+    }
+
+    #[test]
+    fn device_fields_round_trip_and_come_all_three_or_none() {
+        let req = signed(authorize(), 7);
+        assert_eq!(
+            round_trip(&Message::Request(req.clone())),
+            Message::Request(req)
+        );
+        let all = [tag::DEVICE_ID, tag::DEVICE_COUNTER, tag::SIGNATURE];
+        for missing in all {
+            let mut body = BytesMut::new();
+            let mut w = FieldWriter::new(&mut body);
+            w.put_str(tag::MERCHANT_ID, b"M");
+            w.put_str(tag::ORDER_ID, b"O");
+            for present in all.iter().filter(|t| **t != missing) {
+                match *present {
+                    tag::DEVICE_COUNTER => w.put_u64(tag::DEVICE_COUNTER, 1),
+                    other => w.put_str(other, b"x"),
+                }
+            }
+            let err = Message::decode_body(0x13, &body.freeze()).unwrap_err();
+            assert!(
+                matches!(err, ProtocolError::MissingField { tag, .. } if tag == missing),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn signed_bytes_cover_every_request_field_but_cvv_and_signature() {
+        let req = signed(authorize(), 7);
+        let bytes = signed_bytes(&req);
+        let (prefix, rest) = bytes.split_at(DEVICE_SIGNATURE_CONTEXT.len());
+        assert_eq!(prefix, DEVICE_SIGNATURE_CONTEXT);
+        assert_eq!(rest.first(), Some(&TxnKind::Authorize.request_type()));
+        let tags: Vec<u16> = crate::body::FieldIter::new(rest.get(1..).unwrap())
+            .map(|f| f.unwrap().tag)
+            .collect();
+        let expected = [1, 2, 3, 4, 5, 6, 7, tag::DEVICE_ID, tag::DEVICE_COUNTER];
+        assert_eq!(tags, expected, "tag order, no cvv (8) or signature (15)");
+
+        // The CVV and the signature change nothing; every other field does.
+        let mut without_cvv = req.clone();
+        if let Some(PaymentMethod::Card { cvv, .. }) = &mut without_cvv.payment {
+            *cvv = None;
+        }
+        assert_eq!(signed_bytes(&without_cvv), bytes);
+        let mut other_signature = req.clone();
+        if let Some(d) = &mut other_signature.device_signature {
+            d.signature = Bytes::from_static(&[1; 64]);
+        }
+        assert_eq!(signed_bytes(&other_signature), bytes);
+        let mut other_amount = req.clone();
+        other_amount.amount = Some(1001);
+        assert_ne!(signed_bytes(&other_amount), bytes);
+        assert_ne!(signed_bytes(&signed(authorize(), 8)), bytes);
+        let mut as_sale = req.clone();
+        as_sale.kind = TxnKind::Sale;
+        assert_ne!(signed_bytes(&as_sale), bytes, "the message type is covered");
+
+        // Fields the server does not read from a request are not covered: another method's
+        // field, an answer field.
+        let mut body = BytesMut::new();
+        req.encode_body(&mut FieldWriter::new(&mut body));
+        let mut w = FieldWriter::new(&mut body);
+        w.put_str(tag::WALLET_TOKEN, b"tok-stray");
+        w.put_u16(tag::RESULT_CODE, 0);
+        let Ok(Message::Request(with_stray)) = Message::decode_body(0x10, &body.freeze()) else {
+            panic!("not a request");
+        };
+        assert_eq!(signed_bytes(&with_stray), bytes);
     }
 
     #[test]

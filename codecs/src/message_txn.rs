@@ -5,7 +5,7 @@
 //! which. Decoding checks the fields each kind requires; a field a kind does not use is carried if
 //! present and ignored by the server, except the CVV, which only AUTHORIZE and SALE may carry.
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::body::{FieldWriter, Fields, tag};
 use crate::error::ProtocolError;
@@ -13,6 +13,12 @@ use crate::types::{AMOUNT_MINOR_MAX, Currency, Money, Pan, ResultCode, Secret};
 
 /// Bit that turns a request type into its answer type.
 pub const ANSWER_BIT: u8 = 0x80;
+
+/// The first bytes of what a device signs (docs/PROTOCOL.md, "Device signatures"): a fixed
+/// domain-separation prefix, so that a signature over PayMesh request bytes can never be taken
+/// for a signature over anything else the same key signs, and a later version of the scheme can
+/// change the covered bytes without old signatures verifying under the new rules.
+pub const DEVICE_SIGNATURE_CONTEXT: &[u8; 17] = b"PAYMESH-DEVSIG-v1";
 
 /// The kind of a transaction request or answer; the discriminant is the request's message type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -190,11 +196,14 @@ impl PaymentMethod {
     }
 }
 
-/// A device's signature over the request (fields `device_id` and `signature`, always together).
+/// A device's signature over the request (fields `device_id`, `device_counter` and `signature`,
+/// always together): over [`TxnRequest::device_signed_bytes`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceSignature {
     /// The signing device.
     pub device_id: Bytes,
+    /// The device's counter for this request: each value is accepted once (anti-replay).
+    pub counter: u64,
     /// The signature bytes.
     pub signature: Bytes,
 }
@@ -249,6 +258,22 @@ impl TxnRequest {
 
     /// Appends the body fields, in tag order.
     pub fn encode_body(&self, w: &mut FieldWriter<'_>) {
+        self.encode_fields(w, Covered::All);
+    }
+
+    /// Appends the bytes a device signs (docs/PROTOCOL.md, "Device signatures"):
+    /// [`DEVICE_SIGNATURE_CONTEXT`], the request's message type, then the body's fields in tag
+    /// order as [`TxnRequest::encode_body`] writes them, except `cvv` and `signature`. The
+    /// signature cannot cover itself; the CVV is left out because it is never journaled, so a
+    /// replay of the journal after a crash verifies exactly the bytes the live router did.
+    pub fn device_signed_bytes(&self, dst: &mut BytesMut) {
+        dst.put_slice(DEVICE_SIGNATURE_CONTEXT);
+        dst.put_u8(self.kind.request_type());
+        self.encode_fields(&mut FieldWriter::new(dst), Covered::Signed);
+    }
+
+    fn encode_fields(&self, w: &mut FieldWriter<'_>, which: Covered) {
+        let all = which == Covered::All;
         w.put_str(tag::MERCHANT_ID, &self.merchant_id);
         w.put_str(tag::ORDER_ID, &self.order_id);
         w.opt_u64(tag::AMOUNT, self.amount);
@@ -259,7 +284,9 @@ impl TxnRequest {
                 PaymentMethod::Card { pan, expiry, cvv } => {
                     w.put_str(tag::PAN, pan.digits());
                     w.put_str(tag::EXPIRY, expiry);
-                    w.opt_str(tag::CVV, cvv.as_ref().map(Secret::expose));
+                    if all {
+                        w.opt_str(tag::CVV, cvv.as_ref().map(Secret::expose));
+                    }
                 }
                 PaymentMethod::WalletToken(token) => w.put_str(tag::WALLET_TOKEN, token),
                 PaymentMethod::CarrierBilling { phone, carrier } => {
@@ -274,12 +301,17 @@ impl TxnRequest {
         }
         if let Some(device) = &self.device_signature {
             w.put_str(tag::DEVICE_ID, &device.device_id);
-            w.put_bytes(tag::SIGNATURE, &device.signature);
+            if all {
+                w.put_bytes(tag::SIGNATURE, &device.signature);
+            }
         }
         w.opt_str(tag::REQUEST_ID, self.request_id.as_ref());
         w.opt_u64(tag::SERVER_TXN_ID, self.server_txn_id);
         if let Some(description) = &self.description {
             w.put_text(tag::DESCRIPTION, description);
+        }
+        if let Some(device) = &self.device_signature {
+            w.put_u64(tag::DEVICE_COUNTER, device.counter);
         }
     }
 
@@ -328,15 +360,7 @@ impl TxnRequest {
         if f.has(tag::CVV) && !(creates && matches!(payment, Some(PaymentMethod::Card { .. }))) {
             return Err(need.not_allowed(tag::CVV));
         }
-        let device_signature = match (f.bytes(tag::DEVICE_ID), f.bytes(tag::SIGNATURE)) {
-            (Some(device_id), Some(signature)) => Some(DeviceSignature {
-                device_id,
-                signature,
-            }),
-            (None, None) => None,
-            (Some(_), None) => return Err(need.missing(tag::SIGNATURE)),
-            (None, Some(_)) => return Err(need.missing(tag::DEVICE_ID)),
-        };
+        let device_signature = decode_device(&need)?;
         let request_id = if kind == TxnKind::Refund {
             Some(need.bytes(tag::REQUEST_ID)?)
         } else {
@@ -355,6 +379,29 @@ impl TxnRequest {
             description: f.bytes(tag::DESCRIPTION),
         })
     }
+}
+
+/// Reads `device_id`, `device_counter` and `signature`: all three or none.
+fn decode_device(need: &Need<'_, '_>) -> Result<Option<DeviceSignature>, ProtocolError> {
+    let f = need.f;
+    let tags = [tag::DEVICE_ID, tag::DEVICE_COUNTER, tag::SIGNATURE];
+    if !tags.iter().any(|t| f.has(*t)) {
+        return Ok(None);
+    }
+    Ok(Some(DeviceSignature {
+        device_id: need.bytes(tag::DEVICE_ID)?,
+        counter: need.u64(tag::DEVICE_COUNTER)?,
+        signature: need.bytes(tag::SIGNATURE)?,
+    }))
+}
+
+/// Which of a request's fields [`TxnRequest::encode_fields`] writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Covered {
+    /// The whole body.
+    All,
+    /// What a device signs: all but `cvv` and `signature`.
+    Signed,
 }
 
 /// Reads the payment method and its fields, if `payment_method` is present (TOKENIZE: a card,

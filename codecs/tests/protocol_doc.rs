@@ -14,11 +14,11 @@ use std::collections::BTreeMap;
 
 use bytes::BytesMut;
 use paymesh_codecs::body::FIELD_SPECS;
-use paymesh_codecs::message::{Message, type_name};
+use paymesh_codecs::message::{Message, PaymentMethod, type_name};
 use paymesh_codecs::types::ResultCode;
 use support::doc_examples::{
-    BEGIN_MARKER, END_MARKER, doc_path, example_blocks, frame_json, parse_hex, render_examples,
-    single_frame,
+    BEGIN_MARKER, END_MARKER, SIGNED_EXAMPLE_SIGNATURE, doc_path, example_blocks, frame_json,
+    parse_hex, render_examples, single_frame, vector_block,
 };
 
 fn doc() -> String {
@@ -75,6 +75,7 @@ fn worked_examples_decode_to_their_json() {
         "capture",
         "refund",
         "inquiry",
+        "authorize_signed",
         "reject",
     ] {
         assert!(hex.contains_key(required), "example {required} missing");
@@ -170,6 +171,37 @@ fn result_code_table_matches_the_code() {
             code.name()
         );
     }
+}
+
+#[test]
+fn device_signature_vector_matches_the_codec() {
+    let doc = doc();
+    let (_, _, frame_hex) = example_blocks(&doc)
+        .into_iter()
+        .find(|(lang, name, _)| lang == "hex" && name == "authorize_signed")
+        .expect("example authorize_signed");
+    let frame = single_frame(&parse_hex(&frame_hex));
+    let Message::Request(mut request) = Message::decode(&frame).unwrap() else {
+        panic!("authorize_signed is not a request");
+    };
+    let device = request.device_signature.clone().expect("device fields");
+    assert_eq!(device.signature.as_ref(), vector_block(&doc, "signature"));
+    assert_eq!(hex::encode(&device.signature), SIGNED_EXAMPLE_SIGNATURE);
+    let expected = vector_block(&doc, "signed_bytes");
+    let mut signed = BytesMut::new();
+    request.device_signed_bytes(&mut signed);
+    assert_eq!(hex::encode(&signed), hex::encode(&expected));
+    // As the router rebuilds it from the journal, without the CVV: the same bytes.
+    if let Some(PaymentMethod::Card { cvv, .. }) = &mut request.payment {
+        assert!(cvv.take().is_some(), "the example carries a CVV");
+    }
+    let mut replayed = BytesMut::new();
+    request.device_signed_bytes(&mut replayed);
+    assert_eq!(replayed, signed);
+    assert_eq!(
+        vector_block(&doc, "public_key").len() + vector_block(&doc, "secret_key").len(),
+        64
+    );
 }
 
 #[test]

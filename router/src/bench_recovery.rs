@@ -12,7 +12,9 @@ use std::time::Instant;
 use anyhow::Context as _;
 use bytes::Bytes;
 use paymesh_actors::core::access::{AccessTable, Origin, Step};
-use paymesh_actors::core::config::{CoreSettings, MerchantConfig, RouteConfig, RouteMethod};
+use paymesh_actors::core::config::{
+    CoreSettings, DeviceSignaturePolicy, MerchantConfig, RouteConfig, RouteMethod,
+};
 use paymesh_actors::core::journal_codec::{
     RECORD_MARK, RECORD_META, RECORD_REQUEST_NETWORK, RECORD_UPSTREAM, encode_mark, encode_meta,
     encode_request, encode_upstream,
@@ -69,6 +71,8 @@ pub fn run(args: BenchRecoveryArgs) -> anyhow::Result<()> {
             daily_limit_minor: None,
             currencies: vec![],
             follow_ups: Default::default(),
+            devices: Vec::new(),
+            device_signature: DeviceSignaturePolicy::Optional,
         })
         .collect();
     let routes = vec![RouteConfig {

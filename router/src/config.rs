@@ -240,6 +240,9 @@ impl Config {
             "idle_timeout_ms must exceed heartbeat_interval_ms"
         );
         self.access()?;
+        // Device ids and public keys: a bad key refuses the configuration rather than every
+        // request signed with it.
+        paymesh_actors::core::device::DeviceRegistry::new(&self.merchants)?;
         for h in &self.hosts {
             anyhow::ensure!(h.links >= 1, "host {}: links must be at least 1", h.name);
             // Every host setting and dialect choice, with an error naming the host and the setting.
@@ -327,6 +330,49 @@ mod tests {
         assert!(Config::parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 1\n").is_err());
         assert!(Config::parse("[server]\ninflight_window = 0\n").is_err());
         assert!(Config::parse("[admin]\nlisen = \"127.0.0.1:1\"\n").is_err());
+    }
+
+    #[test]
+    fn merchants_register_devices_and_bad_ones_refuse_the_configuration() {
+        // RFC 8032's first test public key.
+        let key = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+        let merchant = |policy: &str, devices: &[(&str, &str)]| {
+            let mut text = format!("[[merchants]]\nid = \"M1\"\ndevice_signature = \"{policy}\"\n");
+            for (id, public_key) in devices {
+                text.push_str(&format!(
+                    "[[merchants.devices]]\nid = \"{id}\"\npublic_key = \"{public_key}\"\n"
+                ));
+            }
+            Config::parse(&text)
+        };
+        let c = merchant("required", &[("phone-1", key), ("phone-2", key)]).unwrap();
+        assert_eq!(c.merchants[0].devices.len(), 2);
+        assert_eq!(
+            c.merchants[0].device_signature,
+            paymesh_actors::core::config::DeviceSignaturePolicy::Required
+        );
+        let unsigned = Config::parse("[[merchants]]\nid = \"M1\"\n").unwrap();
+        assert_eq!(
+            unsigned.merchants[0].device_signature,
+            paymesh_actors::core::config::DeviceSignaturePolicy::Optional
+        );
+        for (policy, devices, why) in [
+            ("sometimes", vec![("phone-1", key)], "unknown variant"),
+            ("optional", vec![("phone-1", &key[..63])], "64 hex digits"),
+            (
+                "optional",
+                vec![("phone-1", &"x".repeat(64)[..])],
+                "64 hex digits",
+            ),
+            (
+                "optional",
+                vec![("phone-1", key), ("phone-1", key)],
+                "registered twice",
+            ),
+        ] {
+            let err = format!("{:#}", merchant(policy, &devices).unwrap_err());
+            assert!(err.contains(why), "{err}");
+        }
     }
 
     #[test]

@@ -485,14 +485,19 @@ async fn recover_and_check(version_dir: &Path, manifest: &[Answered], with_check
     assert_eq!(refund.state, Some(TxnState::Refunded as u8), "{context}");
     // The wallet vault came back: the token pays again.
     let wallet = c
-        .call(request(
-            Sale,
-            "M000001",
-            "F3-WALLET",
-            Some(900),
-            Some(PaymentMethod::WalletToken(Bytes::from(
-                tokens["F1-TOKEN"].clone().into_bytes(),
-            ))),
+        .call(sign(
+            request(
+                Sale,
+                "M000001",
+                "F3-WALLET",
+                Some(900),
+                Some(PaymentMethod::WalletToken(Bytes::from(
+                    tokens["F1-TOKEN"].clone().into_bytes(),
+                ))),
+            ),
+            &test_device_key(),
+            TEST_DEVICE,
+            1,
         ))
         .await;
     assert_result(&wallet, Approved);

@@ -108,18 +108,24 @@ async fn every_payment_method_through_sale_authorize_capture_cancel_refund_inqui
             },
         ),
     ];
+    // Token payments must be signed by a device of the merchant, each with a new counter.
+    let mut counter = 0;
+    let mut pay = |kind, order: &str, amount, method: &PaymentMethod| {
+        let r = request(kind, "M000001", order, Some(amount), Some(method.clone()));
+        match method {
+            PaymentMethod::WalletToken(_) => {
+                counter += 1;
+                sign(r, &test_device_key(), TEST_DEVICE, counter)
+            }
+            _ => r,
+        }
+    };
     for (name, method) in methods {
         // Authorize, capture part, refund part of that, inquiry shows the amounts.
         let order = format!("{name}-A");
         assert_result(
-            &c.call(request(
-                TxnKind::Authorize,
-                "M000001",
-                &order,
-                Some(9_000),
-                Some(method.clone()),
-            ))
-            .await,
+            &c.call(pay(TxnKind::Authorize, &order, 9_000, &method))
+                .await,
             ResultCode::Approved,
         );
         assert_result(
@@ -151,14 +157,8 @@ async fn every_payment_method_through_sale_authorize_capture_cancel_refund_inqui
         // Authorize then cancel: a reversal; the order is cancelled.
         let order = format!("{name}-C");
         assert_result(
-            &c.call(request(
-                TxnKind::Authorize,
-                "M000001",
-                &order,
-                Some(1_000),
-                Some(method.clone()),
-            ))
-            .await,
+            &c.call(pay(TxnKind::Authorize, &order, 1_000, &method))
+                .await,
             ResultCode::Approved,
         );
         let cancel = c
@@ -169,14 +169,7 @@ async fn every_payment_method_through_sale_authorize_capture_cancel_refund_inqui
         // Sale then a full refund.
         let order = format!("{name}-S");
         assert_result(
-            &c.call(request(
-                TxnKind::Sale,
-                "M000001",
-                &order,
-                Some(4_000),
-                Some(method),
-            ))
-            .await,
+            &c.call(pay(TxnKind::Sale, &order, 4_000, &method)).await,
             ResultCode::Approved,
         );
         let mut refund = request(TxnKind::Refund, "M000001", &order, None, None);

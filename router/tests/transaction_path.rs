@@ -94,15 +94,15 @@ async fn every_transaction_type_with_every_payment_method() {
     assert_result(&t, ResultCode::Approved);
     let token = t.token.clone().unwrap();
     assert!(!format!("{t:?}").contains(VAN_PAN));
-    let w = c
-        .call(request(
-            TxnKind::Authorize,
-            "M000001",
-            "W1",
-            Some(700),
-            Some(PaymentMethod::WalletToken(token)),
-        ))
-        .await;
+    // Token payments must be signed by a device of the merchant.
+    let w = request(
+        TxnKind::Authorize,
+        "M000001",
+        "W1",
+        Some(700),
+        Some(PaymentMethod::WalletToken(token)),
+    );
+    let w = c.call(sign(w, &test_device_key(), TEST_DEVICE, 1)).await;
     assert_result(&w, ResultCode::Approved);
     // Carrier billing and bank transfer.
     let carrier = PaymentMethod::CarrierBilling {

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::access::{AccessTable, FollowUps};
+use super::device::DeviceRegistry;
 use super::ids::CoreSecrets;
 use super::route::{HostId, RouteTable};
 use crate::error::MeshError;
@@ -34,6 +35,36 @@ pub struct MerchantConfig {
     /// `any_granted_network`.
     #[serde(default)]
     pub follow_ups: FollowUps,
+    /// The devices whose signatures this merchant's requests may carry
+    /// (`[[merchants.devices]]`; docs/PROTOCOL.md, "Device signatures").
+    #[serde(default)]
+    pub devices: Vec<DeviceConfig>,
+    /// Whether this merchant's requests must be signed by one of its devices. Wallet-token
+    /// payments must be signed whatever this says.
+    #[serde(default)]
+    pub device_signature: DeviceSignaturePolicy,
+}
+
+/// One device registered to a merchant: its id and its Ed25519 public key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// Device id as requests carry it (field `device_id`, 1..64 printable ASCII), unique within
+    /// its merchant.
+    pub id: String,
+    /// The device's Ed25519 public key (RFC 8032, 32 bytes) as 64 hex digits.
+    pub public_key: String,
+}
+
+/// Which of a merchant's requests must carry a device signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceSignaturePolicy {
+    /// A signature is checked when a request carries one; wallet-token payments must.
+    #[default]
+    Optional,
+    /// Every request but INQUIRY must carry one.
+    Required,
 }
 
 fn default_true() -> bool {
@@ -86,6 +117,8 @@ pub struct CoreSettings {
     /// Keys of unguessable transaction ids and wallet tokens (from the journal key material; random
     /// without a journal).
     pub secrets: CoreSecrets,
+    /// The merchants' devices and signature policies, keys parsed.
+    pub devices: DeviceRegistry,
     /// The route table.
     pub routes: RouteTable,
     /// Offset of the business day from UTC, in minutes (Korea: 540). Daily limits reset at its midnight.
@@ -156,6 +189,7 @@ impl CoreSettings {
             }
         }
         Ok(Arc::new(Self {
+            devices: DeviceRegistry::new(merchants)?,
             merchants: by_id,
             access: AccessTable::default(),
             secrets: CoreSecrets::default(),

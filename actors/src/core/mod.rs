@@ -5,6 +5,8 @@
 //! - [`config`]: merchants, routes, limits, upstream hosts and their dialects.
 //! - [`access`]: which network may act for which merchant, and who may follow an order up.
 //! - [`ids`]: transaction ids and wallet tokens no client can guess (keyed permutation, PRF).
+//! - [`device`]: device signatures on requests: the registered devices' keys, Ed25519
+//!   verification over a request's signed bytes, the per-device anti-replay counter windows.
 //! - [`route`]: the route table (method and BIN range → host, failover by host availability).
 //! - [`order`]: orders and operations, the records behind idempotency, and the store-and-forward
 //!   reversal (or capture advice) an order may carry.
@@ -23,6 +25,7 @@
 pub mod access;
 pub mod clock;
 pub mod config;
+pub mod device;
 pub mod ids;
 pub mod journal_codec;
 pub mod order;

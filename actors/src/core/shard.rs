@@ -16,6 +16,7 @@ use paymesh_codecs::types::{Pan, ResultCode};
 
 use super::access::{Caller, NETWORK_UNRECORDED, NetworkNames, NetworkNo, Origin, Step};
 use super::config::CoreSettings;
+use super::device::DeviceCounters;
 use super::order::{
     Fnv, OpStatus, Operation, Order, OrderKey, OrderState, Reversal, ReversalState, StoredAnswer,
     find_op, wire_state,
@@ -81,6 +82,8 @@ pub struct ShardCore<R> {
     forwards_pending: usize,
     /// The networks that created this shard's orders, numbered.
     networks: NetworkNames,
+    /// Device counters seen, against replayed signed requests (see [`super::device`]).
+    devices: DeviceCounters,
 }
 
 /// First delay before a reversal is sent again; it doubles with each attempt.
@@ -131,6 +134,7 @@ impl<R: Clone> ShardCore<R> {
             shards: 1,
             forwards_pending: 0,
             networks: NetworkNames::default(),
+            devices: DeviceCounters::default(),
         }
     }
 
@@ -657,6 +661,23 @@ impl<R: Clone> ShardCore<R> {
         self.settings.may_see(name, merchant, creator)
     }
 
+    /// The device signature rules ([`super::device`]): the refusal to answer, if any. A replayed
+    /// request passed them when it was journaled: its counter is marked used without checking
+    /// again (a device revoked since must not undo what was acknowledged). A refused request
+    /// changes nothing and is not journaled.
+    fn check_device(
+        &mut self,
+        caller: Caller,
+        req: &TxnRequest,
+        now_ms: u64,
+    ) -> Option<Box<TxnAnswer>> {
+        if caller.replayed {
+            self.devices.replayed(req);
+            return None;
+        }
+        self.devices.refuse(&self.settings.devices, req, now_ms)
+    }
+
     /// The id of the network that created the order with transaction id `txn_id`, if the order
     /// is held and its creator was recorded.
     pub fn creator_of(&self, txn_id: u64) -> Option<&Bytes> {
@@ -732,6 +753,12 @@ impl<R: Clone> ShardCore<R> {
             a.message = Some(Bytes::from_static(OLDER_THAN_WINDOW));
             out.push(Output::Reply(to, Box::new(a)));
             return Step::Journal;
+        }
+        // A new order: its device signature first (a retransmission above got its stored
+        // answer, which makes nothing new and tells its own network nothing new).
+        if let Some(refused) = self.check_device(caller, req, now_ms) {
+            out.push(Output::Reply(to, refused));
+            return Step::Skip;
         }
         let key = OrderKey::new(&req.merchant_id, &req.order_id);
         if let Err(code) = self.check_merchant(key.merchant_bytes(), req, now_ms) {
@@ -904,6 +931,18 @@ impl<R: Clone> ShardCore<R> {
                 now_ms,
             ));
             return Step::Journal;
+        }
+        // A new operation: its device signature first (the order is borrowed: the rules of
+        // `check_device`, on the fields they need).
+        let device_refusal = if caller.replayed {
+            self.devices.replayed(req);
+            None
+        } else {
+            self.devices.refuse(&self.settings.devices, req, now_ms)
+        };
+        if let Some(refused) = device_refusal {
+            out.push(Output::Reply(to, refused));
+            return Step::Skip;
         }
         let refuse = |code: ResultCode, order: &Order<R>| {
             let mut a = base_answer(req.kind, code, &key, now_ms);

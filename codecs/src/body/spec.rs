@@ -215,9 +215,9 @@ fields! {
     BANK_CODE = 12, "bank_code", text(1, 11);
     /// Bank account number, STR 1..34.
     ACCOUNT_NUMBER = 13, "account_number", text(1, 34);
-    /// Device id, STR 1..64 (with `signature`).
+    /// Device id, STR 1..64 (with `device_counter` and `signature`).
     DEVICE_ID = 14, "device_id", text(1, 64);
-    /// Device signature, BYTES 1..512 (with `device_id`).
+    /// Device signature, BYTES 1..512 (with `device_id` and `device_counter`); Ed25519's is 64.
     SIGNATURE = 15, "signature", FieldKind::Bytes { min: 1, max: 512 };
     /// Idempotency key of a capture, cancel or refund within its order, STR 1..40.
     REQUEST_ID = 16, "request_id", text(1, 40);
@@ -225,6 +225,8 @@ fields! {
     SERVER_TXN_ID = 17, "server_txn_id", FieldKind::U64;
     /// Free text from the merchant, STR 0..128.
     DESCRIPTION = 18, "description", text(0, 128);
+    /// The signing device's counter for this request, U64 (with `device_id` and `signature`).
+    DEVICE_COUNTER = 19, "device_counter", FieldKind::U64;
     /// Result code, U16.
     RESULT_CODE = 20, "result_code", FieldKind::U16;
     /// Issuer's approval code, STR 6.

@@ -16,8 +16,8 @@ use paymesh_codecs::ProtocolError;
 use paymesh_codecs::body::{FieldIter, FieldKind, field_spec};
 use paymesh_codecs::frame::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES, Frame, decode_frame};
 use paymesh_codecs::message::{
-    Login, LoginAnswer, Message, PaymentMethod, Reject, TxnAnswer, TxnKind, TxnRequest, TxnState,
-    type_name,
+    DeviceSignature, Login, LoginAnswer, Message, PaymentMethod, Reject, TxnAnswer, TxnKind,
+    TxnRequest, TxnState, type_name,
 };
 use paymesh_codecs::types::{Pan, ResultCode, Secret};
 use serde_json::{Map, Value, json};
@@ -27,6 +27,11 @@ const FIRST_LINE_VALUE_BYTES: usize = 12;
 const LINE_BYTES: usize = 16;
 /// Column where the `#` comments start.
 const COMMENT_COLUMN: usize = 50;
+
+/// The device signature of the `authorize_signed` example: Ed25519 with RFC 8032's first test
+/// key (docs/PROTOCOL.md, "Device signatures", where the test vector shows the signed bytes; the
+/// actors crate checks it verifies under that key, this crate has no Ed25519).
+pub const SIGNED_EXAMPLE_SIGNATURE: &str = "0276823e6a7dffd1740bbdf221149657ee8c1ad9740afbfb5e4a2331513fec8d088caafdd07732b91ad1b5fb55123bcbecde72f838b32bdddf11ce80be72600e";
 
 /// The worked examples, in document order: name, one-line caption, correlation id, message.
 pub fn examples() -> Vec<(&'static str, &'static str, u64, Message)> {
@@ -65,6 +70,15 @@ pub fn examples() -> Vec<(&'static str, &'static str, u64, Message)> {
     inquiry_answer.captured_amount = Some(100_000);
     inquiry_answer.refunded_amount = Some(30_000);
     inquiry_answer.masked_pan = approved.masked_pan.clone();
+    let mut signed = TxnRequest::new(TxnKind::Authorize, merchant.clone(), "ORDER-1002".into());
+    signed.amount = authorize.amount;
+    signed.currency = authorize.currency;
+    signed.payment = authorize.payment.clone();
+    signed.device_signature = Some(DeviceSignature {
+        device_id: "phone-0001".into(),
+        counter: 1,
+        signature: hex::decode(SIGNED_EXAMPLE_SIGNATURE).unwrap().into(),
+    });
     let damaged = ProtocolError::ChecksumMismatch {
         carried: 0x1234_5678,
         computed: 0x9ABC_DEF0,
@@ -130,6 +144,12 @@ pub fn examples() -> Vec<(&'static str, &'static str, u64, Message)> {
             "Its answer: state 6 (partially refunded) with the running totals.",
             5,
             Message::Answer(inquiry_answer),
+        ),
+        (
+            "authorize_signed",
+            "AUTHORIZE signed by device `phone-0001` with counter 1 (section 5.5: the test vector).",
+            6,
+            Message::Request(signed),
         ),
         (
             "reject",
@@ -275,6 +295,22 @@ pub fn example_blocks(doc: &str) -> Vec<(String, String, String)> {
         blocks.push((lang.to_string(), name.to_string(), content.join("\n")));
     }
     blocks
+}
+
+/// The bytes of the fenced block labelled ```` ```hex vector=NAME ```` (the device signature test
+/// vector of section 5.5).
+pub fn vector_block(doc: &str, name: &str) -> Vec<u8> {
+    let opening = format!("```hex vector={name}");
+    let start = doc
+        .lines()
+        .position(|l| l.trim_end() == opening)
+        .unwrap_or_else(|| panic!("no block {opening}"));
+    let block: Vec<&str> = doc
+        .lines()
+        .skip(start + 1)
+        .take_while(|l| !l.starts_with("```"))
+        .collect();
+    parse_hex(&block.join("\n"))
 }
 
 /// The examples section of the document, as the example program writes it.

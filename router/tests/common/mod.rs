@@ -157,7 +157,8 @@ impl Client {
 }
 
 pub const NETWORK: &str = "VANTEST";
-/// A second network: granted M000002, MSHARED and MCREATOR (not M000001), same credential.
+/// A second network: granted M000002, MSHARED and MCREATOR (not M000001), same credential;
+/// `NETWORK` is granted every merchant.
 pub const NETWORK_B: &str = "VANTEST-B";
 pub const CREDENTIAL: &str = "test-credential";
 
@@ -198,6 +199,36 @@ pub fn request(
     r
 }
 
+/// The device registered to M000001: wallet-token payments must be signed.
+pub const TEST_DEVICE: &str = "test-phone";
+
+pub fn test_device_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+}
+
+/// `req` signed by `device` with `key` and `counter`, as the device would (docs/PROTOCOL.md,
+/// "Device signatures").
+pub fn sign(
+    mut req: TxnRequest,
+    key: &ed25519_dalek::SigningKey,
+    device: &str,
+    counter: u64,
+) -> TxnRequest {
+    use ed25519_dalek::Signer;
+    req.device_signature = Some(paymesh_codecs::message::DeviceSignature {
+        device_id: Bytes::copy_from_slice(device.as_bytes()),
+        counter,
+        signature: Bytes::new(),
+    });
+    let mut message = BytesMut::new();
+    req.device_signed_bytes(&mut message);
+    let signature = key.sign(&message).to_bytes();
+    if let Some(d) = &mut req.device_signature {
+        d.signature = Bytes::copy_from_slice(&signature);
+    }
+    req
+}
+
 pub fn assert_result(a: &TxnAnswer, code: ResultCode) {
     assert_eq!(a.result, code, "answer: {a:?}");
 }
@@ -234,6 +265,8 @@ pub struct EnvOptions {
     pub journal_toml: String,
     /// Extra lines for the `[server]` section (window limits).
     pub server_toml: String,
+    /// More `[[merchants]]` (with their `[[merchants.devices]]`).
+    pub merchants_toml: String,
 }
 
 impl Default for EnvOptions {
@@ -251,6 +284,7 @@ impl Default for EnvOptions {
             start_router: true,
             journal_toml: String::new(),
             server_toml: String::new(),
+            merchants_toml: String::new(),
         }
     }
 }
@@ -360,15 +394,15 @@ impl Env {
         let store_path = dir.path().join("store.sqlite");
         let config = format!(
             "[journal]\ndir = \"{}\"\nkey_file = \"{}\"\n{}\n[store]\npath = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[server]\nlisten = \"{}\"\n{tls_toml}inflight_window = {}\nmax_connections = {}\narbiters = 2\nshards = 2\nshutdown_grace_ms = 2000\n{}\n\
-             [[networks]]\nid = \"{NETWORK}\"\ncredential_hash = \"{hash}\"\n\
-             merchants = [\"M000001\", \"MOFF\", \"MSHARED\", \"MCREATOR\"]\n\n\
+             [[networks]]\nid = \"{NETWORK}\"\ncredential_hash = \"{hash}\"\nmerchants = [\"*\"]\n\n\
              [[networks]]\nid = \"{NETWORK_B}\"\ncredential_hash = \"{hash}\"\n\
              merchants = [\"M000002\", \"MSHARED\", \"MCREATOR\"]\n\n\
-             [[merchants]]\nid = \"M000001\"\nsingle_limit_minor = {MERCHANT_SINGLE_LIMIT}\n\n\
+             [[merchants]]\nid = \"M000001\"\nsingle_limit_minor = {MERCHANT_SINGLE_LIMIT}\n\
+             [[merchants.devices]]\nid = \"{TEST_DEVICE}\"\npublic_key = \"{}\"\n\n\
              [[merchants]]\nid = \"M000002\"\n\n\
              [[merchants]]\nid = \"MSHARED\"\nfollow_ups = \"any_granted_network\"\n\n\
              [[merchants]]\nid = \"MCREATOR\"\n\n\
-             [[merchants]]\nid = \"MOFF\"\nenabled = false\n\n{host_toml}\
+             [[merchants]]\nid = \"MOFF\"\nenabled = false\n\n{}\n{host_toml}\
              [[routes]]\nmethod = \"card\"\nbin_from = 400000\nbin_to = 499999\nhost = \"van\"\n\n\
              [[routes]]\nmethod = \"card\"\nbin_from = 510000\nbin_to = 559999\nhost = \"card\"\n\n\
              [[routes]]\nmethod = \"card\"\nbin_from = 620000\nbin_to = 629999\nhost = \"bank\"\n\n\
@@ -382,6 +416,8 @@ impl Env {
             opts.inflight_window,
             opts.max_connections,
             opts.server_toml,
+            hex::encode(test_device_key().verifying_key().to_bytes()),
+            opts.merchants_toml,
         );
         let config_text = config;
         if !opts.start_router {

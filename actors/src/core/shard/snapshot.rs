@@ -23,8 +23,10 @@
 //! created each order: after `next_seq`, the shard's network numbering (`count u16 × network id
 //! bytes`), and in each order, right after its key, the creating network's number `u16`
 //! (0xFFFF: not recorded). Orders of formats 1 to 3 load with no recorded creator. Format 4 also
-//! binds each vault entry to its merchant (`merchant bytes` after `masked`); older vault entries
-//! (guessable tokens bound to no merchant) are dropped when read: those tokens are revoked.
+//! binds each vault entry to its merchant (`merchant bytes` after `masked`); an older build's
+//! entries are bound to the merchant of the TOKENIZE order that issued them when it is still held.
+//! Format 4 adds, at the end, the device counters' anti-replay windows
+//! ([`DeviceCounters::encode`]).
 
 use std::sync::Arc;
 
@@ -35,6 +37,7 @@ use paymesh_codecs::types::Pan;
 use super::{DailyTotal, ShardCore, TXN_SEQ_BITS, VaultEntry};
 use crate::core::access::{NETWORK_UNRECORDED, NetworkNames, NetworkNo};
 use crate::core::config::CoreSettings;
+use crate::core::device::DeviceCounters;
 use crate::core::order::{
     OpStatus, Operation, Order, OrderKey, OrderState, Reversal, ReversalState, StoredAnswer,
 };
@@ -42,7 +45,7 @@ use crate::core::upstream::{Account, OriginalRef, UpstreamKind};
 use crate::error::MeshError;
 
 /// Written now. Still read: 1 (before evicted keys were kept), 2 (stored answers whole) and 3
-/// (before orders recorded their network).
+/// (before orders recorded their network and the device counters were kept).
 const SNAPSHOT_FORMAT: u8 = 4;
 const NO_HOST: u16 = u16::MAX;
 
@@ -389,7 +392,8 @@ impl<R: Clone> ShardCore<R> {
                     + self.orders.encoded_len_estimate()
                     + self.orders.evicted_len() * 8
                     + self.daily.len() * 64
-                    + self.vault.len() * 128,
+                    + self.vault.len() * 128
+                    + self.devices.encoded_len_estimate(),
             );
         out.put_u8(SNAPSHOT_FORMAT);
         out.put_u16(self.shard);
@@ -418,6 +422,7 @@ impl<R: Clone> ShardCore<R> {
         for hash in self.orders.evicted_keys() {
             out.put_u64(hash);
         }
+        self.devices.encode(&mut out);
         out.freeze()
     }
 
@@ -531,6 +536,9 @@ impl<R: Clone> ShardCore<R> {
                 let hash = r.u64()?;
                 core.orders.remember_evicted(hash, keys_max);
             }
+        }
+        if format >= 4 {
+            core.devices = DeviceCounters::decode(&mut r.0)?;
         }
         r.0.is_empty().then_some(core)
     }
