@@ -857,8 +857,9 @@ fn a_key_evicted_from_the_window_is_never_authorized_again() {
         s.orders_per_shard_max = 2;
         s.evicted_keys_per_shard_max = 100;
     });
+    // Sales: completed orders, which leave the window (open authorizations stay).
     for n in 1..=4 {
-        authorized(&mut c, &format!("O{n}"), 1_000, TxnKind::Authorize);
+        authorized(&mut c, &format!("O{n}"), 1_000, TxnKind::Sale);
     }
     assert_eq!(c.order_count(), 2);
     assert_eq!(c.evicted_key_count(), 2);
@@ -1045,4 +1046,70 @@ fn a_token_works_for_the_merchant_that_made_it_only() {
     );
     let (_, upstream) = step(&mut core, 1, &pay("P3", &mine, 3));
     assert_eq!(upstream.len(), 1, "the tokenizing merchant pays with it");
+}
+
+#[test]
+fn a_flood_of_authorizations_never_pushes_out_an_open_authorization() {
+    const WINDOW: usize = 16;
+    let mut core = core_adjusted(|s| {
+        s.access = AccessTable::grant_all(&[NET]);
+        s.orders_per_shard_max = WINDOW;
+        s.orders_hot_per_shard_max = 4;
+    });
+    // Another tenant's open authorization, the oldest order of the window.
+    let (_, upstream) = step(
+        &mut core,
+        1,
+        &req(TxnKind::Authorize, "M2", "KEEP", Some(900)),
+    );
+    assert_result(
+        &answer_upstream(&mut core, &upstream[0], "00"),
+        ResultCode::Approved,
+    );
+    // A flood of one-won authorizations, every one left open: once the window is full of open
+    // authorizations, new ones are refused BUSY, and none of the window's orders is dropped.
+    let mut busy = 0;
+    for n in 0..3 * WINDOW {
+        let (answers, upstream) = step(
+            &mut core,
+            2,
+            &req(TxnKind::Authorize, "M1", &format!("F{n}"), Some(1)),
+        );
+        match upstream.first() {
+            Some(up) => {
+                let _ = answer_upstream(&mut core, up, "00");
+            }
+            None => {
+                assert_eq!(answers[0].1.result, ResultCode::Busy);
+                assert!(answers[0].1.server_txn_id.is_none());
+                busy += 1;
+            }
+        }
+        assert!(core.order_count() <= WINDOW);
+    }
+    assert_eq!(
+        busy,
+        2 * WINDOW + 1,
+        "a window of {WINDOW} holds {} floods",
+        WINDOW - 1
+    );
+    assert_eq!(core.evicted_key_count(), 0, "no open authorization left");
+    let (answers, _) = step(
+        &mut core,
+        1,
+        &req(TxnKind::Capture, "M2", "KEEP", Some(900)),
+    );
+    assert_eq!(answers[0].1.result, ResultCode::Approved);
+    // Completed orders leave first: the captured one makes room for one new order.
+    let (_, upstream) = step(
+        &mut core,
+        2,
+        &req(TxnKind::Authorize, "M1", "NEXT", Some(1)),
+    );
+    assert_eq!(upstream.len(), 1);
+    assert_eq!(core.evicted_key_count(), 1);
+}
+
+fn assert_result(answers: &[(u32, TxnAnswer)], code: ResultCode) {
+    assert_eq!(answers[0].1.result, code, "{:?}", answers[0].1);
 }

@@ -229,11 +229,14 @@ async fn ownership_survives_a_restart_and_the_query_store() {
     let capture = request(TxnKind::Capture, "MCREATOR", "R-0", Some(1), None);
     assert_result(&b.call(capture).await, ResultCode::NotFound);
     assert_result(&a.call(theirs.clone()).await, ResultCode::Approved);
-    // Push R-0 out of memory with A's newer orders: the store answers A, and still not B.
+    // Complete R-0 (an open authorization never leaves the window), then push it out of memory
+    // with A's newer sales: the store answers A, and still not B.
+    let capture = request(TxnKind::Capture, "MCREATOR", "R-0", Some(1_000), None);
+    assert_result(&a.call(capture).await, ResultCode::Approved);
     for n in 1..=40 {
         let order = format!("R-{n}");
         let r = request(
-            TxnKind::Authorize,
+            TxnKind::Sale,
             "MCREATOR",
             &order,
             Some(100),

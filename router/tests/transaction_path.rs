@@ -523,8 +523,9 @@ async fn an_order_older_than_the_window_is_answered_from_the_store_and_never_aut
     };
     let env = Env::start(opts).await;
     let mut c = env.client().await;
+    // Sales: completed orders leave the window first (an open authorization stays in it).
     let first = request(
-        TxnKind::Authorize,
+        TxnKind::Sale,
         "M000001",
         "OLD-0",
         Some(1_000),
@@ -535,7 +536,7 @@ async fn an_order_older_than_the_window_is_answered_from_the_store_and_never_aut
     // One merchant, one shard: 40 more orders push OLD-0 out of its window of 16.
     for n in 1..=40 {
         let r = request(
-            TxnKind::Authorize,
+            TxnKind::Sale,
             "M000001",
             &format!("OLD-{n}"),
             Some(1_000),
@@ -555,7 +556,7 @@ async fn an_order_older_than_the_window_is_answered_from_the_store_and_never_aut
     }
     assert_result(&found, ResultCode::Approved);
     assert_eq!(found.server_txn_id, approved.server_txn_id);
-    assert_eq!(found.state, Some(1), "authorized");
+    assert_eq!(found.state, Some(2), "captured");
     assert_eq!(found.authorized_amount, Some(1_000));
     assert_eq!(found.approval_code, approved.approval_code);
     assert_eq!(found.masked_pan, approved.masked_pan);
@@ -566,7 +567,7 @@ async fn an_order_older_than_the_window_is_answered_from_the_store_and_never_aut
     // An order that never existed is still not found.
     let none = request(TxnKind::Inquiry, "M000001", "NEVER", None, None);
     assert_result(&c.call(none).await, ResultCode::NotFound);
-    // The same authorization again is refused, and the host never sees it twice.
+    // The same sale again is refused, and the host never sees it twice.
     assert_result(&c.call(first).await, ResultCode::DuplicateOrder);
     assert_eq!(env.host_count("van", "OLD-0"), 1);
     env.stop().await;

@@ -410,6 +410,17 @@ impl<R> Order<R> {
         self.busy() || self.reversal.is_some_and(|r| r.pending())
     }
 
+    /// Whether the order must stay in the window: something is unfinished, or it is an open
+    /// authorization (its capture or cancel is still to come) or in doubt. Completed orders leave
+    /// the window first; these never leave it (a full window of them refuses new orders BUSY).
+    pub fn holds_window(&self) -> bool {
+        self.pinned()
+            || matches!(
+                self.state,
+                OrderState::Authorizing | OrderState::Authorized | OrderState::InDoubt
+            )
+    }
+
     /// Amount that can still be refunded.
     pub fn refundable(&self) -> u64 {
         self.captured

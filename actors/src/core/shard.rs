@@ -761,6 +761,14 @@ impl<R: Clone> ShardCore<R> {
             return Step::Skip;
         }
         let key = OrderKey::new(&req.merchant_id, &req.order_id);
+        if !self.make_room() {
+            // Journaled like any step: the eviction it tried is part of the shard's history.
+            out.push(Output::Reply(
+                to,
+                Box::new(base_answer(req.kind, ResultCode::Busy, &key, now_ms)),
+            ));
+            return Step::Journal;
+        }
         if let Err(code) = self.check_merchant(key.merchant_bytes(), req, now_ms) {
             out.push(Output::Reply(
                 to,
@@ -1246,8 +1254,24 @@ impl<R: Clone> ShardCore<R> {
         self.orders.evict(
             settings.orders_per_shard_max,
             settings.evicted_keys_per_shard_max,
-            Order::pinned,
+            Order::holds_window,
         );
+    }
+
+    /// Room for one more order: evicts completed orders if the window is full. `false` when
+    /// every order looked at must stay (open authorizations, orders in doubt or in progress):
+    /// the new order is refused BUSY rather than one of them dropped.
+    fn make_room(&mut self) -> bool {
+        let max = self.settings.orders_per_shard_max;
+        if self.orders.len() < max {
+            return true;
+        }
+        self.orders.evict(
+            max.saturating_sub(1),
+            self.settings.evicted_keys_per_shard_max,
+            Order::holds_window,
+        );
+        self.orders.len() < max
     }
 }
 

@@ -10,7 +10,9 @@
 //! slot, compared through the entry); `age` lists ids oldest first for eviction.
 //! `benches/benches/order_memory.rs` measures what an order costs.
 //!
-//! Past `orders_per_shard_max`, the oldest orders with nothing pending leave the window. Their keys
+//! Past `orders_per_shard_max`, the oldest completed orders leave the window: an order with
+//! something pending, an open authorization (its capture or cancel still to come) or one in doubt
+//! stays, and a window full of those refuses new orders BUSY instead. Evicted orders' keys
 //! stay, as a 64-bit stable hash (about 19 bytes each with the table), in two generations of at
 //! most half of `evicted_keys_per_shard_max` each: when the newer one is full, the older one is
 //! dropped and the newer one takes its place. So the newest half of that many evicted keys at
@@ -26,7 +28,13 @@ use hashbrown::HashTable;
 
 use super::access::NetworkNo;
 use super::order::{Order, OrderKey, stable_key_hash};
-use super::shard::snapshot::{decode_order, encode_order, encoded_key, encoded_owner};
+use super::shard::snapshot::{
+    decode_order, encode_order, encoded_holds_window, encoded_key, encoded_owner,
+};
+
+/// Orders one eviction looks at before giving up: bounds the work a request does when the
+/// window is full of orders that must stay.
+pub const EVICT_SCAN_MAX: usize = 256;
 
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
@@ -344,11 +352,14 @@ impl<R> OrderWindow<R> {
         }
     }
 
-    /// Evicts the oldest orders `pinned` lets go until at most `max` are held, and remembers
-    /// their keys (see the module doc, `keys_max`). Pinned orders move to the newest end.
+    /// Evicts the oldest orders `pinned` lets go (and, frozen, that do not hold the window:
+    /// [`Order::holds_window`]) until at most `max` are held, and remembers their keys (see the
+    /// module doc, `keys_max`). Orders kept move to the newest end. Looks at most at
+    /// [`EVICT_SCAN_MAX`] orders: a window of orders that must stay costs a bounded scan, and the
+    /// caller refuses the new order (see `ShardCore::make_room`).
     pub fn evict(&mut self, max: usize, keys_max: usize, pinned: impl Fn(&Order<R>) -> bool) {
         let mut scanned = 0;
-        while self.slots.len() > max && scanned < 2 * max.max(1) {
+        while self.slots.len() > max && scanned < EVICT_SCAN_MAX {
             scanned += 1;
             let Some(txn) = self.age.pop_front() else {
                 break;
@@ -356,6 +367,10 @@ impl<R> OrderWindow<R> {
             let hash = match self.slots.get(&txn) {
                 None => continue,
                 Some(Entry::Hot(s)) if pinned(&s.order) => {
+                    self.age.push_back(txn);
+                    continue;
+                }
+                Some(Entry::Frozen(b)) if encoded_holds_window(b) => {
                     self.age.push_back(txn);
                     continue;
                 }
@@ -479,6 +494,8 @@ mod tests {
         for n in 1..=10 {
             let mut o = order(n);
             o.authorized = 100 * n;
+            // Completed: only those leave the window (an open authorization stays).
+            o.state = OrderState::Captured;
             w.insert(key(n), o);
         }
         // Order 2 is pinned: it stays hot; 1 and 3..=7 freeze.

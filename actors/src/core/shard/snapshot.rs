@@ -116,6 +116,8 @@ pub(crate) fn encode_order<R>(out: &mut BytesMut, key: &OrderKey, order: &Order<
     put_bytes(out, key.merchant_bytes());
     put_bytes(out, key.order_id_bytes());
     out.put_u16(order.network);
+    // Read without decoding the order: whether eviction must pass it by.
+    out.put_u8(u8::from(order.holds_window()));
     out.put_u64(order.txn_id);
     out.put_u8(order.kind.request_type());
     out.put_u16(order.currency);
@@ -205,6 +207,19 @@ pub(crate) fn encoded_owner(bytes: &[u8]) -> Option<(&[u8], NetworkNo)> {
     Some((merchant, r.u16()?))
 }
 
+/// Whether [`encode_order`]'s bytes are of an order that holds the window
+/// ([`Order::holds_window`]); unreadable bytes hold it too (never evicted unread).
+pub(crate) fn encoded_holds_window(bytes: &[u8]) -> bool {
+    let mut r = Reader(bytes, Legacy::No);
+    let flag = (|| {
+        r.slice()?;
+        r.slice()?;
+        r.u16()?;
+        r.u8()
+    })();
+    flag != Some(0)
+}
+
 /// Bounds-checked reads over the snapshot bytes: `None` means truncated or malformed.
 struct Reader<'a>(&'a [u8], Legacy);
 
@@ -282,7 +297,11 @@ impl<'a> Reader<'a> {
         let merchant = self.slice()?;
         let key = OrderKey::new(merchant, self.slice()?);
         let network = match self.1 {
-            Legacy::No => self.u16()?,
+            Legacy::No => {
+                let network = self.u16()?;
+                self.u8()?;
+                network
+            }
             Legacy::WholeAnswers | Legacy::NoNetwork => NETWORK_UNRECORDED,
         };
         let txn_id = self.u64()?;
