@@ -2,6 +2,8 @@
 //!
 //! - [`config`]: the TOML configuration and its defaults (`paymesh.example.toml` is the commented example).
 //! - [`auth`]: network credentials (Argon2id hashes) checked at login.
+//! - [`login`]: LOGIN checks: the failed-login throttle per source address ([`login::throttle`],
+//!   sans-IO).
 //! - [`tls`]: rustls server configuration, dev certificates, mutual TLS.
 //! - [`journal`]: opening, recovering and replaying the durable journal.
 //! - [`server`]: starting Arbiters, shards, upstream pools and listeners; graceful shutdown.
@@ -19,6 +21,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod demo;
 pub mod journal;
+pub mod login;
 pub mod server;
 pub mod tls;
 

@@ -1,0 +1,3 @@
+//! LOGIN checks: the failed-login [`throttle`] (sans-IO).
+
+pub mod throttle;
