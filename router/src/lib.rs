@@ -4,6 +4,7 @@
 //! - [`auth`]: network credentials (Argon2id hashes) checked at login.
 //! - [`login`]: LOGIN checks: the failed-login throttle per source address ([`login::throttle`],
 //!   sans-IO).
+//! - [`slots`]: connection slots: `max_connections` counts open sockets, TLS handshakes included.
 //! - [`tls`]: rustls server configuration, dev certificates, mutual TLS.
 //! - [`journal`]: opening, recovering and replaying the durable journal.
 //! - [`server`]: starting Arbiters, shards, upstream pools and listeners; graceful shutdown.
@@ -23,6 +24,7 @@ pub mod demo;
 pub mod journal;
 pub mod login;
 pub mod server;
+pub mod slots;
 pub mod tls;
 
 /// Runs `f` inside an actix System (actors need its runtime; see ../shared/DEPENDENCIES.md).
