@@ -1,9 +1,9 @@
 //! The `paymesh` server.
 //!
 //! - [`config`]: the TOML configuration and its defaults (`paymesh.example.toml` is the commented example).
-//! - [`auth`]: network credentials (Argon2id hashes) checked at login.
-//! - [`login`]: LOGIN checks: the failed-login throttle per source address ([`login::throttle`],
-//!   sans-IO).
+//! - [`auth`]: network credentials (Argon2id hashes) and client-certificate bindings.
+//! - [`login`]: LOGIN checks on threads of their own, off the actor threads, with the failed-login
+//!   throttle per source address ([`login::throttle`], sans-IO).
 //! - [`slots`]: connection slots: `max_connections` counts open sockets, TLS handshakes included.
 //! - [`tls`]: rustls server configuration, dev certificates, mutual TLS.
 //! - [`journal`]: opening, recovering and replaying the durable journal.
