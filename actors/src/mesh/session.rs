@@ -15,8 +15,8 @@
 //! Answers come back in batches and are encoded into one output buffer. The buffer is handed to the
 //! writer once per mailbox drain (a `FlushNow` the actor notifies itself of, at most one pending),
 //! so answer batches from several shards that arrive together leave as one chunk. A client that
-//! stops reading is disconnected once [`OUTPUT_BYTES_MAX`] waits for it, or once the writer made no
-//! progress for the write stall limit. On LOGOUT (or a drain at shutdown) the session takes no new
+//! stops reading is disconnected once [`OUTPUT_BYTES_MAX`] waits for it (in the buffer and the
+//! writer together), or once the writer made no progress for the write stall limit. On LOGOUT (or a drain at shutdown) the session takes no new
 //! requests and writes LOGOUT_ANSWER after the answers of the requests still in flight, then closes.
 //!
 //! Two small tasks on the same Arbiter move bytes: the reader decodes frames from the socket and
@@ -27,6 +27,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -43,7 +44,7 @@ pub use super::login::{Authenticator, LoginAttempt, LoginCheck, LoginVerdict, Pe
 use super::messages::{AnswerBatch, ReplyTo};
 use super::outbox;
 use super::shard::Shards;
-pub use super::writer::{WRITE_BATCH_CHUNKS_MAX, WRITE_QUEUE_CHUNKS_MAX, WriteEnd};
+pub use super::writer::{Unwritten, WRITE_BATCH_CHUNKS_MAX, WRITE_QUEUE_CHUNKS_MAX, WriteEnd};
 use crate::core::shard::shard_of_txn_id;
 use crate::metrics::Metrics;
 use crate::now_ms;
@@ -53,7 +54,8 @@ use crate::now_ms;
 pub const READ_BUF_BYTES: usize = 16 * 1024;
 /// How soon a flush the writer's full queue refused is tried again.
 const FLUSH_RETRY: Duration = Duration::from_millis(1);
-/// Output bytes a session holds for a client that does not read before it is disconnected.
+/// Output bytes a session holds for a client that does not read before it is disconnected: its
+/// buffer and what its writer has not written yet, together.
 pub const OUTPUT_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Frames from one read handed to the actor at once (a bounded batch).
 pub const FRAMES_PER_BATCH_MAX: usize = 1_024;
@@ -154,6 +156,8 @@ pub struct Session {
     /// A [`FlushNow`] is on its way: the output buffer leaves when the mailbox is drained.
     flush_pending: bool,
     writer: Option<mpsc::Sender<Bytes>>,
+    /// Output handed to the writer and not written yet.
+    unwritten: Unwritten,
     last_frame_ms: u64,
     network_id: Bytes,
     reader: Option<tokio::task::JoinHandle<()>>,
@@ -185,6 +189,8 @@ impl Session {
         let max_body = deps.settings.max_body_bytes;
         let stall = Duration::from_millis(u64::from(deps.settings.write_stall_ms_max));
         let metrics = deps.metrics.clone();
+        let unwritten = Unwritten::default();
+        let writer_unwritten = unwritten.clone();
         let addr = Session::create(|ctx| {
             ctx.set_mailbox_capacity(SESSION_MAILBOX_MAX);
             Session {
@@ -196,6 +202,7 @@ impl Session {
                 out: BytesMut::with_capacity(16 * 1024),
                 flush_pending: false,
                 writer: Some(tx),
+                unwritten,
                 last_frame_ms: now_ms(),
                 network_id: Bytes::new(),
                 reader: None,
@@ -204,7 +211,7 @@ impl Session {
             }
         });
         actix::spawn(async move {
-            let end = super::writer::write_loop(write_half, rx, stall).await;
+            let end = super::writer::write_loop(write_half, rx, stall, writer_unwritten).await;
             if end == WriteEnd::Stalled {
                 metrics.write_stalls.inc();
                 tracing::debug!(session = id, "the client does not read; connection dropped");
@@ -348,18 +355,22 @@ impl Session {
         ctx.notify(FlushNow);
     }
 
-    /// Hands the output buffer to the writer; disconnects a client that stopped reading.
+    /// Hands the output buffer to the writer; disconnects a client that stopped reading: one
+    /// with more than [`OUTPUT_BYTES_MAX`] of output waiting, here and in the writer together.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         if self.out.is_empty() {
             return;
         }
         let Some(writer) = &self.writer else { return };
+        let waiting = self.out.len() + self.unwritten.load(Ordering::Relaxed);
         let stalled = match writer.try_reserve() {
+            _ if waiting > OUTPUT_BYTES_MAX => true,
             Ok(permit) => {
-                permit.send(self.out.split().freeze());
+                let chunk = self.out.split().freeze();
+                self.unwritten.fetch_add(chunk.len(), Ordering::Relaxed);
+                permit.send(chunk);
                 false
             }
-            Err(mpsc::error::TrySendError::Full(())) if self.out.len() > OUTPUT_BYTES_MAX => true,
             Err(mpsc::error::TrySendError::Full(())) => {
                 // The writer is behind: try again shortly, so that answers already encoded
                 // never wait for the next message to this session.
@@ -372,7 +383,9 @@ impl Session {
             Err(mpsc::error::TrySendError::Closed(())) => true,
         };
         if stalled {
-            tracing::warn!(
+            // Debug only: anyone can cause this; the writer counts the connections it drops
+            // (paymesh_write_stalls_total).
+            tracing::debug!(
                 session = self.id,
                 "client does not read its answers; closing"
             );
@@ -531,7 +544,13 @@ impl Actor for Session {
         if !self.out.is_empty()
             && let Some(w) = &self.writer
         {
-            let _ = w.try_send(self.out.split().freeze());
+            let chunk = self.out.split().freeze();
+            let len = chunk.len();
+            // Counted before the send, so that the writer's subtraction can never come first.
+            self.unwritten.fetch_add(len, Ordering::Relaxed);
+            if w.try_send(chunk).is_err() {
+                self.unwritten.fetch_sub(len, Ordering::Relaxed);
+            }
         }
         self.writer = None;
         if !self.network_id.is_empty() {

@@ -10,6 +10,8 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -34,11 +36,17 @@ pub enum WriteEnd {
     Stalled,
 }
 
+/// Bytes the session handed to the writer that are not written yet (queued or in the writer's
+/// batch): the session adds what it queues, the writer takes off what it writes, so the session
+/// can bound all the output a client has not read, not just its own buffer.
+pub type Unwritten = Arc<AtomicUsize>;
+
 /// Writes what the session queues on `rx` until it ends; see the module doc.
 pub async fn write_loop<W: AsyncWrite + Unpin>(
     mut write: W,
     mut rx: mpsc::Receiver<Bytes>,
     stall: Duration,
+    unwritten: Unwritten,
 ) -> WriteEnd {
     let mut chunks: VecDeque<Bytes> = VecDeque::with_capacity(WRITE_BATCH_CHUNKS_MAX);
     let mut drain_by: Option<Instant> = None;
@@ -60,7 +68,9 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(
             }
             let by = progress_deadline(stall, drain_by);
             match tokio::time::timeout_at(by, write_some(&mut write, &mut chunks)).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(written)) => {
+                    unwritten.fetch_sub(written, Ordering::Relaxed);
+                }
                 Ok(Err(_)) => return WriteEnd::Failed,
                 Err(_) => return WriteEnd::Stalled,
             }
@@ -87,10 +97,11 @@ fn progress_deadline(stall: Duration, drain_by: Option<Instant>) -> Instant {
 }
 
 /// One vectored write of the queued chunks; drops what was written, keeps the rest in order.
+/// Returns the bytes written.
 async fn write_some<W: AsyncWrite + Unpin>(
     write: &mut W,
     chunks: &mut VecDeque<Bytes>,
-) -> std::io::Result<()> {
+) -> std::io::Result<usize> {
     let written = {
         let mut slices = [IoSlice::new(&[]); WRITE_BATCH_CHUNKS_MAX];
         let mut count = 0;
@@ -121,7 +132,7 @@ async fn write_some<W: AsyncWrite + Unpin>(
     while chunks.front().is_some_and(Bytes::is_empty) {
         chunks.pop_front();
     }
-    Ok(())
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -203,20 +214,25 @@ mod tests {
         }
     }
 
-    fn queued(chunks: &[&'static [u8]]) -> mpsc::Receiver<Bytes> {
+    /// A queue holding `chunks` whose sender is gone, and its unwritten count.
+    fn queued(chunks: &[&'static [u8]]) -> (mpsc::Receiver<Bytes>, Unwritten) {
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_CHUNKS_MAX);
+        let unwritten = Unwritten::default();
         for chunk in chunks {
             tx.try_send(Bytes::from_static(chunk)).unwrap();
+            unwritten.fetch_add(chunk.len(), Ordering::Relaxed);
         }
-        rx
+        (rx, unwritten)
     }
 
     #[tokio::test]
     async fn chunks_that_are_ready_leave_in_one_write() {
         let chunks: [&[u8]; 4] = [b"one", b"two", b"three", b"four"];
         let mut socket = Recorder::new(usize::MAX / 2);
-        let end = write_loop(&mut socket, queued(&chunks), STALL).await;
+        let (rx, unwritten) = queued(&chunks);
+        let end = write_loop(&mut socket, rx, STALL, unwritten.clone()).await;
         assert_eq!(end, WriteEnd::Finished);
+        assert_eq!(unwritten.load(Ordering::Relaxed), 0);
         assert_eq!(socket.bytes, b"onetwothreefour");
         assert_eq!(socket.calls, 1);
         assert!(socket.shut);
@@ -226,8 +242,10 @@ mod tests {
     async fn partial_writes_resume_where_they_stopped() {
         let chunks: [&[u8]; 5] = [b"abcdefgh", b"", b"ij", b"klmnopqrstuvw", b"xyz"];
         let mut socket = Recorder::new(3);
-        let end = write_loop(&mut socket, queued(&chunks), STALL).await;
+        let (rx, unwritten) = queued(&chunks);
+        let end = write_loop(&mut socket, rx, STALL, unwritten.clone()).await;
         assert_eq!(end, WriteEnd::Finished);
+        assert_eq!(unwritten.load(Ordering::Relaxed), 0);
         assert_eq!(socket.bytes, b"abcdefghijklmnopqrstuvwxyz");
         assert_eq!(socket.calls, 9, "26 bytes, 3 per call");
         assert!(socket.shut);
@@ -240,8 +258,16 @@ mod tests {
         tx.try_send(Bytes::from_static(b"answer")).unwrap();
         // The session still lives (its sender is held): the stall limit alone ends the writer
         // (a short one, so that the test ends soon).
-        let end = write_loop(&mut socket, rx, Duration::from_millis(20)).await;
+        let unwritten = Unwritten::new(AtomicUsize::new(6));
+        let end = write_loop(
+            &mut socket,
+            rx,
+            Duration::from_millis(20),
+            unwritten.clone(),
+        )
+        .await;
         assert_eq!(end, WriteEnd::Stalled);
+        assert_eq!(unwritten.load(Ordering::Relaxed), 6, "nothing was written");
         assert!(socket.calls >= 1);
         assert!(socket.bytes.is_empty() && !socket.shut);
         drop(tx);
