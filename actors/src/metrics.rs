@@ -62,8 +62,36 @@ impl Gauge {
 /// The mesh's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Open client connections.
+    /// Client sockets open: each holds one of the listener's `max_connections` slots from accept
+    /// (before any TLS handshake) until the socket is closed, so this counts handshakes in progress
+    /// and sockets whose writer is still delivering after their session ended. Kept by the
+    /// router's listener, not by the session.
     pub connections: Gauge,
+    /// Connections closed at accept because every `max_connections` slot was taken.
+    pub connections_refused: Counter,
+    /// TLS handshakes in progress.
+    pub tls_handshakes: Gauge,
+    /// TLS handshakes that failed (a protocol error, a refused or missing client certificate).
+    pub tls_handshake_errors: Counter,
+    /// TLS handshakes cut off at the handshake deadline.
+    pub tls_handshake_timeouts: Counter,
+    /// LOGINs refused for a wrong network id, credential or client certificate.
+    pub login_failures: Counter,
+    /// Source addresses locked out after too many failed LOGINs.
+    pub login_lockouts: Counter,
+    /// LOGINs refused without a check because their source address was locked out.
+    pub login_locked_refusals: Counter,
+    /// LOGINs answered BUSY: the credential check queue was full, or the address's delay after
+    /// failures ran past the login deadline.
+    pub login_busy: Counter,
+    /// Connections closed because they had not completed LOGIN by the login deadline.
+    pub login_deadline_closes: Counter,
+    /// Credential checks waiting for a login thread.
+    pub login_checks_queued: Gauge,
+    /// Source addresses with recent failed LOGINs the router tracks.
+    pub login_tracked_addresses: Gauge,
+    /// Connections dropped because their writer made no progress for the write stall limit.
+    pub write_stalls: Counter,
     /// Logged-in sessions.
     pub sessions: Gauge,
     /// Transaction requests accepted into the mesh.

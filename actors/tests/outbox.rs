@@ -17,7 +17,10 @@ use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 use paymesh_actors::mesh::messages::{AnswerBatch, ReplyTo};
 use paymesh_actors::mesh::outbox::{self, OutboxItem};
-use paymesh_actors::mesh::session::{Authenticator, Session, SessionDeps, SessionSettings};
+use paymesh_actors::mesh::session::{
+    Authenticator, LoginAttempt, LoginCheck, LoginVerdict, PeerInfo, Session, SessionDeps,
+    SessionSettings,
+};
 use paymesh_actors::mesh::shard::{ShardActor, Shards};
 use paymesh_actors::metrics::Metrics;
 use paymesh_codecs::frame::decode_frame;
@@ -162,8 +165,8 @@ async fn a_full_shard_mailbox_answers_every_request_busy_once_through_its_sessio
 struct AllowAll;
 
 impl Authenticator for AllowAll {
-    fn verify(&self, _network_id: &[u8], _credential: &[u8]) -> bool {
-        true
+    fn check(&self, _attempt: LoginAttempt) -> LoginCheck {
+        Box::pin(std::future::ready(LoginVerdict::Approved))
     }
 }
 
@@ -196,13 +199,16 @@ async fn a_session_hears_busy_once_per_request_when_the_shard_is_full_then_logs_
             heartbeat_interval_ms: 30_000,
             idle_timeout_ms: 60_000,
             max_body_bytes: MAX_BODY_BYTES,
+            login_deadline_ms: 60_000,
+            write_stall_ms_max: 60_000,
         }),
         auth: Arc::new(AllowAll),
         shards,
         metrics: metrics.clone(),
     };
     let (mut client, server) = tokio::io::duplex(64 * 1024);
-    let _session = Session::start(1, server, deps);
+    let peer = PeerInfo::new("127.0.0.1:9".parse().unwrap());
+    let _session = Session::start(1, server, deps, peer);
 
     let mut out = BytesMut::new();
     let login = Login {

@@ -35,6 +35,111 @@ pub struct Config {
     /// The admin port (Prometheus metrics, health).
     #[serde(default)]
     pub admin: AdminSection,
+    /// LOGIN checks and the failed-login throttle.
+    #[serde(default)]
+    pub login: LoginSection,
+}
+
+/// `[login]`: where credential checks run and how failed logins are throttled, per source address
+/// (`login` module; docs/OPERATIONS.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginSection {
+    /// Threads running Argon2 credential checks, off the actor threads (1..=16).
+    pub threads: usize,
+    /// Checks waiting for a thread at most; beyond it LOGIN is answered BUSY at once.
+    pub checks_queued_max: usize,
+    /// Failed logins from one address within `failure_window_ms` that lock it out.
+    pub failures_max: u32,
+    /// The window failed logins are counted in, milliseconds.
+    pub failure_window_ms: u64,
+    /// How long a locked-out address is refused, milliseconds.
+    pub lockout_ms: u64,
+    /// After its first failure, an address's LOGINs are checked at least this far apart,
+    /// milliseconds; the spacing doubles with each further failure.
+    pub failure_delay_ms: u64,
+    /// Cap of that spacing, milliseconds.
+    pub failure_delay_ms_max: u64,
+    /// Addresses with failures tracked at once (about 100 bytes each); the least recently
+    /// active is forgotten beyond it.
+    pub addresses_max: usize,
+}
+
+/// Default of [`LoginSection::threads`]: one core at most for Argon2, whatever the guessing.
+pub const LOGIN_THREADS: usize = 1;
+/// Default of [`LoginSection::checks_queued_max`]: about 0.35 s of checks for one thread.
+pub const LOGIN_CHECKS_QUEUED_MAX: usize = 32;
+/// Default of [`LoginSection::failures_max`].
+pub const LOGIN_FAILURES_MAX: u32 = 10;
+/// Default of [`LoginSection::failure_window_ms`].
+pub const LOGIN_FAILURE_WINDOW_MS: u64 = 60_000;
+/// Default of [`LoginSection::lockout_ms`].
+pub const LOGIN_LOCKOUT_MS: u64 = 300_000;
+/// Default of [`LoginSection::failure_delay_ms`].
+pub const LOGIN_FAILURE_DELAY_MS: u64 = 250;
+/// Default of [`LoginSection::failure_delay_ms_max`] (under the default login deadline, so a
+/// delayed LOGIN can still be checked in time).
+pub const LOGIN_FAILURE_DELAY_MS_MAX: u64 = 4_000;
+/// Default of [`LoginSection::addresses_max`]: about 6.5 MiB at most.
+pub const LOGIN_ADDRESSES_MAX: usize = 65_536;
+
+impl Default for LoginSection {
+    fn default() -> Self {
+        Self {
+            threads: LOGIN_THREADS,
+            checks_queued_max: LOGIN_CHECKS_QUEUED_MAX,
+            failures_max: LOGIN_FAILURES_MAX,
+            failure_window_ms: LOGIN_FAILURE_WINDOW_MS,
+            lockout_ms: LOGIN_LOCKOUT_MS,
+            failure_delay_ms: LOGIN_FAILURE_DELAY_MS,
+            failure_delay_ms_max: LOGIN_FAILURE_DELAY_MS_MAX,
+            addresses_max: LOGIN_ADDRESSES_MAX,
+        }
+    }
+}
+
+impl LoginSection {
+    /// The login module's settings.
+    pub fn settings(&self) -> crate::login::LoginSettings {
+        crate::login::LoginSettings {
+            threads: self.threads,
+            checks_queued_max: self.checks_queued_max,
+            throttle: crate::login::throttle::ThrottleSettings {
+                failures_max: self.failures_max,
+                failure_window_ms: self.failure_window_ms,
+                lockout_ms: self.lockout_ms,
+                delay_ms: self.failure_delay_ms,
+                delay_ms_max: self.failure_delay_ms_max,
+                addresses_max: self.addresses_max,
+                log_interval_ms: crate::login::LOGIN_LOG_INTERVAL_MS,
+            },
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=crate::login::LOGIN_THREADS_MAX).contains(&self.threads),
+            "[login] threads must be 1..={}",
+            crate::login::LOGIN_THREADS_MAX
+        );
+        anyhow::ensure!(
+            self.checks_queued_max >= 1,
+            "[login] checks_queued_max must be at least 1"
+        );
+        anyhow::ensure!(
+            self.failures_max >= 1,
+            "[login] failures_max must be at least 1"
+        );
+        anyhow::ensure!(
+            self.addresses_max >= 1,
+            "[login] addresses_max must be at least 1"
+        );
+        anyhow::ensure!(
+            self.failure_delay_ms <= self.failure_delay_ms_max,
+            "[login] failure_delay_ms must not exceed failure_delay_ms_max"
+        );
+        Ok(())
+    }
 }
 
 /// `[admin]`: HTTP on a port of its own, separate from the transaction listeners: `GET /metrics`
@@ -90,8 +195,18 @@ pub struct ServerConfig {
     /// self-signed certificate is generated, each logged as a warning. Off, either missing stops
     /// start-up with how to make it. Never in production: a key beside the data protects nothing.
     pub dev_mode: bool,
-    /// Connections open at once; beyond it new connections are closed at accept.
+    /// Sockets open at once, TLS handshakes and sockets still being written to after their
+    /// session ended included; beyond it new connections are closed at accept.
     pub max_connections: usize,
+    /// Time a TLS handshake may take, milliseconds.
+    pub tls_handshake_timeout_ms: u64,
+    /// Time from accept (TLS handshake included) within which LOGIN must be approved,
+    /// milliseconds; a connection not logged in by then is closed.
+    pub login_deadline_ms: u32,
+    /// Time a connection's writer may make no progress (a client that does not read) before the
+    /// connection is dropped, milliseconds. After its session ended, what is still queued gets
+    /// this long in all to leave.
+    pub write_stall_ms_max: u32,
     /// Requests in flight per connection (announced at login).
     pub inflight_window: u32,
     /// Heartbeat interval the client should keep, milliseconds.
@@ -119,6 +234,14 @@ pub struct ServerConfig {
     pub evicted_keys_per_shard_max: usize,
 }
 
+/// Default of [`ServerConfig::tls_handshake_timeout_ms`].
+pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+/// Default of [`ServerConfig::login_deadline_ms`].
+pub const LOGIN_DEADLINE_MS: u32 = 5_000;
+/// Default of [`ServerConfig::write_stall_ms_max`]: a client that reads nothing for this long is
+/// gone or hostile; one that reads slowly keeps its connection.
+pub const WRITE_STALL_MS_MAX: u32 = 10_000;
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -129,6 +252,9 @@ impl Default for ServerConfig {
             tls_client_ca: None,
             dev_mode: false,
             max_connections: 10_000,
+            tls_handshake_timeout_ms: TLS_HANDSHAKE_TIMEOUT_MS,
+            login_deadline_ms: LOGIN_DEADLINE_MS,
+            write_stall_ms_max: WRITE_STALL_MS_MAX,
             inflight_window: 256,
             heartbeat_interval_ms: 30_000,
             idle_timeout_ms: 90_000,
@@ -157,6 +283,13 @@ pub struct NetworkConfig {
     /// merchant is answered as if that merchant were not configured.
     #[serde(default)]
     pub merchants: Option<Vec<String>>,
+    /// With mutual TLS: SHA-256 fingerprints (hex, `:` allowed) of the client certificates this
+    /// network logs in with; any of them (several while certificates rotate).
+    #[serde(default)]
+    pub client_cert_sha256: Vec<String>,
+    /// With mutual TLS: a DNS name or IP address the client certificate's subjectAltName holds.
+    #[serde(default)]
+    pub client_cert_name: Option<String>,
 }
 
 /// The grant written as `merchants = ["*"]`.
@@ -197,6 +330,44 @@ impl NetworkConfig {
             set.insert(bytes::Bytes::copy_from_slice(m.as_bytes()));
         }
         Ok(Grant::Merchants(set))
+    }
+
+    /// Its certificate binding, checked (fingerprints are 32 bytes of hex, the name is a DNS name
+    /// or an IP address).
+    pub fn binding(&self) -> anyhow::Result<crate::auth::CertificateBinding> {
+        let mut binding = crate::auth::CertificateBinding::default();
+        for text in &self.client_cert_sha256 {
+            let digits: String = text.chars().filter(|c| *c != ':').collect();
+            let bytes = hex::decode(&digits)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .with_context(|| {
+                    format!(
+                        "network {}: client_cert_sha256 {text:?} is not 64 hex digits",
+                        self.id
+                    )
+                })?;
+            binding.sha256.push(bytes);
+        }
+        if let Some(name) = &self.client_cert_name {
+            let parsed = rustls::pki_types::ServerName::try_from(name.clone()).map_err(|_| {
+                anyhow::anyhow!(
+                    "network {}: client_cert_name {name:?} is not a DNS name or IP address",
+                    self.id
+                )
+            })?;
+            binding.name = Some(parsed);
+        }
+        Ok(binding)
+    }
+
+    /// As [`crate::auth::Credentials`] takes it.
+    pub fn credential(&self) -> anyhow::Result<crate::auth::NetworkCredential> {
+        Ok(crate::auth::NetworkCredential {
+            id: self.id.clone(),
+            credential_hash: self.credential_hash.clone(),
+            binding: self.binding()?,
+        })
     }
 }
 
@@ -243,6 +414,15 @@ impl Config {
         // Device ids and public keys: a bad key refuses the configuration rather than every
         // request signed with it.
         paymesh_actors::core::device::DeviceRegistry::new(&self.merchants)?;
+        anyhow::ensure!(s.max_connections >= 1, "max_connections must be at least 1");
+        anyhow::ensure!(
+            s.login_deadline_ms >= 1
+                && s.write_stall_ms_max >= 1
+                && s.tls_handshake_timeout_ms >= 1,
+            "login_deadline_ms, write_stall_ms_max and tls_handshake_timeout_ms must be at least 1"
+        );
+        self.login.validate()?;
+        self.validate_certificate_bindings()?;
         for h in &self.hosts {
             anyhow::ensure!(h.links >= 1, "host {}: links must be at least 1", h.name);
             // Every host setting and dialect choice, with an error naming the host and the setting.
@@ -264,6 +444,45 @@ impl Config {
             rows.push((id, n.grant(&self.merchants)?));
         }
         Ok(AccessTable::new(rows)?)
+    }
+
+    /// One certificate, one network: bindings need mutual TLS, mutual TLS needs bindings, and no
+    /// two networks name the same fingerprint or name.
+    fn validate_certificate_bindings(&self) -> anyhow::Result<()> {
+        let mutual_tls = self.server.tls_client_ca.is_some() && !self.server.tls_listen.is_empty();
+        let mut seen = std::collections::HashMap::new();
+        let mut bound = 0;
+        for n in &self.networks {
+            let binding = n.binding()?;
+            if binding.is_empty() {
+                continue;
+            }
+            anyhow::ensure!(
+                mutual_tls,
+                "network {}: a client certificate binding needs tls_listen and tls_client_ca",
+                n.id
+            );
+            bound += 1;
+            let keys = binding
+                .sha256
+                .iter()
+                .map(hex::encode)
+                .chain(binding.name.iter().map(|s| s.to_str().to_ascii_lowercase()));
+            for key in keys {
+                if let Some(other) = seen.insert(key.clone(), n.id.clone()) {
+                    anyhow::bail!(
+                        "networks {other} and {} are bound to the same client certificate {key}",
+                        n.id
+                    );
+                }
+            }
+        }
+        anyhow::ensure!(
+            !mutual_tls || bound > 0,
+            "tls_client_ca is set but no [[networks]] entry has client_cert_sha256 or \
+             client_cert_name: no client certificate could log in"
+        );
+        Ok(())
     }
 
     /// Arbiters to start.
@@ -310,6 +529,102 @@ mod tests {
             c.server.evicted_keys_per_shard_max,
             d.evicted_keys_per_shard_max
         );
+        assert_eq!(
+            (
+                c.server.max_connections,
+                c.server.tls_handshake_timeout_ms,
+                c.server.login_deadline_ms,
+                c.server.write_stall_ms_max
+            ),
+            (
+                d.max_connections,
+                d.tls_handshake_timeout_ms,
+                d.login_deadline_ms,
+                d.write_stall_ms_max
+            )
+        );
+        assert_eq!(
+            format!("{:?}", c.login.settings()),
+            format!("{:?}", LoginSection::default().settings())
+        );
+    }
+
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$Ah6bCqvINkRKLQlqsXjrQw$qqj9qlE/b6czuWx1W0HvfMORYWkEW6OiBbGezEEbtk0";
+
+    fn with_networks(mutual_tls: bool, networks: &str) -> anyhow::Result<Config> {
+        let tls = if mutual_tls {
+            "tls_listen = \"127.0.0.1:0\"\ntls_client_ca = \"ca.pem\"\n"
+        } else {
+            ""
+        };
+        Config::parse(&format!("[server]\n{tls}\n{networks}"))
+    }
+
+    fn network(id: &str, binding: &str) -> String {
+        format!(
+            "[[networks]]\nid = \"{id}\"\ncredential_hash = \"{HASH}\"\nmerchants = [\"*\"]\n{binding}\n"
+        )
+    }
+
+    #[test]
+    fn every_network_needs_written_grants_of_configured_merchants() {
+        let merchant = "[[merchants]]\nid = \"M1\"\n";
+        let net = |grant: &str| {
+            Config::parse(&format!(
+                "{merchant}[[networks]]\nid = \"V\"\ncredential_hash = \"{HASH}\"\n{grant}\n"
+            ))
+        };
+        let err = net("").unwrap_err().to_string();
+        assert!(err.contains("no merchants granted"), "{err}");
+        assert!(net("merchants = []").is_err());
+        assert!(net("merchants = [\"M2\"]").is_err(), "an unconfigured merchant");
+        assert!(net("merchants = [\"*\", \"M1\"]").is_err(), "\"*\" goes alone");
+        assert!(net("merchants = [\"M1\"]").is_ok());
+        assert!(net("merchants = [\"*\"]").is_ok());
+    }
+
+    #[test]
+    fn one_certificate_one_network() {
+        let fingerprint = |b: &str| format!("client_cert_sha256 = [\"{}\"]", b.repeat(32));
+        let a = network("A", &fingerprint("ab"));
+        let b = network("B", "client_cert_name = \"b.clients.example\"");
+        let plain = network("P", "");
+        let c = with_networks(true, &format!("{a}{b}{plain}")).unwrap();
+        let binding = c.networks[0].binding().unwrap();
+        assert_eq!(binding.sha256, vec![[0xab; 32]]);
+        // Colons as openssl prints them, upper case.
+        let colons = vec!["AB"; 32].join(":");
+        let c = with_networks(
+            true,
+            &network("A", &format!("client_cert_sha256 = [\"{colons}\"]")),
+        )
+        .unwrap();
+        assert_eq!(c.networks[0].binding().unwrap().sha256, vec![[0xab; 32]]);
+        // A binding without mutual TLS could never log in.
+        assert!(with_networks(false, &a).is_err());
+        // Mutual TLS with no binding at all: no certificate could log in.
+        assert!(with_networks(true, &plain).is_err());
+        // Two networks on one certificate.
+        let a2 = network("A2", &fingerprint("ab"));
+        assert!(with_networks(true, &format!("{a}{a2}")).is_err());
+        let b2 = network("B2", "client_cert_name = \"B.clients.example\"");
+        assert!(with_networks(true, &format!("{b}{b2}")).is_err());
+        // Not a fingerprint, not a name.
+        assert!(with_networks(true, &network("X", &fingerprint("a"))).is_err());
+        assert!(with_networks(true, &network("X", "client_cert_name = \"not a name\"")).is_err());
+    }
+
+    #[test]
+    fn login_and_connection_limits_are_checked() {
+        assert!(Config::parse("[login]\nthreads = 0\n").is_err());
+        assert!(Config::parse("[login]\nthreads = 17\n").is_err());
+        assert!(Config::parse("[login]\nchecks_queued_max = 0\n").is_err());
+        assert!(
+            Config::parse("[login]\nfailure_delay_ms = 5\nfailure_delay_ms_max = 4\n").is_err()
+        );
+        assert!(Config::parse("[server]\nmax_connections = 0\n").is_err());
+        assert!(Config::parse("[server]\nlogin_deadline_ms = 0\n").is_err());
+        assert!(Config::parse("[login]\nlisen = 1\n").is_err());
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The `paymesh` server.
 //!
 //! - [`config`]: the TOML configuration and its defaults (`paymesh.example.toml` is the commented example).
-//! - [`auth`]: network credentials (Argon2id hashes) checked at login.
+//! - [`auth`]: network credentials (Argon2id hashes) and client-certificate bindings.
+//! - [`login`]: LOGIN checks on threads of their own, off the actor threads, with the failed-login
+//!   throttle per source address ([`login::throttle`], sans-IO).
+//! - [`slots`]: connection slots: `max_connections` counts open sockets, TLS handshakes included.
 //! - [`tls`]: rustls server configuration, development certificates, mutual TLS.
 //! - [`key_file`]: the journal key file (`paymesh gen-key`), refused when others may read it.
 //! - [`journal`]: the journal key, opening, recovering and replaying the durable journal.
@@ -21,7 +24,9 @@ pub mod config;
 pub mod demo;
 pub mod journal;
 pub mod key_file;
+pub mod login;
 pub mod server;
+pub mod slots;
 pub mod tls;
 
 /// Runs `f` inside an actix System (actors need its runtime; see ../shared/DEPENDENCIES.md).

@@ -2,6 +2,10 @@
 //! pools spread over them, accepted connections handed to an Arbiter round-robin where their session
 //! actor and TLS handshake run. Shutdown: stop accepting, ask every session to drain (answer what is
 //! in flight, then close), wait up to the grace period, stop.
+//!
+//! Each accepted socket first takes a connection slot ([`crate::slots`]) or is closed at once; the
+//! slot goes with the socket through the TLS handshake (which has a deadline) into the session,
+//! and comes back when the socket is closed. LOGIN is checked by the [`crate::login`] threads.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +18,7 @@ use paymesh_actors::core::config::CoreSettings;
 use paymesh_actors::core::shard::ShardCore;
 use paymesh_actors::mesh::messages::{UpstreamBatch, UpstreamResults};
 use paymesh_actors::mesh::pool::{PoolActor, SIGN_OFF_WAIT_MS, SignOff};
-use paymesh_actors::mesh::session::{Drain, Session, SessionDeps, SessionSettings};
+use paymesh_actors::mesh::session::{Drain, PeerInfo, Session, SessionDeps, SessionSettings};
 use paymesh_actors::mesh::shard::{ShardActor, Shards};
 use paymesh_actors::metrics::{HostMetrics, Metrics};
 use tokio::net::{TcpListener, TcpStream};
@@ -23,10 +27,13 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Credentials;
 use crate::config::Config;
+use crate::login::{LoginService, LoginThreads};
+use crate::slots::{ConnectionSlots, SlotStream};
 use crate::tls;
 
-/// TLS handshakes that may take before the connection is dropped.
-pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+/// At most one warning per this many milliseconds about connections refused at the limit (a
+/// flood of connects must not become a flood of log lines).
+pub const REFUSED_LOG_INTERVAL_MS: u64 = 10_000;
 
 /// A running router.
 pub struct Router {
@@ -52,6 +59,8 @@ pub struct Router {
     store: Option<paymesh_store::StoreHandle>,
     /// The thread answering INQUIRY for orders no longer in memory from the store.
     lookup: Option<std::thread::JoinHandle<()>>,
+    /// The threads checking LOGIN credentials.
+    login_threads: Option<LoginThreads>,
     grace: Duration,
     admin: Option<crate::admin::AdminServer>,
 }
@@ -90,6 +99,14 @@ impl Router {
         } else {
             Some(tls::listener_config(&config.server)?)
         };
+        // First: making the dummy hash for unknown network ids is one Argon2 run (milliseconds
+        // of this thread), which must not delay anything already talking to an upstream host.
+        let credentials = config
+            .networks
+            .iter()
+            .map(crate::config::NetworkConfig::credential)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let credentials = Arc::new(Credentials::new(credentials)?);
         let metrics = Arc::new(Metrics::new(config.shard_count()));
         let host_metrics: Vec<Arc<HostMetrics>> = config
             .hosts
@@ -231,12 +248,8 @@ impl Router {
             addrs: Arc::new(shard_addrs),
         };
 
-        let auth = Arc::new(Credentials::new(
-            config
-                .networks
-                .iter()
-                .map(|n| (n.id.clone(), n.credential_hash.clone())),
-        )?);
+        let (auth, login_threads) =
+            LoginService::start(credentials, config.login.settings(), metrics.clone())?;
         let s = &config.server;
         let deps = SessionDeps {
             settings: Arc::new(SessionSettings {
@@ -244,6 +257,8 @@ impl Router {
                 heartbeat_interval_ms: s.heartbeat_interval_ms,
                 idle_timeout_ms: s.idle_timeout_ms,
                 max_body_bytes: s.max_body_bytes,
+                login_deadline_ms: s.login_deadline_ms,
+                write_stall_ms_max: s.write_stall_ms_max,
             }),
             auth,
             shards,
@@ -254,7 +269,10 @@ impl Router {
             handles: handles.clone(),
             next: AtomicU64::new(0),
             deps,
+            slots: ConnectionSlots::new(s.max_connections, metrics.clone()),
             max_connections: s.max_connections,
+            tls_handshake_timeout: Duration::from_millis(s.tls_handshake_timeout_ms),
+            refused_log_next_ms: AtomicU64::new(0),
             shutdown: shutdown_rx.clone(),
         });
 
@@ -307,6 +325,7 @@ impl Router {
             checkpointer,
             store,
             lookup: lookup_thread,
+            login_threads: Some(login_threads),
             grace: Duration::from_millis(s.shutdown_grace_ms),
         })
     }
@@ -353,6 +372,10 @@ impl Router {
         if let Some(t) = self.lookup {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
+        // Likewise the sessions and listeners held the login service.
+        if let Some(t) = self.login_threads {
+            t.join().await;
+        }
     }
 }
 
@@ -394,8 +417,41 @@ struct Acceptor {
     handles: Vec<ArbiterHandle>,
     next: AtomicU64,
     deps: SessionDeps,
+    slots: ConnectionSlots,
     max_connections: usize,
+    tls_handshake_timeout: Duration,
+    /// Unix ms before which no further "connection limit reached" warning is logged.
+    refused_log_next_ms: AtomicU64,
     shutdown: watch::Receiver<bool>,
+}
+
+impl Acceptor {
+    /// Counts a connection refused at the limit; logs it at most once per
+    /// [`REFUSED_LOG_INTERVAL_MS`].
+    fn refused(&self, peer: SocketAddr) {
+        let metrics = &self.deps.metrics;
+        metrics.connections_refused.inc();
+        let now = paymesh_actors::now_ms();
+        let next = self.refused_log_next_ms.load(Ordering::Relaxed);
+        if now >= next
+            && self
+                .refused_log_next_ms
+                .compare_exchange(
+                    next,
+                    now.saturating_add(REFUSED_LOG_INTERVAL_MS),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            tracing::warn!(
+                %peer,
+                max_connections = self.max_connections,
+                refused_total = metrics.connections_refused.get(),
+                "connection limit reached; closing new connections"
+            );
+        }
+    }
 }
 
 async fn accept_loop(
@@ -417,11 +473,13 @@ async fn accept_loop(
                 continue;
             }
         };
-        if acceptor.deps.metrics.connections.get() as usize >= acceptor.max_connections {
-            tracing::warn!(%peer, "connection limit reached; closing");
+        let accepted_at = tokio::time::Instant::now();
+        // Taken atomically, before anything else (TLS included) spends on the connection.
+        let Some(slot) = acceptor.slots.try_take() else {
+            acceptor.refused(peer);
             drop(stream);
             continue;
-        }
+        };
         let _ = stream.set_nodelay(true);
         let Ok(std_stream) = stream.into_std() else {
             continue;
@@ -438,33 +496,74 @@ async fn accept_loop(
             tls.clone(),
             acceptor.shutdown.clone(),
         );
+        let handshake_timeout = acceptor.tls_handshake_timeout;
         handle.spawn(async move {
             let Ok(stream) = TcpStream::from_std(std_stream) else {
                 return;
             };
+            let stream = SlotStream::new(stream, slot);
+            let mut peer = PeerInfo {
+                addr: peer,
+                certificate: None,
+                accepted_at,
+            };
             let addr = match tls {
-                None => Session::start(n, stream, deps),
+                None => Session::start(n, stream, deps, peer),
                 Some(tls) => {
-                    let handshake = tokio::time::timeout(
-                        Duration::from_millis(TLS_HANDSHAKE_TIMEOUT_MS),
-                        tls.accept(stream),
-                    )
-                    .await;
-                    match handshake {
-                        Ok(Ok(s)) => Session::start(n, s, deps),
-                        Ok(Err(e)) => {
-                            tracing::info!(%peer, error = %e, "TLS handshake refused");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::info!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    }
+                    let Some(stream) =
+                        tls_handshake(&tls, stream, &deps.metrics, handshake_timeout, peer.addr)
+                            .await
+                    else {
+                        return;
+                    };
+                    // The verified client certificate (mutual TLS): LOGIN checks its binding.
+                    peer.certificate = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(|c| bytes::Bytes::copy_from_slice(c.as_ref()));
+                    Session::start(n, stream, deps, peer)
                 }
             };
             watch_shutdown(addr, shutdown).await;
         });
+    }
+}
+
+/// Counts a TLS handshake in progress for as long as it lives.
+struct Handshaking(Arc<paymesh_actors::metrics::Metrics>);
+
+impl Drop for Handshaking {
+    fn drop(&mut self) {
+        self.0.tls_handshakes.dec();
+    }
+}
+
+/// The server side of a TLS handshake, cut off at `timeout`. On failure the stream, and with it
+/// its connection slot, is dropped.
+async fn tls_handshake(
+    tls: &TlsAcceptor,
+    stream: SlotStream<TcpStream>,
+    metrics: &Arc<paymesh_actors::metrics::Metrics>,
+    timeout: Duration,
+    peer: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<SlotStream<TcpStream>>> {
+    metrics.tls_handshakes.inc();
+    let _handshaking = Handshaking(metrics.clone());
+    match tokio::time::timeout(timeout, tls.accept(stream)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            // Debug: anyone can cause these; the counter shows them.
+            metrics.tls_handshake_errors.inc();
+            tracing::debug!(%peer, error = %e, "TLS handshake refused");
+            None
+        }
+        Err(_) => {
+            metrics.tls_handshake_timeouts.inc();
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
     }
 }
 

@@ -6,37 +6,45 @@
 //! [`outbox`](super::outbox), which sends every session's requests for a shard in one batch per
 //! tick. A batch the shard refuses comes back as BUSY answers, like any other answer.
 //!
+//! LOGIN is checked by the router's [`Authenticator`] off this thread (see [`super::login`]): the
+//! session waits for the verdict without handling anything else, and its reader reads nothing
+//! more meanwhile (frames that came in the same read as the LOGIN are held and handled after it),
+//! so a client not yet logged in makes the session hold one read's worth of bytes at most. A
+//! connection that has not logged in by the login deadline, counted from accept, is closed.
+//!
 //! Answers come back in batches and are encoded into one output buffer. The buffer is handed to the
 //! writer once per mailbox drain (a `FlushNow` the actor notifies itself of, at most one pending),
 //! so answer batches from several shards that arrive together leave as one chunk. A client that
-//! stops reading is disconnected once [`OUTPUT_BYTES_MAX`] waits for it. On LOGOUT (or a drain at
-//! shutdown) the session takes no new requests and writes LOGOUT_ANSWER after the answers of the
-//! requests still in flight, then closes.
+//! stops reading is disconnected once [`OUTPUT_BYTES_MAX`] waits for it (in the buffer and the
+//! writer together), or once the writer made no progress for the write stall limit. On LOGOUT (or a drain at shutdown) the session takes no new
+//! requests and writes LOGOUT_ANSWER after the answers of the requests still in flight, then closes.
 //!
 //! Two small tasks on the same Arbiter move bytes: the reader decodes frames from the socket and
 //! hands each read's frames to the actor (waiting when its mailbox is full, which stops reading and
-//! lets TCP push back on the client); the writer takes every chunk that is ready (up to
-//! [`WRITE_BATCH_CHUNKS_MAX`]) and writes them with one vectored write per wakeup (`writev` on TCP;
-//! rustls encrypts the slices as one payload, in records of up to 16 KiB), handling partial writes.
+//! lets TCP push back on the client); the [writer](super::writer) writes what the actor queues.
+//! The socket closes when both have let go of it: the reader is stopped with the actor, the writer
+//! when its queue is written or the peer stalls it.
 
-use std::collections::{HashMap, VecDeque};
-use std::io::IoSlice;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix::prelude::*;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use paymesh_codecs::frame::{Frame, decode_frame, flags};
 use paymesh_codecs::message::{
-    LoginAnswer, Message as Wire, Reject, TxnAnswer, TxnKind, TxnRequest,
+    Login, LoginAnswer, Message as Wire, Reject, TxnAnswer, TxnKind, TxnRequest,
 };
 use paymesh_codecs::types::ResultCode;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
 
+pub use super::login::{Authenticator, LoginAttempt, LoginCheck, LoginVerdict, PeerInfo};
 use super::messages::{AnswerBatch, ReplyTo};
 use super::outbox;
 use super::shard::Shards;
+pub use super::writer::{Unwritten, WRITE_BATCH_CHUNKS_MAX, WRITE_QUEUE_CHUNKS_MAX, WriteEnd};
 use crate::core::shard::shard_of_txn_id;
 use crate::metrics::Metrics;
 use crate::now_ms;
@@ -46,22 +54,15 @@ use crate::now_ms;
 pub const READ_BUF_BYTES: usize = 16 * 1024;
 /// How soon a flush the writer's full queue refused is tried again.
 const FLUSH_RETRY: Duration = Duration::from_millis(1);
-/// Encoded chunks queued for the writer; past it the output buffer grows up to [`OUTPUT_BYTES_MAX`].
-pub const WRITE_QUEUE_CHUNKS_MAX: usize = 64;
-/// Chunks the writer hands to one vectored write (well under Linux's `IOV_MAX` of 1,024).
-pub const WRITE_BATCH_CHUNKS_MAX: usize = WRITE_QUEUE_CHUNKS_MAX;
-/// Output bytes a session holds for a client that does not read before it is disconnected.
+/// Output bytes a session holds for a client that does not read before it is disconnected: its
+/// buffer and what its writer has not written yet, together.
 pub const OUTPUT_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Frames from one read handed to the actor at once (a bounded batch).
 pub const FRAMES_PER_BATCH_MAX: usize = 1_024;
 /// Session mailbox size; the reader waits when it is full.
 pub const SESSION_MAILBOX_MAX: usize = 64;
-
-/// Checks a network's credential (the router stores them hashed).
-pub trait Authenticator: Send + Sync {
-    /// Whether `credential` is right for `network_id`.
-    fn verify(&self, network_id: &[u8], credential: &[u8]) -> bool;
-}
+/// The `message` of a LOGIN_ANSWER refusing a locked-out source address.
+pub const LOCKED_OUT_MESSAGE: &str = "too many failed logins from this address; retry later";
 
 /// Session settings announced in LOGIN_ANSWER.
 #[derive(Debug, Clone)]
@@ -74,6 +75,11 @@ pub struct SessionSettings {
     pub idle_timeout_ms: u32,
     /// Largest frame body accepted.
     pub max_body_bytes: u32,
+    /// Time from accept (TLS handshake included) within which LOGIN must have been approved,
+    /// milliseconds; the connection is closed then, so a silent client cannot hold its slot.
+    pub login_deadline_ms: u32,
+    /// How long the writer may make no progress before the connection is dropped, milliseconds.
+    pub write_stall_ms_max: u32,
 }
 
 /// What a session needs from the router.
@@ -100,6 +106,8 @@ impl std::fmt::Debug for SessionDeps {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     AwaitingLogin,
+    /// LOGIN received, its check under way: nothing else is handled until the verdict.
+    Authenticating,
     LoggedIn,
     /// LOGOUT received: no new requests; LOGOUT_ANSWER once in-flight ones are answered.
     Draining {
@@ -108,10 +116,15 @@ enum Phase {
     Closing,
 }
 
-/// Frames decoded from one read.
+/// Frames decoded from one read. The answer may hold the reader back: see [`ReadGate`].
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "ReadGate")]
 struct Frames(Vec<Frame>);
+
+/// When a LOGIN is under check the reader reads no further until the verdict (this fires, or is
+/// dropped when the session closes): an unauthenticated client can make the session hold one
+/// read's worth of frames, not a mailbox full of them.
+type ReadGate = Option<oneshot::Receiver<()>>;
 
 /// The reader stopped: peer closed, I/O error, or a framing error that ends the stream.
 #[derive(Debug, Message)]
@@ -136,15 +149,23 @@ pub struct Session {
     id: u64,
     deps: SessionDeps,
     phase: Phase,
+    peer: PeerInfo,
     /// Correlation id → request kind, for requests the shards have not answered yet.
     inflight: HashMap<u64, TxnKind>,
     out: BytesMut,
     /// A [`FlushNow`] is on its way: the output buffer leaves when the mailbox is drained.
     flush_pending: bool,
     writer: Option<mpsc::Sender<Bytes>>,
+    /// Output handed to the writer and not written yet.
+    unwritten: Unwritten,
     last_frame_ms: u64,
     network_id: Bytes,
     reader: Option<tokio::task::JoinHandle<()>>,
+    /// Frames that arrived in the same read as LOGIN, behind it: handled once LOGIN is approved.
+    /// At most one read's worth ([`FRAMES_PER_BATCH_MAX`]): the reader waits meanwhile.
+    held: Vec<Frame>,
+    /// Opens the reader's [`ReadGate`] once LOGIN is approved.
+    read_gate: Option<oneshot::Sender<()>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -157,34 +178,144 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    /// Starts a session actor for `stream` on the current Arbiter.
-    pub fn start<S>(id: u64, stream: S, deps: SessionDeps) -> Addr<Session>
+    /// Starts a session actor for `stream` on the current Arbiter. The listener keeps the
+    /// connection count: `stream` carries its slot and gives it back when it is dropped.
+    pub fn start<S>(id: u64, stream: S, deps: SessionDeps, peer: PeerInfo) -> Addr<Session>
     where
         S: AsyncRead + AsyncWrite + Unpin + 'static,
     {
         let (read_half, write_half) = tokio::io::split(stream);
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_CHUNKS_MAX);
         let max_body = deps.settings.max_body_bytes;
-        deps.metrics.connections.inc();
+        let stall = Duration::from_millis(u64::from(deps.settings.write_stall_ms_max));
+        let metrics = deps.metrics.clone();
+        let unwritten = Unwritten::default();
+        let writer_unwritten = unwritten.clone();
         let addr = Session::create(|ctx| {
             ctx.set_mailbox_capacity(SESSION_MAILBOX_MAX);
             Session {
                 id,
                 deps,
                 phase: Phase::AwaitingLogin,
+                peer,
                 inflight: HashMap::new(),
                 out: BytesMut::with_capacity(16 * 1024),
                 flush_pending: false,
                 writer: Some(tx),
+                unwritten,
                 last_frame_ms: now_ms(),
                 network_id: Bytes::new(),
                 reader: None,
+                held: Vec::new(),
+                read_gate: None,
             }
         });
-        actix::spawn(write_loop(write_half, rx));
+        actix::spawn(async move {
+            let end = super::writer::write_loop(write_half, rx, stall, writer_unwritten).await;
+            if end == WriteEnd::Stalled {
+                metrics.write_stalls.inc();
+                tracing::debug!(session = id, "the client does not read; connection dropped");
+            }
+        });
         let handle = actix::spawn(read_loop(read_half, addr.clone(), max_body));
         addr.do_send(ReaderHandle(handle));
         addr
+    }
+
+    /// When LOGIN must be done by: the login deadline after accept.
+    fn login_deadline(&self) -> tokio::time::Instant {
+        let deadline = Duration::from_millis(u64::from(self.deps.settings.login_deadline_ms));
+        self.peer.accepted_at + deadline
+    }
+
+    /// Hands LOGIN to the authenticator and waits for its verdict (see [`super::login`]); the
+    /// wait ends at the login deadline at the latest.
+    fn start_login(&mut self, login: Login, correlation_id: u64, ctx: &mut Context<Self>) {
+        self.phase = Phase::Authenticating;
+        let deadline = self.login_deadline();
+        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let network_id = login.network_id.clone();
+        let attempt = LoginAttempt {
+            peer: self.peer.addr,
+            network_id: login.network_id,
+            credential: login.credential,
+            certificate: self.peer.certificate.clone(),
+            wait_ms_max: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        };
+        let check = self.deps.auth.check(attempt);
+        let verdict = async move { tokio::time::timeout_at(deadline, check).await.ok() };
+        // `wait`, not `spawn`: the mailbox (frames, answers, drain) stays shut until the verdict.
+        ctx.wait(verdict.into_actor(self).map(move |verdict, this, ctx| {
+            this.finish_login(verdict, correlation_id, network_id, ctx);
+        }));
+    }
+
+    /// Answers LOGIN with the verdict (`None`: the login deadline passed first).
+    fn finish_login(
+        &mut self,
+        verdict: Option<LoginVerdict>,
+        correlation_id: u64,
+        network_id: Bytes,
+        ctx: &mut Context<Self>,
+    ) {
+        if self.phase != Phase::Authenticating {
+            return;
+        }
+        let network = String::from_utf8_lossy(&network_id).into_owned();
+        let refusal = match verdict {
+            Some(LoginVerdict::Approved) => {
+                self.phase = Phase::LoggedIn;
+                self.network_id = network_id;
+                self.deps.metrics.sessions.inc();
+                let s = &self.deps.settings;
+                let answer = LoginAnswer {
+                    result: ResultCode::Approved,
+                    session_id: Some(self.id),
+                    inflight_window: Some(s.inflight_window),
+                    heartbeat_interval_ms: Some(s.heartbeat_interval_ms),
+                    idle_timeout_ms: Some(s.idle_timeout_ms),
+                    max_body_bytes: Some(s.max_body_bytes),
+                    server_time_ms: Some(now_ms()),
+                    message: None,
+                };
+                self.send_frame(correlation_id, &Wire::LoginAnswer(answer));
+                tracing::info!(session = self.id, %network, "logged in");
+                if let Some(gate) = self.read_gate.take() {
+                    let _ = gate.send(());
+                }
+                // What came behind LOGIN in the same read, in order.
+                for frame in std::mem::take(&mut self.held) {
+                    if self.phase == Phase::Closing {
+                        break;
+                    }
+                    self.handle_frame(frame, ctx);
+                }
+                self.schedule_flush(ctx);
+                return;
+            }
+            // One answer, with no detail, whatever was wrong: see `LoginVerdict::Refused`.
+            Some(LoginVerdict::Refused) => LoginAnswer::refused(ResultCode::AuthFailed),
+            Some(LoginVerdict::LockedOut) => LoginAnswer {
+                message: Some(Bytes::from_static(LOCKED_OUT_MESSAGE.as_bytes())),
+                ..LoginAnswer::refused(ResultCode::AuthFailed)
+            },
+            Some(LoginVerdict::Busy) => LoginAnswer {
+                message: Some(Bytes::from_static(b"login checks at capacity; retry later")),
+                ..LoginAnswer::refused(ResultCode::Busy)
+            },
+            None => {
+                self.deps.metrics.login_deadline_closes.inc();
+                LoginAnswer {
+                    message: Some(Bytes::from_static(b"login not completed in time")),
+                    ..LoginAnswer::refused(ResultCode::Busy)
+                }
+            }
+        };
+        // Debug only: failed logins are counted, and logged at a bounded rate, by the router.
+        tracing::debug!(session = self.id, %network, result = ?refusal.result, "login refused");
+        self.held.clear();
+        self.send_frame(correlation_id, &Wire::LoginAnswer(refusal));
+        self.close(ctx);
     }
 
     fn reply_to(&self, ctx: &Context<Self>, correlation_id: u64) -> ReplyTo {
@@ -225,18 +356,22 @@ impl Session {
         ctx.notify(FlushNow);
     }
 
-    /// Hands the output buffer to the writer; disconnects a client that stopped reading.
+    /// Hands the output buffer to the writer; disconnects a client that stopped reading: one
+    /// with more than [`OUTPUT_BYTES_MAX`] of output waiting, here and in the writer together.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         if self.out.is_empty() {
             return;
         }
         let Some(writer) = &self.writer else { return };
+        let waiting = self.out.len() + self.unwritten.load(Ordering::Relaxed);
         let stalled = match writer.try_reserve() {
+            _ if waiting > OUTPUT_BYTES_MAX => true,
             Ok(permit) => {
-                permit.send(self.out.split().freeze());
+                let chunk = self.out.split().freeze();
+                self.unwritten.fetch_add(chunk.len(), Ordering::Relaxed);
+                permit.send(chunk);
                 false
             }
-            Err(mpsc::error::TrySendError::Full(())) if self.out.len() > OUTPUT_BYTES_MAX => true,
             Err(mpsc::error::TrySendError::Full(())) => {
                 // The writer is behind: try again shortly, so that answers already encoded
                 // never wait for the next message to this session.
@@ -249,7 +384,9 @@ impl Session {
             Err(mpsc::error::TrySendError::Closed(())) => true,
         };
         if stalled {
-            tracing::warn!(
+            // Debug only: anyone can cause this; the writer counts the connections it drops
+            // (paymesh_write_stalls_total).
+            tracing::debug!(
                 session = self.id,
                 "client does not read its answers; closing"
             );
@@ -285,35 +422,10 @@ impl Session {
         };
         match (self.phase, msg) {
             (Phase::AwaitingLogin, Wire::Login(login)) => {
-                if self
-                    .deps
-                    .auth
-                    .verify(&login.network_id, login.credential.expose())
-                {
-                    self.phase = Phase::LoggedIn;
-                    self.network_id = login.network_id.clone();
-                    self.deps.metrics.sessions.inc();
-                    let s = &self.deps.settings;
-                    let answer = LoginAnswer {
-                        result: ResultCode::Approved,
-                        session_id: Some(self.id),
-                        inflight_window: Some(s.inflight_window),
-                        heartbeat_interval_ms: Some(s.heartbeat_interval_ms),
-                        idle_timeout_ms: Some(s.idle_timeout_ms),
-                        max_body_bytes: Some(s.max_body_bytes),
-                        server_time_ms: Some(now_ms()),
-                        message: None,
-                    };
-                    self.send_frame(correlation_id, &Wire::LoginAnswer(answer));
-                    tracing::info!(session = self.id, network = %String::from_utf8_lossy(&login.network_id), "logged in");
-                } else {
-                    tracing::warn!(session = self.id, network = %String::from_utf8_lossy(&login.network_id), "login refused");
-                    let answer = LoginAnswer::refused(ResultCode::AuthFailed);
-                    self.send_frame(correlation_id, &Wire::LoginAnswer(answer));
-                    self.close(ctx);
-                }
+                self.start_login(login, correlation_id, ctx);
             }
-            (Phase::AwaitingLogin, _) => {
+            (Phase::AwaitingLogin | Phase::Authenticating, _) => {
+                // Frames behind a LOGIN under check are held, never handled here.
                 self.reject(
                     correlation_id,
                     ResultCode::NotLoggedIn,
@@ -401,6 +513,18 @@ impl Actor for Session {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // While a LOGIN check is awaited this timer waits too; the check's own wait ends at the
+        // same deadline.
+        let until_deadline = self
+            .login_deadline()
+            .saturating_duration_since(tokio::time::Instant::now());
+        ctx.run_later(until_deadline, |this, ctx| {
+            if matches!(this.phase, Phase::AwaitingLogin | Phase::Authenticating) {
+                this.deps.metrics.login_deadline_closes.inc();
+                tracing::debug!(session = this.id, "no LOGIN by the login deadline; closing");
+                this.close(ctx);
+            }
+        });
         let tick = Duration::from_millis(
             u64::from(self.deps.settings.idle_timeout_ms / 4).clamp(10, 1_000),
         );
@@ -421,10 +545,15 @@ impl Actor for Session {
         if !self.out.is_empty()
             && let Some(w) = &self.writer
         {
-            let _ = w.try_send(self.out.split().freeze());
+            let chunk = self.out.split().freeze();
+            let len = chunk.len();
+            // Counted before the send, so that the writer's subtraction can never come first.
+            self.unwritten.fetch_add(len, Ordering::Relaxed);
+            if w.try_send(chunk).is_err() {
+                self.unwritten.fetch_sub(len, Ordering::Relaxed);
+            }
         }
         self.writer = None;
-        self.deps.metrics.connections.dec();
         if !self.network_id.is_empty() {
             self.deps.metrics.sessions.dec();
         }
@@ -439,17 +568,30 @@ impl Actor for Session {
 }
 
 impl Handler<Frames> for Session {
-    type Result = ();
+    type Result = ReadGate;
 
-    fn handle(&mut self, frames: Frames, ctx: &mut Context<Self>) {
+    fn handle(&mut self, frames: Frames, ctx: &mut Context<Self>) -> ReadGate {
         self.last_frame_ms = now_ms();
-        for frame in frames.0 {
-            if self.phase == Phase::Closing {
-                break;
+        let mut frames = frames.0.into_iter();
+        while let Some(frame) = frames.next() {
+            match self.phase {
+                Phase::Closing => break,
+                Phase::Authenticating => {
+                    // A LOGIN of this read is being checked: the rest waits for its verdict.
+                    self.held.push(frame);
+                    self.held.extend(frames);
+                    break;
+                }
+                _ => self.handle_frame(frame, ctx),
             }
-            self.handle_frame(frame, ctx);
         }
         self.schedule_flush(ctx);
+        if self.phase == Phase::Authenticating && self.read_gate.is_none() {
+            let (open, gate) = oneshot::channel();
+            self.read_gate = Some(open);
+            return Some(gate);
+        }
+        None
     }
 }
 
@@ -502,7 +644,7 @@ impl Handler<Drain> for Session {
                 self.phase = Phase::Draining { correlation_id: 0 };
                 self.maybe_finish_logout(ctx);
             }
-            Phase::AwaitingLogin => self.close(ctx),
+            Phase::AwaitingLogin | Phase::Authenticating => self.close(ctx),
             _ => {}
         }
     }
@@ -527,10 +669,7 @@ async fn read_loop<R: AsyncRead + Unpin>(mut read: R, addr: Addr<Session>, max_b
                 Ok(Some(frame)) => {
                     frames.push(frame);
                     if frames.len() >= FRAMES_PER_BATCH_MAX
-                        && addr
-                            .send(Frames(std::mem::take(&mut frames)))
-                            .await
-                            .is_err()
+                        && !hand_over(&addr, std::mem::take(&mut frames)).await
                     {
                         return;
                     }
@@ -550,171 +689,22 @@ async fn read_loop<R: AsyncRead + Unpin>(mut read: R, addr: Addr<Session>, max_b
                 }
             }
         }
-        if !frames.is_empty() && addr.send(Frames(frames)).await.is_err() {
+        if !frames.is_empty() && !hand_over(&addr, frames).await {
             return;
         }
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut write: W, mut rx: mpsc::Receiver<Bytes>) {
-    let mut chunks: VecDeque<Bytes> = VecDeque::with_capacity(WRITE_BATCH_CHUNKS_MAX);
-    while let Some(chunk) = rx.recv().await {
-        chunks.push_back(chunk);
-        loop {
-            // Coalesce whatever else is ready into this write.
-            while chunks.len() < WRITE_BATCH_CHUNKS_MAX {
-                match rx.try_recv() {
-                    Ok(more) => chunks.push_back(more),
-                    Err(_) => break,
-                }
-            }
-            if chunks.is_empty() {
-                break;
-            }
-            if write_some(&mut write, &mut chunks).await.is_err() {
-                return;
-            }
-        }
-        if write.flush().await.is_err() {
-            return;
-        }
-    }
-    let _ = write.shutdown().await;
-}
-
-/// One vectored write of the queued chunks; drops what was written, keeps the rest in order.
-async fn write_some<W: AsyncWrite + Unpin>(
-    write: &mut W,
-    chunks: &mut VecDeque<Bytes>,
-) -> std::io::Result<()> {
-    let written = {
-        let mut slices = [IoSlice::new(&[]); WRITE_BATCH_CHUNKS_MAX];
-        let mut count = 0;
-        for (slice, chunk) in slices.iter_mut().zip(chunks.iter()) {
-            *slice = IoSlice::new(chunk);
-            count += 1;
-        }
-        let slices = slices.get(..count).unwrap_or_default();
-        write.write_vectored(slices).await?
-    };
-    if written == 0 {
-        return Err(std::io::ErrorKind::WriteZero.into());
-    }
-    let mut left = written;
-    while left > 0 {
-        let Some(front) = chunks.front_mut() else {
-            break;
-        };
-        if front.len() <= left {
-            left -= front.len();
-            chunks.pop_front();
-        } else {
-            front.advance(left);
-            left = 0;
-        }
-    }
-    // Empty chunks (never queued today) would otherwise stay at the front.
-    while chunks.front().is_some_and(Bytes::is_empty) {
-        chunks.pop_front();
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::pin::Pin;
-    use std::task::{Context as TaskContext, Poll};
-
-    use super::*;
-
-    /// A socket that takes at most `per_call` bytes per write and records every call.
-    struct Recorder {
-        per_call: usize,
-        bytes: Vec<u8>,
-        calls: usize,
-        shut: bool,
-    }
-
-    impl Recorder {
-        fn new(per_call: usize) -> Self {
-            Self {
-                per_call,
-                bytes: Vec::new(),
-                calls: 0,
-                shut: false,
-            }
-        }
-    }
-
-    impl AsyncWrite for Recorder {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            cx: &mut TaskContext<'_>,
-            buf: &[u8],
-        ) -> Poll<std::io::Result<usize>> {
-            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
-        }
-
-        fn poll_write_vectored(
-            mut self: Pin<&mut Self>,
-            _cx: &mut TaskContext<'_>,
-            bufs: &[IoSlice<'_>],
-        ) -> Poll<std::io::Result<usize>> {
-            self.calls += 1;
-            let mut taken = 0;
-            for buf in bufs {
-                let n = buf.len().min(self.per_call - taken);
-                self.bytes.extend_from_slice(&buf[..n]);
-                taken += n;
-            }
-            Poll::Ready(Ok(taken))
-        }
-
-        fn is_write_vectored(&self) -> bool {
+/// Hands frames to the session, then waits while it holds the reader back (a LOGIN under
+/// check). False when the session is gone.
+async fn hand_over(addr: &Addr<Session>, frames: Vec<Frame>) -> bool {
+    match addr.send(Frames(frames)).await {
+        Ok(Some(gate)) => {
+            // Dropped unopened: the session closed, and this task is about to be stopped.
+            let _ = gate.await;
             true
         }
-
-        fn poll_flush(
-            self: Pin<&mut Self>,
-            _cx: &mut TaskContext<'_>,
-        ) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn poll_shutdown(
-            mut self: Pin<&mut Self>,
-            _cx: &mut TaskContext<'_>,
-        ) -> Poll<std::io::Result<()>> {
-            self.shut = true;
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    fn queued(chunks: &[&'static [u8]]) -> mpsc::Receiver<Bytes> {
-        let (tx, rx) = mpsc::channel(WRITE_QUEUE_CHUNKS_MAX);
-        for chunk in chunks {
-            tx.try_send(Bytes::from_static(chunk)).unwrap();
-        }
-        rx
-    }
-
-    #[tokio::test]
-    async fn chunks_that_are_ready_leave_in_one_write() {
-        let chunks: [&[u8]; 4] = [b"one", b"two", b"three", b"four"];
-        let mut socket = Recorder::new(usize::MAX / 2);
-        write_loop(&mut socket, queued(&chunks)).await;
-        assert_eq!(socket.bytes, b"onetwothreefour");
-        assert_eq!(socket.calls, 1);
-        assert!(socket.shut);
-    }
-
-    #[tokio::test]
-    async fn partial_writes_resume_where_they_stopped() {
-        let chunks: [&[u8]; 5] = [b"abcdefgh", b"", b"ij", b"klmnopqrstuvw", b"xyz"];
-        let mut socket = Recorder::new(3);
-        write_loop(&mut socket, queued(&chunks)).await;
-        assert_eq!(socket.bytes, b"abcdefghijklmnopqrstuvwxyz");
-        assert_eq!(socket.calls, 9, "26 bytes, 3 per call");
-        assert!(socket.shut);
+        Ok(None) => true,
+        Err(_) => false,
     }
 }

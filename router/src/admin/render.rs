@@ -57,6 +57,7 @@ impl Type {
 /// Writes every metric of `sources` to `out`.
 pub fn render(sources: &Sources<'_>, out: &mut String) {
     render_router(sources.metrics, out);
+    render_connections(sources.metrics, out);
     render_pool_totals(sources.metrics, out);
     if let Some(journal) = &sources.journal {
         render_journal(journal, out);
@@ -149,6 +150,80 @@ fn render_router(m: &Metrics, out: &mut String) {
         for (shard, g) in gauges.iter().enumerate() {
             sample(out, name, &[("shard", &shard.to_string())], g.get());
         }
+    }
+}
+
+/// Connection slots, TLS handshakes, LOGIN checks and throttling, writer stalls.
+fn render_connections(m: &Metrics, out: &mut String) {
+    use Type::{Counter, Gauge};
+    for (name, kind, help, value) in [
+        (
+            "paymesh_connections_refused_total",
+            Counter,
+            "Connections closed at accept: every max_connections slot was taken.",
+            m.connections_refused.get(),
+        ),
+        (
+            "paymesh_tls_handshakes",
+            Gauge,
+            "TLS handshakes in progress.",
+            m.tls_handshakes.get(),
+        ),
+        (
+            "paymesh_login_failures_total",
+            Counter,
+            "LOGINs refused for a wrong network id, credential or client certificate.",
+            m.login_failures.get(),
+        ),
+        (
+            "paymesh_login_lockouts_total",
+            Counter,
+            "Source addresses locked out after too many failed LOGINs.",
+            m.login_lockouts.get(),
+        ),
+        (
+            "paymesh_login_checks_queued",
+            Gauge,
+            "Credential checks waiting for a login thread.",
+            m.login_checks_queued.get(),
+        ),
+        (
+            "paymesh_login_tracked_addresses",
+            Gauge,
+            "Source addresses with recent failed LOGINs being tracked.",
+            m.login_tracked_addresses.get(),
+        ),
+        (
+            "paymesh_write_stalls_total",
+            Counter,
+            "Connections dropped because the client did not read for write_stall_ms_max.",
+            m.write_stalls.get(),
+        ),
+    ] {
+        scalar(out, name, kind, help, value);
+    }
+    let name = "paymesh_tls_handshake_failures_total";
+    let help = "TLS handshakes that failed, by cause: error (protocol, certificate), timeout.";
+    header(out, name, Counter, help);
+    let causes = [
+        ("error", &m.tls_handshake_errors),
+        ("timeout", &m.tls_handshake_timeouts),
+    ];
+    for (cause, c) in causes {
+        sample(out, name, &[("cause", cause)], c.get());
+    }
+    let name = "paymesh_login_refused_total";
+    let help = "LOGINs refused without a credential check, or connections closed before LOGIN, \
+                by cause: locked_out, busy (check queue full or delay past the deadline), \
+                deadline (not logged in by login_deadline_ms).";
+    header(out, name, Counter, help);
+    let causes = [
+        ("locked_out", &m.login_locked_refusals),
+        ("busy", &m.login_busy),
+        ("deadline", &m.login_deadline_closes),
+    ];
+    for (cause, c) in causes {
+        sample(out, name, &[("cause", cause)], c.get());
     }
 }
 

@@ -45,6 +45,17 @@ impl Client {
         }
     }
 
+    /// A plain TCP client whose connection comes from `local_ip` (any of 127.0.0.0/8 on Linux), so
+    /// that tests can play several source addresses.
+    pub async fn tcp_from(addr: SocketAddr, local_ip: [u8; 4]) -> std::io::Result<Client> {
+        let s = connect_from(addr, local_ip, None).await?;
+        Ok(Client {
+            stream: Box::new(s),
+            buf: BytesMut::new(),
+            next_correlation: 1,
+        })
+    }
+
     pub async fn tls(
         addr: SocketAddr,
         ca_pem: &str,
@@ -77,6 +88,14 @@ impl Client {
             buf: BytesMut::new(),
             next_correlation: 1,
         })
+    }
+
+    /// Everything the server sends until it closes the connection (bounded by [`RECV_TIMEOUT`]).
+    pub async fn read_to_close(&mut self) -> Vec<u8> {
+        let mut all = self.buf.split().to_vec();
+        let read = tokio::time::timeout(RECV_TIMEOUT, self.stream.read_to_end(&mut all)).await;
+        read.expect("the server did not close in time").ok();
+        all
     }
 
     pub fn next_id(&mut self) -> u64 {
@@ -154,6 +173,35 @@ impl Client {
             other => panic!("expected an answer, got {other:?}"),
         }
     }
+}
+
+/// A TCP connection from `local_ip`, with a receive buffer of `recv_buffer_bytes` if given (set
+/// before connecting, so that the window the server sees is small from the start).
+pub async fn connect_from(
+    addr: SocketAddr,
+    local_ip: [u8; 4],
+    recv_buffer_bytes: Option<u32>,
+) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    if let Some(bytes) = recv_buffer_bytes {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    socket.bind(SocketAddr::from((local_ip, 0)))?;
+    let s = socket.connect(addr).await?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// A LOGIN frame.
+pub fn login_frame(correlation_id: u64, network: &str, credential: &str) -> Vec<u8> {
+    let login = Login {
+        network_id: Bytes::copy_from_slice(network.as_bytes()),
+        credential: Secret::new(Bytes::copy_from_slice(credential.as_bytes())),
+        client_software: Some(Bytes::from_static(b"paymesh-tests")),
+    };
+    let mut out = BytesMut::new();
+    Message::Login(login).encode(correlation_id, 0, &mut out);
+    out.to_vec()
 }
 
 pub const NETWORK: &str = "VANTEST";
@@ -267,6 +315,10 @@ pub struct EnvOptions {
     pub server_toml: String,
     /// More `[[merchants]]` (with their `[[merchants.devices]]`).
     pub merchants_toml: String,
+    /// Lines for the `[login]` section (login threads, failed-login throttle).
+    pub login_toml: String,
+    /// More `[[networks]]` entries.
+    pub networks_toml: String,
 }
 
 impl Default for EnvOptions {
@@ -285,6 +337,8 @@ impl Default for EnvOptions {
             journal_toml: String::new(),
             server_toml: String::new(),
             merchants_toml: String::new(),
+            login_toml: String::new(),
+            networks_toml: String::new(),
         }
     }
 }
@@ -300,6 +354,8 @@ pub struct Env {
     pub dev_cert_pem: Option<String>,
     pub server_ca_pem: Option<String>,
     pub client_identity: Option<(String, String)>,
+    /// With `mutual_tls`: a second client certificate from the same CA, bound to no network.
+    pub unbound_client_identity: Option<(String, String)>,
     /// The router configuration (TOML) this environment uses.
     pub config_text: String,
     /// The query store's SQLite file.
@@ -312,6 +368,7 @@ struct TestPki {
     ca_pem: String,
     server: (String, String),
     client: (String, String),
+    unbound_client: (String, String),
 }
 
 fn test_pki() -> TestPki {
@@ -332,6 +389,7 @@ fn test_pki() -> TestPki {
         ca_pem: ca.pem(),
         server: issue(vec!["localhost".into()]),
         client: issue(vec!["van-client".into()]),
+        unbound_client: issue(vec!["someone-else".into()]),
     }
 }
 
@@ -357,6 +415,9 @@ impl Env {
         let mut tls_toml = String::new();
         let mut server_ca_pem = None;
         let mut client_identity = None;
+        let mut unbound_client_identity = None;
+        // With mutual TLS, the test network is bound to the test client certificate.
+        let mut network_binding = String::new();
         if opts.tls || opts.mutual_tls {
             tls_toml.push_str("tls_listen = \"127.0.0.1:0\"\n");
         }
@@ -377,7 +438,16 @@ impl Env {
                 write("ca.crt", &pki.ca_pem)
             ));
             server_ca_pem = Some(pki.ca_pem.clone());
+            let der = rustls_pemfile::certs(&mut pki.client.0.as_bytes())
+                .next()
+                .unwrap()
+                .unwrap();
+            network_binding = format!(
+                "client_cert_sha256 = [\"{}\"]\n",
+                paymesh_router::auth::certificate_sha256_hex(&der)
+            );
             client_identity = Some(pki.client);
+            unbound_client_identity = Some(pki.unbound_client);
         }
         let journal_dir = opts
             .journal_dir
@@ -394,9 +464,10 @@ impl Env {
         let store_path = dir.path().join("store.sqlite");
         let config = format!(
             "[journal]\ndir = \"{}\"\nkey_file = \"{}\"\n{}\n[store]\npath = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[server]\nlisten = \"{}\"\n{tls_toml}inflight_window = {}\nmax_connections = {}\narbiters = 2\nshards = 2\nshutdown_grace_ms = 2000\n{}\n\
-             [[networks]]\nid = \"{NETWORK}\"\ncredential_hash = \"{hash}\"\nmerchants = [\"*\"]\n\n\
+             [login]\n{}\n\
+             [[networks]]\nid = \"{NETWORK}\"\ncredential_hash = \"{hash}\"\nmerchants = [\"*\"]\n{network_binding}\n\
              [[networks]]\nid = \"{NETWORK_B}\"\ncredential_hash = \"{hash}\"\n\
-             merchants = [\"M000002\", \"MSHARED\", \"MCREATOR\"]\n\n\
+             merchants = [\"M000002\", \"MSHARED\", \"MCREATOR\"]\n\n{}\n\
              [[merchants]]\nid = \"M000001\"\nsingle_limit_minor = {MERCHANT_SINGLE_LIMIT}\n\
              [[merchants.devices]]\nid = \"{TEST_DEVICE}\"\npublic_key = \"{}\"\n\n\
              [[merchants]]\nid = \"M000002\"\n\n\
@@ -416,6 +487,8 @@ impl Env {
             opts.inflight_window,
             opts.max_connections,
             opts.server_toml,
+            opts.login_toml,
+            opts.networks_toml,
             hex::encode(test_device_key().verifying_key().to_bytes()),
             opts.merchants_toml,
         );
@@ -430,6 +503,7 @@ impl Env {
                 hosts,
                 server_ca_pem,
                 client_identity,
+                unbound_client_identity,
                 config_text,
                 store_path,
                 _dir: dir,
@@ -451,6 +525,7 @@ impl Env {
             hosts,
             server_ca_pem,
             client_identity,
+            unbound_client_identity,
             config_text,
             store_path,
             _dir: dir,
@@ -465,6 +540,11 @@ impl Env {
             ResultCode::Approved
         );
         c
+    }
+
+    /// The router's counters.
+    pub fn metrics(&self) -> Arc<paymesh_actors::metrics::Metrics> {
+        self.router.as_ref().unwrap().metrics.clone()
     }
 
     fn host(&self, name: &str) -> &sim::Host {

@@ -216,6 +216,9 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> String {
 fn full_sources() -> (Metrics, Vec<Arc<HostMetrics>>, JournalView) {
     let metrics = Metrics::new(2);
     metrics.connections.set(3);
+    metrics.login_failures.add(11);
+    metrics.login_deadline_closes.add(2);
+    metrics.tls_handshake_timeouts.inc();
     for _ in 0..5 {
         metrics.request_accepted(TxnKind::Authorize);
     }
@@ -263,6 +266,18 @@ fn every_sample_is_in_a_declared_family_and_histograms_are_consistent() {
     let samples = parse(&out);
     let v = |name: &str, labels: &[(&str, &str)]| value(&samples, name, labels);
     assert_eq!(v("paymesh_connections", &[]), "3");
+    assert_eq!(v("paymesh_login_failures_total", &[]), "11");
+    assert_eq!(
+        v("paymesh_login_refused_total", &[("cause", "deadline")]),
+        "2"
+    );
+    assert_eq!(
+        v(
+            "paymesh_tls_handshake_failures_total",
+            &[("cause", "timeout")]
+        ),
+        "1"
+    );
     assert_eq!(v("paymesh_requests_total", &[("kind", "authorize")]), "5");
     assert_eq!(
         v("paymesh_requests_total", &[("kind", "balance_inquiry")]),
