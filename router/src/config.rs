@@ -577,8 +577,14 @@ mod tests {
         let err = net("").unwrap_err().to_string();
         assert!(err.contains("no merchants granted"), "{err}");
         assert!(net("merchants = []").is_err());
-        assert!(net("merchants = [\"M2\"]").is_err(), "an unconfigured merchant");
-        assert!(net("merchants = [\"*\", \"M1\"]").is_err(), "\"*\" goes alone");
+        assert!(
+            net("merchants = [\"M2\"]").is_err(),
+            "an unconfigured merchant"
+        );
+        assert!(
+            net("merchants = [\"*\", \"M1\"]").is_err(),
+            "\"*\" goes alone"
+        );
         assert!(net("merchants = [\"M1\"]").is_ok());
         assert!(net("merchants = [\"*\"]").is_ok());
     }
