@@ -1113,3 +1113,51 @@ fn a_flood_of_authorizations_never_pushes_out_an_open_authorization() {
 fn assert_result(answers: &[(u32, TxnAnswer)], code: ResultCode) {
     assert_eq!(answers[0].1.result, code, "{:?}", answers[0].1);
 }
+
+#[test]
+fn one_network_holds_at_most_its_share_of_the_window() {
+    const OTHER: &[u8] = b"NET2";
+    let mut core = core_adjusted(|s| {
+        s.access = AccessTable::grant_all(&[NET, OTHER]);
+        s.orders_per_shard_max = 16;
+        s.open_orders_per_network_max = 4;
+    });
+    let open = |core: &mut ShardCore<u32>, origin: &'static [u8], order: &str| {
+        let mut out = Vec::new();
+        let r = req(TxnKind::Authorize, "M1", order, Some(10));
+        let _ = core.handle_request(NOW, 1, Origin::Network(origin), &r, &mut out);
+        match split(out) {
+            (_, up) if !up.is_empty() => {
+                assert_result(&answer_upstream(core, &up[0], "00"), ResultCode::Approved);
+                ResultCode::Approved
+            }
+            (answers, _) => answers[0].1.result,
+        }
+    };
+    for n in 0..4 {
+        assert_eq!(open(&mut core, NET, &format!("A{n}")), ResultCode::Approved);
+    }
+    assert_eq!(
+        open(&mut core, NET, "A4"),
+        ResultCode::Busy,
+        "its share is taken"
+    );
+    assert_eq!(core.open_orders_of(NET), 4);
+    assert_eq!(
+        open(&mut core, OTHER, "B0"),
+        ResultCode::Approved,
+        "others still get in"
+    );
+    // A capture closes one of NET's authorizations: room for one more of its own.
+    let (answers, _) = step(&mut core, 1, &req(TxnKind::Capture, "M1", "A0", Some(10)));
+    assert_result(&answers, ResultCode::Approved);
+    assert_eq!(core.open_orders_of(NET), 3);
+    assert_eq!(open(&mut core, NET, "A5"), ResultCode::Approved);
+    // The counts come back from a snapshot.
+    let back = ShardCore::<u32>::decode_snapshot(core.settings().clone(), &core.encode_snapshot())
+        .unwrap();
+    assert_eq!(
+        (back.open_orders_of(NET), back.open_orders_of(OTHER)),
+        (4, 1)
+    );
+}

@@ -232,6 +232,10 @@ pub struct ServerConfig {
     /// Keys of orders evicted from a shard's window it still remembers (about 19 bytes each):
     /// reusing one is refused DUPLICATE_ORDER instead of being authorized again.
     pub evicted_keys_per_shard_max: usize,
+    /// Orders one network may hold in a shard's window that cannot leave it (open
+    /// authorizations, orders in doubt or in progress); beyond it that network's new orders are
+    /// answered BUSY, so no tenant fills the window for all. 0 = half of `orders_per_shard_max`.
+    pub open_orders_per_network_per_shard_max: usize,
 }
 
 /// Default of [`ServerConfig::tls_handshake_timeout_ms`].
@@ -266,6 +270,7 @@ impl Default for ServerConfig {
             orders_per_shard_max: paymesh_actors::core::config::ORDERS_PER_SHARD_MAX,
             orders_hot_per_shard_max: paymesh_actors::core::config::ORDERS_HOT_PER_SHARD_MAX,
             evicted_keys_per_shard_max: paymesh_actors::core::config::EVICTED_KEYS_PER_SHARD_MAX,
+            open_orders_per_network_per_shard_max: 0,
         }
     }
 }

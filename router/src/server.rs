@@ -128,6 +128,11 @@ impl Router {
             s.orders_per_shard_max = config.server.orders_per_shard_max;
             s.orders_hot_per_shard_max = config.server.orders_hot_per_shard_max;
             s.evicted_keys_per_shard_max = config.server.evicted_keys_per_shard_max;
+            s.open_orders_per_network_max =
+                match config.server.open_orders_per_network_per_shard_max {
+                    0 => config.server.orders_per_shard_max / 2,
+                    n => n,
+                };
             s.capture_online = config
                 .hosts
                 .iter()

@@ -131,6 +131,10 @@ pub struct CoreSettings {
     /// Keys of evicted orders a shard remembers (8 bytes of hash each), so that a request reusing
     /// one is refused DUPLICATE_ORDER rather than authorized a second time.
     pub evicted_keys_per_shard_max: usize,
+    /// Orders one network may hold in a shard's window that cannot leave it (open
+    /// authorizations, orders in doubt or in progress); beyond it the network's new orders are
+    /// refused BUSY, so one tenant cannot fill the window and lock the others out.
+    pub open_orders_per_network_max: usize,
     /// Retransmissions that may wait on one in-progress operation; more get IN_PROGRESS.
     pub waiters_per_operation_max: usize,
     /// Tokens a shard's wallet vault holds.
@@ -198,6 +202,7 @@ impl CoreSettings {
             orders_per_shard_max: ORDERS_PER_SHARD_MAX,
             orders_hot_per_shard_max: ORDERS_HOT_PER_SHARD_MAX,
             evicted_keys_per_shard_max: EVICTED_KEYS_PER_SHARD_MAX,
+            open_orders_per_network_max: ORDERS_PER_SHARD_MAX / 2,
             waiters_per_operation_max: WAITERS_PER_OPERATION_MAX,
             vault_tokens_per_shard_max: VAULT_TOKENS_PER_SHARD_MAX,
             capture_online: Vec::new(),

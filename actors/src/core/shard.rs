@@ -82,6 +82,9 @@ pub struct ShardCore<R> {
     forwards_pending: usize,
     /// The networks that created this shard's orders, numbered.
     networks: NetworkNames,
+    /// Orders each network holds in the window that cannot leave it (see
+    /// [`Order::holds_window`]), for the per-network quota.
+    open_by_network: HashMap<NetworkNo, usize>,
     /// Device counters seen, against replayed signed requests (see [`super::device`]).
     devices: DeviceCounters,
 }
@@ -134,6 +137,7 @@ impl<R: Clone> ShardCore<R> {
             shards: 1,
             forwards_pending: 0,
             networks: NetworkNames::default(),
+            open_by_network: HashMap::default(),
             devices: DeviceCounters::default(),
         }
     }
@@ -299,6 +303,8 @@ impl<R: Clone> ShardCore<R> {
                 return Step::Skip;
             }
         };
+        let key_txn = |s: &Self| s.orders.find(&req.merchant_id, &req.order_id);
+        let before = key_txn(self).and_then(|t| self.orders.holding(t));
         let step = match req.kind {
             TxnKind::Inquiry => {
                 let answer = self.inquiry(now_ms, caller, req);
@@ -312,6 +318,10 @@ impl<R: Clone> ShardCore<R> {
                 self.follow_up(now_ms, to, caller, req, out)
             }
         };
+        if step == Step::Journal {
+            let after = key_txn(self).and_then(|t| self.orders.holding(t));
+            self.count_open(before, after);
+        }
         // Requests for old orders thaw them (inquiries, retransmissions, follow-ups): keep the
         // hot set bounded even when no new order comes to freeze them.
         self.orders
@@ -326,6 +336,49 @@ impl<R: Clone> ShardCore<R> {
         result: UpstreamResult,
         out: &mut Vec<Output<R>>,
     ) {
+        let txn_id = self.by_op_id.get(&result.op_id).copied();
+        let before = txn_id.and_then(|t| self.orders.holding(t));
+        self.apply_upstream(now_ms, result, out);
+        if let Some(t) = txn_id {
+            self.count_open(before, self.orders.holding(t));
+        }
+    }
+
+    /// The orders a network holds in the window that cannot leave it, kept current across a
+    /// step that changed one order: `before` and `after` are [`OrderWindow::holding`].
+    fn count_open(&mut self, before: Option<(NetworkNo, bool)>, after: Option<(NetworkNo, bool)>) {
+        if let Some((network, true)) = before
+            && let Some(n) = self.open_by_network.get_mut(&network)
+        {
+            *n = n.saturating_sub(1);
+        }
+        if let Some((network, true)) = after {
+            *self.open_by_network.entry(network).or_default() += 1;
+        }
+    }
+
+    /// Counts again, from every order, what each network holds in the window (after a snapshot
+    /// is loaded).
+    pub(crate) fn recount_open(&mut self) {
+        let mut counts: HashMap<NetworkNo, usize> = HashMap::default();
+        self.orders.for_each_holding(|network, holds| {
+            if holds {
+                *counts.entry(network).or_default() += 1;
+            }
+        });
+        self.open_by_network = counts;
+    }
+
+    /// Orders `network` holds in this shard's window that cannot leave it.
+    pub fn open_orders_of(&self, network: &[u8]) -> usize {
+        self.networks
+            .get(network)
+            .and_then(|n| self.open_by_network.get(&n))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn apply_upstream(&mut self, now_ms: u64, result: UpstreamResult, out: &mut Vec<Output<R>>) {
         if let Some(txn_id) = self.by_op_id.get(&result.op_id).copied()
             && let Some(slot) = self.orders.get_hot(txn_id)
             && slot.order.reversal.is_some_and(|r| r.op_id == result.op_id)
@@ -761,6 +814,22 @@ impl<R: Clone> ShardCore<R> {
             return Step::Skip;
         }
         let key = OrderKey::new(&req.merchant_id, &req.order_id);
+        let quota = self.settings.open_orders_per_network_max;
+        if !caller.replayed
+            && self
+                .open_by_network
+                .get(&caller.network)
+                .copied()
+                .unwrap_or(0)
+                >= quota
+        {
+            // This network holds its share of the window: its new orders wait, others' do not.
+            out.push(Output::Reply(
+                to,
+                Box::new(base_answer(req.kind, ResultCode::Busy, &key, now_ms)),
+            ));
+            return Step::Skip;
+        }
         if !self.make_room() {
             // Journaled like any step: the eviction it tried is part of the shard's history.
             out.push(Output::Reply(

@@ -195,6 +195,30 @@ impl<R> OrderWindow<R> {
         }
     }
 
+    /// The creating network of the order with transaction id `txn_id`, and whether the order
+    /// holds the window ([`Order::holds_window`]), without thawing it.
+    pub fn holding(&self, txn_id: u64) -> Option<(NetworkNo, bool)> {
+        match self.slots.get(&txn_id)? {
+            Entry::Hot(s) => Some((s.order.network, s.order.holds_window())),
+            Entry::Frozen(b) => Some((encoded_owner(b)?.1, encoded_holds_window(b))),
+        }
+    }
+
+    /// Calls `f` with every order's creating network and whether it holds the window (no order
+    /// is thawed).
+    pub fn for_each_holding(&self, mut f: impl FnMut(NetworkNo, bool)) {
+        for entry in self.slots.values() {
+            match entry {
+                Entry::Hot(s) => f(s.order.network, s.order.holds_window()),
+                Entry::Frozen(b) => {
+                    if let Some((_, network)) = encoded_owner(b) {
+                        f(network, encoded_holds_window(b));
+                    }
+                }
+            }
+        }
+    }
+
     /// The order with transaction id `txn_id` if it is hot (orders with something pending always
     /// are).
     pub fn get_hot(&self, txn_id: u64) -> Option<&Slot<R>> {

@@ -549,6 +549,7 @@ impl<R: Clone> ShardCore<R> {
         if format < 4 {
             core.bind_legacy_tokens();
         }
+        core.recount_open();
         if format >= 2 {
             let keys_max = core.settings.evicted_keys_per_shard_max;
             for _ in 0..r.u32()? {
