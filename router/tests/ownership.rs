@@ -253,3 +253,43 @@ async fn ownership_survives_a_restart_and_the_query_store() {
         shape(b.call(by_id(u64::MAX >> 2)).await)
     );
 }
+
+#[actix::test]
+async fn zero_huge_and_unknown_amounts_and_currencies_are_refused_naming_the_field() {
+    let env = Env::start(EnvOptions::default()).await;
+    let mut c = env.client().await;
+    let cases: [(u64, u16, &str); 6] = [
+        (0, 410, "amount"),
+        (1_000_000_000_000, 410, "amount"),
+        (1 << 63, 410, "amount"),
+        (1_000, 0, "currency"),
+        (1_000, 65_535, "currency"),
+        (1_000, 999, "currency"),
+    ];
+    for (n, (amount, currency, field)) in cases.into_iter().enumerate() {
+        let mut r = request(
+            TxnKind::Authorize,
+            "M000001",
+            &format!("V{n}"),
+            Some(amount),
+            Some(card(VAN_PAN)),
+        );
+        r.currency = Some(currency);
+        let a = c.call(r).await;
+        assert_result(&a, ResultCode::InvalidRequest);
+        let message =
+            String::from_utf8_lossy(a.message.as_deref().unwrap_or_default()).into_owned();
+        assert!(message.contains(&format!("field {field} ")), "{message}");
+        assert!(a.server_txn_id.is_none() && a.state.is_none(), "{a:?}");
+        assert_eq!(env.host_count("van", &format!("V{n}")), 0);
+    }
+    // The session goes on: a valid request is served.
+    let ok = request(
+        TxnKind::Authorize,
+        "M000001",
+        "V-OK",
+        Some(1),
+        Some(card(VAN_PAN)),
+    );
+    assert_result(&c.call(ok).await, ResultCode::Approved);
+}
