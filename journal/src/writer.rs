@@ -216,10 +216,7 @@ impl JournalHandle {
         on_durable: OnDurable,
     ) -> Result<(), JournalError> {
         let shared = &self.inner.shared;
-        if let Some(cause) = shared.failure.get() {
-            return Err(JournalError::Poisoned(cause.clone()));
-        }
-        let bytes = check_submission(&records, &self.inner.config)?;
+        let bytes = self.admissible(&records)?;
         if !shared.take_bytes(bytes, self.inner.config.queue_bytes_max) {
             shared.stats.busy();
             return Err(JournalError::Busy);
@@ -317,6 +314,15 @@ impl JournalHandle {
         })
     }
 
+    /// The bytes `records` take in the queue, if the journal has not failed and they form one
+    /// submission within the batch limits.
+    fn admissible(&self, records: &[(u8, Bytes)]) -> Result<usize, JournalError> {
+        if let Some(cause) = self.inner.shared.failure.get() {
+            return Err(JournalError::Poisoned(cause.clone()));
+        }
+        check_submission(records, &self.inner.config)
+    }
+
     /// Encoded bytes `records` take in the queue (what to [`JournalHandle::reserve`] for them).
     pub fn submission_bytes(&self, records: &[(u8, Bytes)]) -> Result<usize, JournalError> {
         check_submission(records, &self.inner.config)
@@ -331,10 +337,7 @@ impl JournalHandle {
         on_durable: OnDurable,
     ) -> Result<(), JournalError> {
         let shared = &self.inner.shared;
-        if let Some(cause) = shared.failure.get() {
-            return Err(JournalError::Poisoned(cause.clone()));
-        }
-        let bytes = check_submission(&records, &self.inner.config)?;
+        let bytes = self.admissible(&records)?;
         if bytes > reservation.bytes {
             return Err(JournalError::Busy);
         }

@@ -731,6 +731,16 @@ impl<R: Clone> ShardCore<R> {
         self.devices.refuse(&self.settings.devices, req, now_ms)
     }
 
+    /// The transaction id of the order under the request's key, if any, and whether it is hidden
+    /// from `caller` (another network's order: see [`ShardCore::may_touch`]).
+    fn find_for(&self, caller: Caller, req: &TxnRequest) -> (Option<u64>, bool) {
+        let existing = self.orders.find(&req.merchant_id, &req.order_id);
+        let hidden = existing
+            .and_then(|t| self.orders.owner(t))
+            .is_some_and(|(_, creator)| !self.may_touch(caller, &req.merchant_id, creator));
+        (existing, hidden)
+    }
+
     /// The id of the network that created the order with transaction id `txn_id`, if the order
     /// is held and its creator was recorded.
     pub fn creator_of(&self, txn_id: u64) -> Option<&Bytes> {
@@ -776,10 +786,8 @@ impl<R: Clone> ShardCore<R> {
     ) -> Step {
         let fingerprint = fingerprint(req);
         let waiters_max = self.settings.waiters_per_operation_max;
-        let existing = self.orders.find(&req.merchant_id, &req.order_id);
-        if let Some((_, creator)) = existing.and_then(|t| self.orders.owner(t))
-            && !self.may_touch(caller, &req.merchant_id, creator)
-        {
+        let (existing, hidden) = self.find_for(caller, req);
+        if hidden {
             // Another network's order under a key both may use: the key is taken, and nothing
             // of the order is told.
             let a = echo_answer(req.kind, ResultCode::DuplicateOrder, req, now_ms);
@@ -972,10 +980,8 @@ impl<R: Clone> ShardCore<R> {
             .unwrap_or_default();
         let fingerprint = fingerprint(req);
         let waiters_max = self.settings.waiters_per_operation_max;
-        let existing = self.orders.find(&req.merchant_id, &req.order_id);
-        if let Some((_, creator)) = existing.and_then(|t| self.orders.owner(t))
-            && !self.may_touch(caller, &req.merchant_id, creator)
-        {
+        let (existing, hidden) = self.find_for(caller, req);
+        if hidden {
             // Exactly what a missing order gets.
             let a = echo_answer(req.kind, ResultCode::NotFound, req, now_ms);
             out.push(Output::Reply(to, Box::new(a)));
