@@ -12,7 +12,8 @@
 //!   reversal (or capture advice) an order may carry.
 //! - [`window`]: the shard's order window (orders by id and by key, oldest first, bounded) and the
 //!   keys of evicted orders, so an old key is never authorized twice.
-//! - [`shard`]: the shard state machine, its reversal queue (`poll_reversals`) and its snapshot
+//! - [`shard`]: the shard state machine, its reversal queue (`poll_reversals`), who may do what
+//!   to its orders (`shard/ownership.rs`), its wallet vault (`shard/vault.rs`) and its snapshot
 //!   (`shard/snapshot.rs`, for journal checkpoints).
 //! - [`upstream`]: the shard ↔ upstream-pool contract, response-code mapping, STANs the shards
 //!   assign (`stan_for`, so replay knows what was sent).

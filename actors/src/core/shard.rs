@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use paymesh_codecs::message::{PaymentMethod, TxnAnswer, TxnKind, TxnRequest};
-use paymesh_codecs::types::{Pan, ResultCode};
+use paymesh_codecs::types::ResultCode;
 
-use super::access::{Caller, NETWORK_UNRECORDED, NetworkNames, NetworkNo, Origin, Step};
+use super::access::{Caller, NetworkNames, NetworkNo, Origin, Step};
 use super::config::CoreSettings;
 use super::device::DeviceCounters;
 use super::order::{
@@ -28,7 +28,9 @@ use super::upstream::{
 use super::window::{OrderWindow, Slot};
 use crate::shared_of;
 
+mod ownership;
 pub(crate) mod snapshot;
+mod vault;
 
 /// The shards' hash maps: keyed by what clients send (merchant and order ids), so seeded per
 /// process; foldhash rather than SipHash for speed.
@@ -344,40 +346,6 @@ impl<R: Clone> ShardCore<R> {
         }
     }
 
-    /// The orders a network holds in the window that cannot leave it, kept current across a
-    /// step that changed one order: `before` and `after` are [`OrderWindow::holding`].
-    fn count_open(&mut self, before: Option<(NetworkNo, bool)>, after: Option<(NetworkNo, bool)>) {
-        if let Some((network, true)) = before
-            && let Some(n) = self.open_by_network.get_mut(&network)
-        {
-            *n = n.saturating_sub(1);
-        }
-        if let Some((network, true)) = after {
-            *self.open_by_network.entry(network).or_default() += 1;
-        }
-    }
-
-    /// Counts again, from every order, what each network holds in the window (after a snapshot
-    /// is loaded).
-    pub(crate) fn recount_open(&mut self) {
-        let mut counts: HashMap<NetworkNo, usize> = HashMap::default();
-        self.orders.for_each_holding(|network, holds| {
-            if holds {
-                *counts.entry(network).or_default() += 1;
-            }
-        });
-        self.open_by_network = counts;
-    }
-
-    /// Orders `network` holds in this shard's window that cannot leave it.
-    pub fn open_orders_of(&self, network: &[u8]) -> usize {
-        self.networks
-            .get(network)
-            .and_then(|n| self.open_by_network.get(&n))
-            .copied()
-            .unwrap_or(0)
-    }
-
     fn apply_upstream(&mut self, now_ms: u64, result: UpstreamResult, out: &mut Vec<Output<R>>) {
         if let Some(txn_id) = self.by_op_id.get(&result.op_id).copied()
             && let Some(slot) = self.orders.get_hot(txn_id)
@@ -641,111 +609,6 @@ impl<R: Clone> ShardCore<R> {
                 self.reversal_due.insert((due, r.op_id), txn_id);
             }
         }
-    }
-
-    /// Whether the network may make `req` at all: the network of a request naming a merchant must
-    /// be granted it, and is answered exactly as for a merchant that is not configured when it is
-    /// not. Gives the network's number in this shard.
-    fn admit(
-        &mut self,
-        origin: Origin<'_>,
-        req: &TxnRequest,
-        now_ms: u64,
-    ) -> Result<Caller, Box<TxnAnswer>> {
-        let network = match origin {
-            Origin::Network(network) => network,
-            Origin::Replayed(network) => {
-                // Numbered even when the table is full (it cannot be: only configured networks
-                // were ever admitted), so that replay never refuses what was acknowledged.
-                let number = self.networks.number(network).unwrap_or(NETWORK_UNRECORDED);
-                return Ok(Caller {
-                    network: number,
-                    replayed: true,
-                    legacy: false,
-                });
-            }
-            Origin::Unrecorded => {
-                return Ok(Caller {
-                    network: NETWORK_UNRECORDED,
-                    replayed: true,
-                    legacy: true,
-                });
-            }
-        };
-        let admitted = if req.kind == TxnKind::Inquiry {
-            self.settings.may_inquire(network, &req.merchant_id)
-        } else {
-            self.settings.may_act(network, &req.merchant_id)
-        };
-        let unconfigured = || {
-            let code = match req.kind {
-                TxnKind::Inquiry => ResultCode::NotFound,
-                _ => ResultCode::UnknownMerchant,
-            };
-            Box::new(echo_answer(req.kind, code, req, now_ms))
-        };
-        if !admitted {
-            return Err(unconfigured());
-        }
-        // Bounded: only networks of the access table get here.
-        let number = self.networks.number(network).ok_or_else(unconfigured)?;
-        Ok(Caller {
-            network: number,
-            replayed: false,
-            legacy: false,
-        })
-    }
-
-    /// Whether network `caller` may see and follow up `order` of `key`'s merchant: the order's
-    /// creator may, and any network granted the merchant where its policy shares orders (or the
-    /// creator was not recorded).
-    fn may_touch(&self, caller: Caller, merchant: &[u8], creator: NetworkNo) -> bool {
-        if caller.replayed {
-            return true;
-        }
-        let Some(name) = self.networks.name(caller.network) else {
-            return false;
-        };
-        let creator = match creator {
-            NETWORK_UNRECORDED => None,
-            n if n == caller.network => Some(&name[..]),
-            n => Some(self.networks.name(n).map_or(&b""[..], |b| &b[..])),
-        };
-        self.settings.may_see(name, merchant, creator)
-    }
-
-    /// The device signature rules ([`super::device`]): the refusal to answer, if any. A replayed
-    /// request passed them when it was journaled: its counter is marked used without checking
-    /// again (a device revoked since must not undo what was acknowledged). A refused request
-    /// changes nothing and is not journaled.
-    fn check_device(
-        &mut self,
-        caller: Caller,
-        req: &TxnRequest,
-        now_ms: u64,
-    ) -> Option<Box<TxnAnswer>> {
-        if caller.replayed {
-            self.devices.replayed(req);
-            return None;
-        }
-        self.devices.refuse(&self.settings.devices, req, now_ms)
-    }
-
-    /// The transaction id of the order under the request's key, if any, and whether it is hidden
-    /// from `caller` (another network's order: see [`ShardCore::may_touch`]).
-    fn find_for(&self, caller: Caller, req: &TxnRequest) -> (Option<u64>, bool) {
-        let existing = self.orders.find(&req.merchant_id, &req.order_id);
-        let hidden = existing
-            .and_then(|t| self.orders.owner(t))
-            .is_some_and(|(_, creator)| !self.may_touch(caller, &req.merchant_id, creator));
-        (existing, hidden)
-    }
-
-    /// The id of the network that created the order with transaction id `txn_id`, if the order
-    /// is held and its creator was recorded.
-    pub fn creator_of(&self, txn_id: u64) -> Option<&Bytes> {
-        let (_, creator) = self.orders.owner(txn_id)?;
-        self.networks.name(creator)
     }
 
     fn inquiry(&mut self, now_ms: u64, network: Caller, req: &TxnRequest) -> TxnAnswer {
@@ -1224,101 +1087,6 @@ impl<R: Clone> ShardCore<R> {
         Ok(())
     }
 
-    fn resolve_account(&self, req: &TxnRequest) -> Result<(Account, Option<Bytes>), ResultCode> {
-        match &req.payment {
-            // Copies: the account is kept with the order, and a slice would keep the client's
-            // whole read buffer (CVV included) alive with it.
-            Some(PaymentMethod::Card { pan, expiry, .. }) => Ok((
-                Account::Card {
-                    pan: Pan::new(Bytes::copy_from_slice(pan.digits()))
-                        .ok_or(ResultCode::InvalidCard)?,
-                    expiry: Bytes::copy_from_slice(expiry),
-                },
-                Some(Bytes::from(pan.masked())),
-            )),
-            Some(PaymentMethod::WalletToken(token)) => {
-                // Another merchant's token answers exactly as an unknown one.
-                let entry = self
-                    .vault
-                    .get(token)
-                    .filter(|e| e.merchant == req.merchant_id)
-                    .ok_or(ResultCode::InvalidCard)?;
-                Ok((entry.account.clone(), Some(entry.masked.clone())))
-            }
-            Some(PaymentMethod::CarrierBilling { phone, carrier }) => Ok((
-                Account::Phone {
-                    phone: Bytes::copy_from_slice(phone),
-                    carrier: Bytes::copy_from_slice(carrier),
-                },
-                None,
-            )),
-            Some(PaymentMethod::BankTransfer { bank_code, account }) => Ok((
-                Account::Bank {
-                    bank_code: Bytes::copy_from_slice(bank_code),
-                    account: Bytes::copy_from_slice(account),
-                },
-                None,
-            )),
-            None => Err(ResultCode::InvalidRequest),
-        }
-    }
-
-    fn tokenize(
-        &mut self,
-        key: &OrderKey,
-        txn_id: u64,
-        account: Account,
-        masked: Option<Bytes>,
-        legacy: bool,
-        now_ms: u64,
-    ) -> TxnAnswer {
-        let mut answer = base_answer(TxnKind::Tokenize, ResultCode::Approved, key, now_ms);
-        answer.server_txn_id = Some(txn_id);
-        if !matches!(account, Account::Card { .. }) {
-            answer.result = ResultCode::UnsupportedPaymentMethod;
-            return answer;
-        }
-        if self.vault.len() >= self.settings.vault_tokens_per_shard_max {
-            answer.result = ResultCode::Busy;
-            return answer;
-        }
-        // 128 bits no client can guess, and the same again when the journal is replayed; an older
-        // build's token (shard and sequence) for its journal's TOKENIZE, bound to its merchant.
-        let token = if legacy {
-            Bytes::from(legacy_token(txn_id))
-        } else {
-            Bytes::from(self.settings.secrets.token(txn_id))
-        };
-        let masked = masked.unwrap_or_default();
-        self.vault.insert(
-            token.clone(),
-            VaultEntry {
-                account,
-                masked: masked.clone(),
-                merchant: key.merchant(),
-            },
-        );
-        answer.token = Some(token);
-        answer.masked_pan = Some(masked);
-        answer
-    }
-
-    /// Binds the tokens of an older build's snapshot to the merchant whose TOKENIZE issued them;
-    /// a token whose order has left the window is bound to no merchant, and so works for none.
-    pub(crate) fn bind_legacy_tokens(&mut self) {
-        let Self { vault, orders, .. } = self;
-        for (token, entry) in vault.iter_mut() {
-            if !entry.merchant.is_empty() {
-                continue;
-            }
-            if let Some((merchant, _)) =
-                legacy_token_txn_id(token).and_then(|txn| orders.owner(txn))
-            {
-                entry.merchant = Bytes::copy_from_slice(merchant);
-            }
-        }
-    }
-
     /// Adds an order and keeps the window bounded: past `orders_per_shard_max`, the oldest
     /// orders with nothing pending leave it, their keys remembered (see [`super::window`]).
     fn insert(&mut self, key: OrderKey, order: Order<R>) {
@@ -1348,26 +1116,6 @@ impl<R: Clone> ShardCore<R> {
         );
         self.orders.len() < max
     }
-}
-
-/// The wallet token builds before keyed tokens gave the TOKENIZE with transaction id `txn_id`.
-fn legacy_token(txn_id: u64) -> String {
-    format!(
-        "tok{:04x}{:012x}",
-        shard_of_txn_id(txn_id),
-        txn_id & ((1 << TXN_SEQ_BITS) - 1)
-    )
-}
-
-/// The transaction id of the TOKENIZE that issued `token`, if it is an older build's token.
-pub(crate) fn legacy_token_txn_id(token: &[u8]) -> Option<u64> {
-    let hex = std::str::from_utf8(token.strip_prefix(b"tok")?).ok()?;
-    if hex.len() != 16 {
-        return None;
-    }
-    let shard = u64::from_str_radix(hex.get(..4)?, 16).ok()?;
-    let seq = u64::from_str_radix(hex.get(4..)?, 16).ok()?;
-    Some(shard << TXN_SEQ_BITS | seq)
 }
 
 /// Answer to a request whose key is already known: the stored answer, a wait on the pending one, or
