@@ -1161,3 +1161,65 @@ fn one_network_holds_at_most_its_share_of_the_window() {
         (4, 1)
     );
 }
+
+#[test]
+fn replay_keeps_what_was_approved_whatever_the_merchant_limits_say_now() {
+    use paymesh_actors::core::journal_codec::{
+        JournalKey, RECORD_META, RECORD_REQUEST_NETWORK, RECORD_UPSTREAM, encode_meta,
+        encode_request, encode_upstream,
+    };
+    use paymesh_actors::core::recovery::Recovery;
+    // Live: M1 (single limit 1,000,000) approves 900,000.
+    let mut live = core_adjusted(|s| s.access = AccessTable::grant_all(&[NET]));
+    let auth = req(TxnKind::Authorize, "M1", "BIG", Some(900_000));
+    let mut out = Vec::new();
+    let step = live.handle_request(NOW, 1, Origin::Network(NET), &auth, &mut out);
+    assert_eq!(step, paymesh_actors::core::access::Step::Journal);
+    let (_, upstream) = split(out);
+    let approved = answer_upstream(&mut live, &upstream[0], "00");
+    assert_eq!(approved[0].1.result, ResultCode::Approved);
+    // A refused one (over the daily limit) is not journaled.
+    let mut out = Vec::new();
+    let over = req(TxnKind::Authorize, "M1", "OVER", Some(700_000));
+    let step = live.handle_request(NOW, 1, Origin::Network(NET), &over, &mut out);
+    assert_eq!(step, paymesh_actors::core::access::Step::Skip);
+
+    // The journal of what was admitted, replayed after the merchant's limits were cut and the
+    // merchant disabled: the approval comes back as it was acknowledged.
+    let key = JournalKey::new(1, &[3; 32], [0, 0, 0, 1]);
+    let outcome = paymesh_actors::core::upstream::UpstreamResult {
+        op_id: upstream[0].op_id,
+        outcome: paymesh_actors::core::upstream::UpstreamOutcome::Answered {
+            result: ResultCode::Approved,
+            response_code: Bytes::from_static(b"00"),
+            approval_code: Bytes::from_static(b"A1B2C3"),
+            sent: OriginalRef {
+                mti: 100,
+                stan: 7,
+                transmitted: Bytes::from_static(b"1126213956"),
+                rrn: Bytes::from_static(b"633021000007"),
+            },
+            balance: None,
+        },
+    };
+    let strict = core_adjusted(|s| {
+        s.access = AccessTable::grant_all(&[NET]);
+        let m1 = s.merchants.get_mut(&b"M1"[..]).unwrap();
+        m1.single_limit_minor = Some(1);
+        m1.daily_limit_minor = Some(1);
+        m1.enabled = false;
+    });
+    let mut recovery =
+        Recovery::new(std::slice::from_ref(&key), strict.settings(), 1, 0u32).unwrap();
+    recovery.record(1, RECORD_META, &encode_meta(1)).unwrap();
+    let record = encode_request(&key, 2, NOW, NET, &auth).unwrap();
+    recovery.record(2, RECORD_REQUEST_NETWORK, &record).unwrap();
+    recovery
+        .record(3, RECORD_UPSTREAM, &encode_upstream(NOW + 5, &outcome))
+        .unwrap();
+    let mut replayed = recovery.finish(NOW + 10).unwrap().cores.remove(0);
+    let order = replayed
+        .order(b"M1", b"BIG")
+        .expect("the approval survives replay");
+    assert_eq!(order.authorized, 900_000);
+}

@@ -701,18 +701,29 @@ impl<R: Clone> ShardCore<R> {
             ));
             return Step::Skip;
         }
+        let amount = req.amount.unwrap_or(0);
+        let day = self.settings.business_day(now_ms);
+        // The merchant's rules (enabled, currencies, limits) as configured now. A refusal changes
+        // nothing and is not journaled; a replayed request passed them when it was journaled and
+        // is not checked again, so changing a merchant's limits between restarts can never undo
+        // an acknowledged payment.
+        if !caller.replayed {
+            let limits = self
+                .check_merchant(key.merchant_bytes(), req, now_ms)
+                .and_then(|()| self.check_daily(&key, req.kind, amount, day));
+            if let Err(code) = limits {
+                out.push(Output::Reply(
+                    to,
+                    Box::new(base_answer(req.kind, code, &key, now_ms)),
+                ));
+                return Step::Skip;
+            }
+        }
         if !self.make_room() {
             // Journaled like any step: the eviction it tried is part of the shard's history.
             out.push(Output::Reply(
                 to,
                 Box::new(base_answer(req.kind, ResultCode::Busy, &key, now_ms)),
-            ));
-            return Step::Journal;
-        }
-        if let Err(code) = self.check_merchant(key.merchant_bytes(), req, now_ms) {
-            out.push(Output::Reply(
-                to,
-                Box::new(base_answer(req.kind, code, &key, now_ms)),
             ));
             return Step::Journal;
         }
@@ -726,8 +737,6 @@ impl<R: Clone> ShardCore<R> {
                 return Step::Journal;
             }
         };
-        let amount = req.amount.unwrap_or(0);
-        let day = self.settings.business_day(now_ms);
         let txn_id = self.next_txn_id(caller);
         let mut order = Order {
             txn_id,
@@ -783,13 +792,7 @@ impl<R: Clone> ShardCore<R> {
             return Step::Journal;
         }
         if kind != UpstreamKind::BalanceInquiry {
-            if let Err(code) = self.reserve_daily(&key, amount, day) {
-                out.push(Output::Reply(
-                    to,
-                    Box::new(base_answer(req.kind, code, &key, now_ms)),
-                ));
-                return Step::Journal;
-            }
+            self.add_daily(&key, amount, day);
             order.state = OrderState::Authorizing;
         }
         let op_id = self.next_id();
@@ -1066,25 +1069,45 @@ impl<R: Clone> ShardCore<R> {
         }
     }
 
-    fn reserve_daily(&mut self, key: &OrderKey, amount: u64, day: u64) -> Result<(), ResultCode> {
+    /// Whether an authorization or sale of `amount` on business day `day` stays within the
+    /// merchant's daily limit (nothing is reserved yet: see [`ShardCore::add_daily`]).
+    fn check_daily(
+        &self,
+        key: &OrderKey,
+        kind: TxnKind,
+        amount: u64,
+        day: u64,
+    ) -> Result<(), ResultCode> {
+        if !matches!(kind, TxnKind::Authorize | TxnKind::Sale) {
+            return Ok(());
+        }
         let limit = self
             .settings
             .merchants
             .get(key.merchant_bytes())
             .and_then(|m| m.daily_limit_minor);
-        let entry = self.daily.entry(key.merchant()).or_default();
-        if entry.day != day {
-            *entry = DailyTotal { day, total: 0 };
-        }
-        let total = entry
-            .total
+        let so_far = self
+            .daily
+            .get(key.merchant_bytes())
+            .filter(|d| d.day == day)
+            .map_or(0, |d| d.total);
+        let total = so_far
             .checked_add(amount)
             .ok_or(ResultCode::DailyLimitExceeded)?;
         if limit.is_some_and(|l| total > l) {
             return Err(ResultCode::DailyLimitExceeded);
         }
-        entry.total = total;
         Ok(())
+    }
+
+    /// Adds `amount` to the merchant's total of business day `day` (checked before, when the
+    /// request was live: [`ShardCore::check_daily`]).
+    fn add_daily(&mut self, key: &OrderKey, amount: u64, day: u64) {
+        let entry = self.daily.entry(key.merchant()).or_default();
+        if entry.day != day {
+            *entry = DailyTotal { day, total: 0 };
+        }
+        entry.total = entry.total.saturating_add(amount);
     }
 
     /// Adds an order and keeps the window bounded: past `orders_per_shard_max`, the oldest
