@@ -318,6 +318,17 @@ impl TxnRequest {
     /// Reads a request of `kind` from a validated body, checking what `kind` requires.
     #[inline]
     pub fn decode(kind: TxnKind, f: &Fields<'_>) -> Result<TxnRequest, ProtocolError> {
+        Self::decode_as(kind, f, Rules::Current)
+    }
+
+    /// Reads a request an earlier build accepted and recorded (a journal record): the rules of
+    /// that build, which took any amount and currency and device fields without a counter (the
+    /// device fields of such a request are dropped: that build never checked them).
+    pub fn decode_recorded(kind: TxnKind, f: &Fields<'_>) -> Result<TxnRequest, ProtocolError> {
+        Self::decode_as(kind, f, Rules::Recorded)
+    }
+
+    fn decode_as(kind: TxnKind, f: &Fields<'_>, rules: Rules) -> Result<TxnRequest, ProtocolError> {
         let need = Need {
             f,
             msg_name: kind.name(),
@@ -337,7 +348,9 @@ impl TxnRequest {
         } else {
             f.u64(tag::AMOUNT)
         };
-        if let Some(a) = amount {
+        if let Some(a) = amount
+            && rules == Rules::Current
+        {
             need.check(tag::AMOUNT, check_amount(a))?;
         }
         let currency = if creates {
@@ -345,7 +358,9 @@ impl TxnRequest {
         } else {
             f.u16(tag::CURRENCY)
         };
-        if let Some(c) = currency {
+        if let Some(c) = currency
+            && rules == Rules::Current
+        {
             need.check(tag::CURRENCY, check_currency(c))?;
         }
         let payment = decode_payment(kind, f)?;
@@ -360,7 +375,10 @@ impl TxnRequest {
         if f.has(tag::CVV) && !(creates && matches!(payment, Some(PaymentMethod::Card { .. }))) {
             return Err(need.not_allowed(tag::CVV));
         }
-        let device_signature = decode_device(&need)?;
+        let device_signature = match rules {
+            Rules::Recorded if !f.has(tag::DEVICE_COUNTER) => None,
+            _ => decode_device(&need)?,
+        };
         let request_id = if kind == TxnKind::Refund {
             Some(need.bytes(tag::REQUEST_ID)?)
         } else {
@@ -379,6 +397,15 @@ impl TxnRequest {
             description: f.bytes(tag::DESCRIPTION),
         })
     }
+}
+
+/// Which rules a request is read under.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rules {
+    /// This build's, for what a client sends.
+    Current,
+    /// An earlier build's, for what it recorded (see [`TxnRequest::decode_recorded`]).
+    Recorded,
 }
 
 /// Reads `device_id`, `device_counter` and `signature`: all three or none.

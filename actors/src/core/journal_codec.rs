@@ -24,8 +24,8 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use paymesh_codecs::body::FieldWriter;
-use paymesh_codecs::message::{Message, PaymentMethod, TxnRequest};
+use paymesh_codecs::body::{FieldWriter, Fields};
+use paymesh_codecs::message::{PaymentMethod, TxnKind, TxnRequest};
 use paymesh_codecs::types::ResultCode;
 
 use super::upstream::{OriginalRef, UpstreamOutcome, UpstreamResult};
@@ -254,15 +254,18 @@ pub fn decode_request(
         RECORD_REQUEST => None,
         _ => return Err(bad("not a request record")),
     };
-    match Message::decode_body(msg_type, &Bytes::copy_from_slice(c)) {
-        Ok(Message::Request(request)) => Ok(JournaledRequest {
-            now_ms,
-            network,
-            request,
-        }),
-        Ok(_) => Err(bad("not a request")),
-        Err(e) => Err(bad(&e.to_string())),
-    }
+    let kind = TxnKind::from_request_type(msg_type).ok_or_else(|| bad("not a request"))?;
+    let body = Bytes::copy_from_slice(c);
+    // Read under the rules the request was accepted by (a journal holds what an earlier build
+    // took): today's stricter checks would refuse to replay what was acknowledged.
+    let request = Fields::scan(&body)
+        .and_then(|f| TxnRequest::decode_recorded(kind, &f))
+        .map_err(|e| bad(&e.to_string()))?;
+    Ok(JournaledRequest {
+        now_ms,
+        network,
+        request,
+    })
 }
 
 const OUTCOME_ANSWERED: u8 = 1;
@@ -453,6 +456,30 @@ mod tests {
         assert!(
             decode_request(&[key(9)], RECORD_REQUEST_NETWORK, &damaged).is_err(),
             "tampering is detected"
+        );
+    }
+
+    #[test]
+    fn what_an_older_build_journaled_is_read_under_its_rules() {
+        // That build took an amount and a currency of 0 and recorded no network.
+        let mut r = TxnRequest::new(
+            TxnKind::Authorize,
+            Bytes::from_static(b"M1"),
+            Bytes::from_static(b"O0"),
+        );
+        r.amount = Some(0);
+        r.currency = Some(0);
+        r.payment = Some(PaymentMethod::WalletToken(Bytes::from_static(b"tok0")));
+        let mut clear = BytesMut::new();
+        clear.put_u64(42);
+        clear.put_u8(r.kind.request_type());
+        r.encode_body(&mut FieldWriter::new(&mut clear));
+        let rec = seal(&key(9), 7, &clear).unwrap();
+        let got = decode_request(&[key(9)], RECORD_REQUEST, &rec).unwrap();
+        assert_eq!(got.network, None);
+        assert_eq!(
+            (got.request.amount, got.request.currency),
+            (Some(0), Some(0))
         );
     }
 

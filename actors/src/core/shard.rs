@@ -706,8 +706,9 @@ impl<R: Clone> ShardCore<R> {
         // The merchant's rules (enabled, currencies, limits) as configured now. A refusal changes
         // nothing and is not journaled; a replayed request passed them when it was journaled and
         // is not checked again, so changing a merchant's limits between restarts can never undo
-        // an acknowledged payment.
-        if !caller.replayed {
+        // an acknowledged payment. (An older build journaled its refusals too: its records are
+        // checked again, as that build replayed them.)
+        if !caller.replayed || caller.legacy {
             let limits = self
                 .check_merchant(key.merchant_bytes(), req, now_ms)
                 .and_then(|()| self.check_daily(&key, req.kind, amount, day));
@@ -719,13 +720,15 @@ impl<R: Clone> ShardCore<R> {
                 return Step::Skip;
             }
         }
-        if !self.make_room() {
-            // Journaled like any step: the eviction it tried is part of the shard's history.
+        // A window full of orders that must stay refuses new ones BUSY (not journaled: the
+        // completed orders it evicted on the way would have left at the next order anyway). A
+        // replayed request was admitted: it is taken whatever the window holds.
+        if !self.make_room() && !caller.replayed {
             out.push(Output::Reply(
                 to,
                 Box::new(base_answer(req.kind, ResultCode::Busy, &key, now_ms)),
             ));
-            return Step::Journal;
+            return Step::Skip;
         }
         let (account, masked) = match self.resolve_account(req) {
             Ok(a) => a,
