@@ -27,9 +27,9 @@ pub fn check(data: &[u8]) {
             round_trip(&message);
         }
     }
-    if let Some((&msg_type, body)) = data.split_first() {
-        if let Ok(message) = Message::decode_body(msg_type, &Bytes::copy_from_slice(body)) {
-            round_trip(&message);
-        }
+    if let Some((&msg_type, body)) = data.split_first()
+        && let Ok(message) = Message::decode_body(msg_type, &Bytes::copy_from_slice(body))
+    {
+        round_trip(&message);
     }
 }
