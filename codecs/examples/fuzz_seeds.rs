@@ -82,11 +82,23 @@ fn messages() -> Vec<(String, u64, Message)> {
             account: "123-456-789012".into(),
         }),
     );
+    // Every optional field a request can carry.
+    let mut capture_full = request(TxnKind::Capture, None);
+    capture_full.amount = Some(1_000);
+    capture_full.currency = Some(978);
+    capture_full.request_id = Some("CAP-2".into());
+    capture_full.server_txn_id = Some(0x0001_0000_0000_2A18);
+    capture_full.description = Some("partial capture".into());
+    capture_full.device_signature = Some(DeviceSignature {
+        device_id: "pos-1".into(),
+        signature: Bytes::from_static(&[1, 2, 3, 4]),
+    });
     let mut inquiry_by_id = TxnRequest::new(TxnKind::Inquiry, Bytes::new(), Bytes::new());
     inquiry_by_id.server_txn_id = Some(0x0001_0000_0000_2A17);
     let extra = [
         ("sale_wallet", 6, Message::Request(sale)),
         ("authorize_carrier", 7, Message::Request(carrier)),
+        ("capture_full", 14, Message::Request(capture_full)),
         (
             "cancel",
             8,
@@ -193,23 +205,32 @@ fn write_session_seeds(dir: &Path, messages: &[(String, u64, Message)]) {
             }
         }
     }
-    for (name, max_body, cuts) in [
-        ("one_read", 16_384u16, &[][..]),
-        ("split_in_header", 16_384, &[10, 40][..]),
-        ("split_small", 4_096, &[1, 23, 24, 25, 100][..]),
-        ("limit_256", 256, &[200][..]),
+    for (name, max_body, cuts, repair) in [
+        ("one_read", 16_384u16, &[][..], false),
+        ("one_read_repaired", 16_384u16, &[][..], true),
+        ("split_in_header", 16_384, &[10, 40][..], true),
+        ("split_small", 4_096, &[1, 23, 24, 25, 100][..], true),
+        ("limit_256", 256, &[200][..], true),
     ] {
-        write(dir, name, &session_input(max_body, cuts, &stream));
+        write(dir, name, &session_input(max_body, cuts, repair, &stream));
     }
-    write(dir, "request_first", &session_input(16_384, &[], &early));
-    write(dir, "server_message", &session_input(16_384, &[30], &late));
+    write(
+        dir,
+        "request_first",
+        &session_input(16_384, &[], true, &early),
+    );
+    write(
+        dir,
+        "server_message",
+        &session_input(16_384, &[30], true, &late),
+    );
 }
 
-/// The input layout of `fuzz/checks/session.rs`: max body (u16), number of cuts, each read's length
-/// (u16), the stream.
-fn session_input(max_body: u16, cuts: &[u16], stream: &[u8]) -> Vec<u8> {
+/// The input layout of `fuzz/checks/session.rs`: max body (u16), whether to repair checksums (the
+/// top bit) and the number of cuts, each read's length (u16), the stream.
+fn session_input(max_body: u16, cuts: &[u16], repair: bool, stream: &[u8]) -> Vec<u8> {
     let mut input = max_body.to_be_bytes().to_vec();
-    input.push(cuts.len() as u8);
+    input.push(cuts.len() as u8 | if repair { 0x80 } else { 0 });
     for cut in cuts {
         input.extend_from_slice(&cut.to_be_bytes());
     }
