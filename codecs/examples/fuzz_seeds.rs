@@ -64,6 +64,7 @@ fn messages() -> Vec<(String, u64, Message)> {
     sale.description = Some("coffee".into());
     sale.device_signature = Some(DeviceSignature {
         device_id: "phone-7".into(),
+        counter: 7,
         signature: Bytes::from_static(&[0x30, 0x45, 0x02, 0x21, 0x00, 0xff]),
     });
     let mut carrier = request(
@@ -91,6 +92,7 @@ fn messages() -> Vec<(String, u64, Message)> {
     capture_full.description = Some("partial capture".into());
     capture_full.device_signature = Some(DeviceSignature {
         device_id: "pos-1".into(),
+        counter: 1,
         signature: Bytes::from_static(&[1, 2, 3, 4]),
     });
     let mut inquiry_by_id = TxnRequest::new(TxnKind::Inquiry, Bytes::new(), Bytes::new());
