@@ -29,7 +29,17 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Wall-clock unix time in microseconds (the pool core's time, for upstream latencies).
+/// Monotonic microseconds since the first call in this process: the pool core's time (deadlines,
+/// backoff, breaker, latencies), which a step of the wall clock cannot move.
+pub fn mono_us() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_micros() as u64
+}
+
+/// Wall-clock unix time in microseconds.
 pub fn now_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -50,6 +50,8 @@ fn request(op_id: u64, kind: UpstreamKind) -> UpstreamRequest {
         merchant_id: Bytes::from_static(b"M000001"),
         order_id: Bytes::from_static(b"ORDER-1"),
         original: None,
+        original_approval: Bytes::new(),
+        terminal: Bytes::new(),
         repeat: false,
         stan: 0,
         sent_at_ms: 0,
@@ -139,7 +141,8 @@ fn sign_on_gates_transactions() {
     let s = &sent[0];
     assert_eq!(s.mti().number(), 800);
     assert_eq!(s.get_slice(7), Some(&b"1126213956"[..]));
-    assert_eq!(s.get_slice(11), Some(&b"000001"[..]));
+    // Network management's STANs: the top of terminal_id's range, never a transaction's.
+    assert_eq!(s.get_slice(11), Some(&b"998054"[..]));
     assert_eq!(s.get_slice(32), Some(&b"123456"[..]));
     assert_eq!(s.get_slice(41), Some(&b"PAYMESH1"[..]));
     assert_eq!(s.get_slice(70), Some(&b"001"[..]));
@@ -158,8 +161,8 @@ fn sign_on_gates_transactions() {
     assert_eq!(sent[0].mti().number(), 100);
     assert_eq!(
         sent[0].stan().unwrap(),
-        Some(2),
-        "network management and transactions share the link's STANs"
+        Some(1),
+        "transactions have STANs below network management's"
     );
 }
 
@@ -192,7 +195,7 @@ fn sign_on_matches_a_standard_ascii_1987_encoder() {
         fields,
         [
             (7, &b"1126213956"[..]),
-            (11, b"000001"),
+            (11, b"998054"),
             (32, b"123456"),
             (41, b"PAYMESH1"),
             (70, b"001"),
@@ -429,7 +432,7 @@ fn requests_are_encoded_matched_and_answered_in_every_profile() {
         assert_eq!(sent[0].get(7).unwrap().as_ref(), b"1126213956");
         assert_eq!(sent[0].get(12).unwrap().as_ref(), b"213956");
         assert_eq!(sent[0].get(13).unwrap().as_ref(), b"1126");
-        assert_eq!(sent[0].get(37).unwrap().as_ref(), b"633021000002");
+        assert_eq!(sent[0].get(37).unwrap().as_ref(), b"633021000001");
         assert_ne!(sent[0].stan().unwrap(), sent[1].stan().unwrap());
         // Answers out of order are matched by STAN + terminal id + class.
         let r2 = p
@@ -593,6 +596,7 @@ fn a_dialect_chooses_id_fields_currency_and_required_fields() {
         stan: m.stan().unwrap().unwrap(),
         transmitted: m.get(7).unwrap().clone(),
         rrn: m.get(37).unwrap().clone(),
+        terminal: bytes::Bytes::new(),
     });
     p.submit(NOW, reversal).unwrap();
     assert!(!written(&mut p, 0).remove(0).contains(14));
@@ -782,7 +786,7 @@ fn a_stan_the_shard_assigned_is_used_and_stamps_what_the_shard_expects() {
     let UpstreamOutcome::Timeout { sent } = &out[0].1.outcome else {
         panic!("{out:?}")
     };
-    let expected = trace_of(UpstreamKind::Authorize, 4_242, at_ms);
+    let expected = trace_of(UpstreamKind::Authorize, Bytes::new(), 4_242, at_ms);
     assert_eq!(
         (sent.stan, &sent.transmitted, &sent.rrn, sent.mti),
         (4_242, &expected.transmitted, &expected.rrn, expected.mti)

@@ -167,6 +167,7 @@ fn answer_upstream(
         stan: 7,
         transmitted: Bytes::from_static(b"1126213956"),
         rrn: Bytes::from_static(b"633021000007"),
+        terminal: bytes::Bytes::new(),
     };
     let outcome = UpstreamOutcome::Answered {
         result: paymesh_actors::core::upstream::map_response_code(code.as_bytes()),
@@ -361,6 +362,7 @@ fn timeout_is_in_doubt_and_not_sent_is_retryable() {
         stan: 9,
         transmitted: Bytes::from_static(b"1126213956"),
         rrn: Bytes::from_static(b"633021000009"),
+        terminal: bytes::Bytes::new(),
     };
     let mut out = Vec::new();
     c.handle_upstream(
@@ -481,6 +483,7 @@ fn a_snapshot_restores_a_shard_that_answers_exactly_like_the_original() {
         stan: 9,
         transmitted: Bytes::from_static(b"1126213956"),
         rrn: Bytes::from_static(b"633021000009"),
+        terminal: bytes::Bytes::new(),
     };
     c.handle_upstream(
         NOW + 9,
@@ -584,6 +587,7 @@ fn timeout(core: &mut ShardCore<u32>, op_id: u64, at: u64) -> Vec<Output<u32>> {
         stan: 42,
         transmitted: Bytes::from_static(b"1126213956"),
         rrn: Bytes::from_static(b"633021000042"),
+        terminal: bytes::Bytes::new(),
     };
     let mut out = Vec::new();
     core.handle_upstream(
@@ -751,7 +755,12 @@ fn an_authorization_lost_in_a_crash_is_reversed_naming_what_was_sent() {
     let original = reversals[0].original.clone().expect("field 90 data");
     assert_eq!(
         original,
-        paymesh_actors::core::upstream::trace_of(UpstreamKind::Authorize, up[0].stan, NOW)
+        paymesh_actors::core::upstream::trace_of(
+            UpstreamKind::Authorize,
+            up[0].terminal.clone(),
+            up[0].stan,
+            NOW
+        )
     );
     // Possibly seen by the host: a repeat.
     assert!(reversals[0].repeat);
@@ -1198,6 +1207,7 @@ fn replay_keeps_what_was_approved_whatever_the_merchant_limits_say_now() {
                 stan: 7,
                 transmitted: Bytes::from_static(b"1126213956"),
                 rrn: Bytes::from_static(b"633021000007"),
+                terminal: bytes::Bytes::new(),
             },
             balance: None,
         },

@@ -232,6 +232,8 @@ fn upstream_authorize(i: u64) -> UpstreamRequest {
         merchant_id: req.merchant_id,
         order_id: req.order_id,
         original: None,
+        original_approval: Bytes::new(),
+        terminal: Bytes::new(),
         repeat: false,
         stan: u32::try_from(i).unwrap(),
         sent_at_ms: NOW_MS,

@@ -168,6 +168,7 @@ fn generate(
                     stan: (n % 999_999) as u32 + 1,
                     transmitted: Bytes::from_static(b"1126213956"),
                     rrn: Bytes::from_static(b"633021000001"),
+                    terminal: bytes::Bytes::new(),
                 };
                 let result = UpstreamResult {
                     op_id: up.op_id,

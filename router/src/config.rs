@@ -236,6 +236,12 @@ pub struct ServerConfig {
     /// authorizations, orders in doubt or in progress); beyond it that network's new orders are
     /// answered BUSY, so no tenant fills the window for all. 0 = half of `orders_per_shard_max`.
     pub open_orders_per_network_per_shard_max: usize,
+    /// Store-and-forward (reversals and capture advices the host has not acknowledged): delay
+    /// before the second attempt, ms; it doubles with each attempt up to `forward_retry_max_ms`.
+    /// A link of the host signing on sends everything waiting for it at once, whatever the delay.
+    pub forward_retry_ms: u64,
+    /// Store-and-forward: longest delay between two attempts, ms.
+    pub forward_retry_max_ms: u64,
 }
 
 /// Default of [`ServerConfig::tls_handshake_timeout_ms`].
@@ -271,6 +277,8 @@ impl Default for ServerConfig {
             orders_hot_per_shard_max: paymesh_actors::core::config::ORDERS_HOT_PER_SHARD_MAX,
             evicted_keys_per_shard_max: paymesh_actors::core::config::EVICTED_KEYS_PER_SHARD_MAX,
             open_orders_per_network_per_shard_max: 0,
+            forward_retry_ms: paymesh_actors::core::config::FORWARD_RETRY_MS,
+            forward_retry_max_ms: paymesh_actors::core::config::FORWARD_RETRY_MAX_MS,
         }
     }
 }
@@ -386,14 +394,25 @@ impl Config {
 
     /// Parses config text.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let config: Config = toml::from_str(text)?;
+        let mut config: Config = toml::from_str(text)?;
         config.validate()?;
+        // A host's local time (fields 12 and 13, its STANs' day) is the business day's unless
+        // it says otherwise.
+        let offset = config.server.day_offset_minutes;
+        for h in &mut config.hosts {
+            h.local_time_offset_minutes.get_or_insert(offset);
+        }
         Ok(config)
     }
 
     /// Checks what serde cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
         let s = &self.server;
+        anyhow::ensure!(
+            (1..=3_600_000).contains(&s.forward_retry_ms)
+                && (s.forward_retry_ms..=86_400_000).contains(&s.forward_retry_max_ms),
+            "forward_retry_ms must be 1..=3600000 and forward_retry_max_ms forward_retry_ms..=86400000"
+        );
         anyhow::ensure!(
             !s.listen.is_empty() || !s.tls_listen.is_empty(),
             "no listener configured"

@@ -15,6 +15,7 @@ use std::time::Duration;
 use actix::{Actor, Arbiter, ArbiterHandle, Recipient};
 use anyhow::Context as _;
 use paymesh_actors::core::config::CoreSettings;
+use paymesh_actors::core::pool::HostSpec;
 use paymesh_actors::core::shard::ShardCore;
 use paymesh_actors::mesh::messages::{UpstreamBatch, UpstreamResults};
 use paymesh_actors::mesh::pool::{PoolActor, SIGN_OFF_WAIT_MS, SignOff};
@@ -138,6 +139,13 @@ impl Router {
                 .iter()
                 .map(|h| h.capture == paymesh_actors::core::config::CaptureMode::Online)
                 .collect();
+            s.host_stans = config
+                .hosts
+                .iter()
+                .map(|h| HostSpec::from_config(h).map(|spec| spec.stan_plan()))
+                .collect::<Result<_, _>>()?;
+            s.forward_retry_ms = config.server.forward_retry_ms;
+            s.forward_retry_max_ms = config.server.forward_retry_max_ms;
         }
         // The journal before any thread starts: a refused key or journal leaves nothing running.
         let (cores, journal, catch_up) = match journal_key {

@@ -40,32 +40,35 @@ pub fn day_of_year(year: i64, month: u32, day: u32) -> u32 {
     before + day + u32::from(leap && month > 2)
 }
 
-/// The date and time fields of one ISO 8583 message, as numbers (UTC): what the pool writes and
-/// what a shard expects it wrote (`upstream::trace_of`).
+/// The date and time fields of one ISO 8583 message, as numbers: what the pool writes and what a
+/// shard expects it wrote (`upstream::trace_of`). Field 7 (transmission date and time) and the
+/// RRN are UTC, as ISO 8583 defines field 7; fields 12 and 13 are the acceptor's local time and
+/// date (the host's `local_time_offset_minutes`).
 #[derive(Debug, Clone, Copy)]
 pub struct Stamp {
-    /// Field 7, `MMDDhhmmss`.
+    /// Field 7, `MMDDhhmmss`, UTC.
     pub transmitted: u64,
-    /// Field 12, `hhmmss`.
+    /// Field 12, `hhmmss`, local.
     pub time: u64,
-    /// Field 13, `MMDD`.
+    /// Field 13, `MMDD`, local.
     pub date: u64,
-    /// The RRN without its STAN: year digit, day of the year, hour (`YDDDhh`).
+    /// The RRN without its STAN: year digit, day of the year, hour (`YDDDhh`), UTC.
     pub rrn_prefix: u64,
 }
 
 impl Stamp {
-    /// The stamp of a message sent at `now_ms` (unix ms).
-    pub fn at(now_ms: u64) -> Self {
+    /// The stamp of a message sent at `now_ms` (unix ms) by an acceptor `local_offset_minutes`
+    /// from UTC.
+    pub fn at(now_ms: u64, local_offset_minutes: i32) -> Self {
         let (year, month, day, hour, minute, second) = civil(now_ms, 0);
         let doy = u64::from(day_of_year(year, month, day));
         let (month, day, hour) = (u64::from(month), u64::from(day), u64::from(hour));
-        let time = hour * 10_000 + u64::from(minute) * 100 + u64::from(second);
-        let date = month * 100 + day;
+        let utc_time = hour * 10_000 + u64::from(minute) * 100 + u64::from(second);
+        let (_, l_month, l_day, l_hour, l_minute, l_second) = civil(now_ms, local_offset_minutes);
         Self {
-            transmitted: date * 1_000_000 + time,
-            time,
-            date,
+            transmitted: (month * 100 + day) * 1_000_000 + utc_time,
+            time: u64::from(l_hour) * 10_000 + u64::from(l_minute) * 100 + u64::from(l_second),
+            date: u64::from(l_month) * 100 + u64::from(l_day),
             rrn_prefix: (year.rem_euclid(10) as u64 * 1_000 + doy) * 100 + hour,
         }
     }
@@ -85,5 +88,20 @@ mod tests {
         assert_eq!(civil(951_782_400_000, 0), (2000, 2, 29, 0, 0, 0));
         assert_eq!(day_of_year(2024, 3, 1), 61);
         assert_eq!(day_of_year(2026, 12, 31), 365);
+    }
+
+    #[test]
+    fn local_fields_follow_the_offset_and_field_7_stays_utc() {
+        // 2026-11-26T21:39:56Z is 2026-11-27 06:39:56 in Korea (UTC+9).
+        let utc = Stamp::at(1_795_729_196_000, 0);
+        let kst = Stamp::at(1_795_729_196_000, 540);
+        assert_eq!((utc.time, utc.date), (213_956, 1_126));
+        assert_eq!((kst.time, kst.date), (63_956, 1_127));
+        assert_eq!(kst.transmitted, 1_126_213_956);
+        assert_eq!(kst.transmitted, utc.transmitted);
+        assert_eq!(kst.rrn_prefix, utc.rrn_prefix);
+        // West of UTC: the day before.
+        let west = Stamp::at(1_795_729_196_000, -22 * 60);
+        assert_eq!((west.time, west.date), (233_956, 1_125));
     }
 }

@@ -11,6 +11,7 @@ use super::access::{AccessTable, FollowUps};
 use super::device::DeviceRegistry;
 use super::ids::CoreSecrets;
 use super::route::{HostId, RouteTable};
+pub use super::shard::stans::HostStanPlan;
 use crate::error::MeshError;
 
 /// One merchant as configured.
@@ -145,7 +146,22 @@ pub struct CoreSettings {
     /// beyond it new authorizations and sales are refused BUSY until hosts catch up (a queued
     /// reversal is never dropped).
     pub forwards_pending_per_shard_max: usize,
+    /// How each host's terminal ids and STANs are divided between the shards (by host id; a
+    /// host without an entry gets [`CoreSettings::stan_fallback`]).
+    pub host_stans: Vec<HostStanPlan>,
+    /// The plan of a host nobody configured (tests).
+    pub stan_fallback: HostStanPlan,
+    /// Store-and-forward: delay before the second attempt of a reversal or capture advice,
+    /// milliseconds; it doubles with each attempt.
+    pub forward_retry_ms: u64,
+    /// Store-and-forward: longest delay between two attempts, milliseconds.
+    pub forward_retry_max_ms: u64,
 }
+
+/// Default of [`CoreSettings::forward_retry_ms`].
+pub const FORWARD_RETRY_MS: u64 = 1_000;
+/// Default of [`CoreSettings::forward_retry_max_ms`].
+pub const FORWARD_RETRY_MAX_MS: u64 = 60_000;
 
 /// Default of [`CoreSettings::forwards_pending_per_shard_max`].
 pub const FORWARDS_PENDING_PER_SHARD_MAX: usize = 100_000;
@@ -207,6 +223,10 @@ impl CoreSettings {
             vault_tokens_per_shard_max: VAULT_TOKENS_PER_SHARD_MAX,
             capture_online: Vec::new(),
             forwards_pending_per_shard_max: FORWARDS_PENDING_PER_SHARD_MAX,
+            host_stans: Vec::new(),
+            stan_fallback: HostStanPlan::fallback(day_offset_minutes),
+            forward_retry_ms: FORWARD_RETRY_MS,
+            forward_retry_max_ms: FORWARD_RETRY_MAX_MS,
         }))
     }
 
@@ -249,6 +269,13 @@ impl CoreSettings {
             .get(usize::from(host))
             .copied()
             .unwrap_or(false)
+    }
+
+    /// How `host`'s terminal ids and STANs are divided between the shards.
+    pub fn stan_plan(&self, host: HostId) -> &HostStanPlan {
+        self.host_stans
+            .get(usize::from(host))
+            .unwrap_or(&self.stan_fallback)
     }
 
     /// Business day number of a unix time in milliseconds.
@@ -296,6 +323,25 @@ pub struct HostConfig {
     /// `terminal_id_source` is `fixed`, and in network management messages.
     #[serde(default = "default_terminal_id")]
     pub terminal_id: String,
+    /// The terminal ids transactions are sent from (8 characters each, none twice), with
+    /// `terminal_id_source = "fixed"`. Every terminal has its own STAN space per business day
+    /// (999,999 STANs); the shards divide the terminals among themselves (docs/HOSTS.md, "STANs
+    /// and terminals"). Empty: `[terminal_id]`.
+    #[serde(default)]
+    pub terminal_ids: Vec<String>,
+    /// STANs of `terminal_id` reserved each day for network management (sign-on, echo,
+    /// sign-off): the top of its range, so that they never collide with a transaction's.
+    #[serde(default = "default_network_stans")]
+    pub network_stans: u32,
+    /// Offset of the acceptor's local time from UTC in minutes, for fields 12 and 13 (local
+    /// time and date of the transaction) and the host's business day of STANs. `None`: the
+    /// router's `day_offset_minutes` (UTC when the pool is used alone).
+    #[serde(default)]
+    pub local_time_offset_minutes: Option<i32>,
+    /// Which original-data elements (37 original RRN, 38 original approval code, 90 original
+    /// data elements) each follow-up carries (`[hosts.original_data]`).
+    #[serde(default)]
+    pub original_data: OriginalData,
     /// Acquiring institution id, up to 11 digits, sent in `acquirer_id_field`.
     #[serde(default = "default_acquirer_id")]
     pub acquirer_id: String,
@@ -440,6 +486,34 @@ impl Default for OperationMtis {
     }
 }
 
+/// Original-data elements per follow-up (`[hosts.original_data]`): the fields among 37 (the
+/// original's RRN; without it the follow-up gets an RRN of its own), 38 (the original's approval
+/// code, when it had one) and 90 (original MTI, STAN, transmission time, acquirer) that each
+/// follow-up carries. Defaults: all three on every follow-up.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OriginalData {
+    /// Refunds (`mti.refund`, processing code 20).
+    pub refund: Vec<u8>,
+    /// Online captures (completion advices, `mti.capture`).
+    pub capture: Vec<u8>,
+    /// Reversals (cancels, timed-out authorizations; `mti.reversal`).
+    pub reversal: Vec<u8>,
+}
+
+/// Fields that may be listed in [`OriginalData`].
+pub const ORIGINAL_DATA_FIELDS: [u8; 3] = [37, 38, 90];
+
+impl Default for OriginalData {
+    fn default() -> Self {
+        Self {
+            refund: ORIGINAL_DATA_FIELDS.to_vec(),
+            capture: ORIGINAL_DATA_FIELDS.to_vec(),
+            reversal: ORIGINAL_DATA_FIELDS.to_vec(),
+        }
+    }
+}
+
 /// Processing codes (field 3) per operation (`[hosts.processing_code]`), six digits each.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -488,6 +562,9 @@ fn default_inflight_per_link() -> usize {
 }
 fn default_terminal_id() -> String {
     "PAYMESH1".into()
+}
+fn default_network_stans() -> u32 {
+    20_000
 }
 fn default_acquirer_id() -> String {
     "123456".into()

@@ -45,8 +45,12 @@ pub const RECORD_REQUEST_NETWORK: u8 = 5;
 /// Longest network id a request record holds (PROTOCOL.md's `network_id` is 1..32 bytes).
 pub const NETWORK_ID_BYTES_MAX: usize = 32;
 
-/// The record format this build writes and the newest it reads.
-pub const META_FORMAT: u8 = 1;
+/// The record format this build writes and the newest it reads. Format 2: the payloads are
+/// format 1's, but the upstream messages a replayed request or outcome makes get the STANs and
+/// terminal ids of the shards' per-terminal books (`core::shard::stans`); records of format 1
+/// replay with format 1's STANs (`upstream::stan_for`, the host's terminal), as that build sent
+/// them, so that a reversal still names what was sent.
+pub const META_FORMAT: u8 = 2;
 const NONCE_BYTES: usize = 12;
 
 /// The journal encryption key (32 bytes) and its id. `Debug` never shows the key.
@@ -88,8 +92,8 @@ pub fn encode_meta(shards: u16) -> Bytes {
     b.freeze()
 }
 
-/// Decodes the META record: the shard count.
-pub fn decode_meta(mut p: &[u8]) -> Result<u16, MeshError> {
+/// Decodes the META record: the record format of the records after it, and the shard count.
+pub fn decode_meta(mut p: &[u8]) -> Result<(u8, u16), MeshError> {
     // The format comes first so that a newer one is named as such, whatever its length.
     match p.first() {
         Some(&format) if format > META_FORMAT => {
@@ -101,10 +105,14 @@ pub fn decode_meta(mut p: &[u8]) -> Result<u16, MeshError> {
         }
         _ => {}
     }
-    if p.len() != 3 || p.get_u8() != META_FORMAT {
+    if p.len() != 3 {
         return Err(MeshError::Journal("malformed journal meta record".into()));
     }
-    Ok(p.get_u16())
+    let format = p.get_u8();
+    if !(1..=META_FORMAT).contains(&format) {
+        return Err(MeshError::Journal("malformed journal meta record".into()));
+    }
+    Ok((format, p.get_u16()))
 }
 
 /// Encodes a MARK record: the shard and the checkpoint round.
@@ -305,6 +313,7 @@ fn get_sent(p: &mut &[u8]) -> Option<OriginalRef> {
         stan,
         transmitted: get_short(p)?,
         rrn: get_short(p)?,
+        terminal: Bytes::new(),
     })
 }
 
@@ -490,6 +499,7 @@ mod tests {
             stan: 42,
             transmitted: Bytes::from_static(b"1126213956"),
             rrn: Bytes::from_static(b"633021000042"),
+            terminal: bytes::Bytes::new(),
         };
         for outcome in [
             UpstreamOutcome::Answered {
@@ -518,7 +528,9 @@ mod tests {
             assert_eq!(format!("{:?}", back), format!("{:?}", r));
         }
         assert!(decode_upstream(b"short").is_err());
-        assert_eq!(decode_meta(&encode_meta(3)).unwrap(), 3);
+        assert_eq!(decode_meta(&encode_meta(3)).unwrap(), (META_FORMAT, 3));
+        // The previous format is still read, and said.
+        assert_eq!(decode_meta(&[1, 0, 3]).unwrap(), (1, 3));
     }
 
     #[test]

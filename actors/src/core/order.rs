@@ -312,6 +312,9 @@ pub struct Reversal {
     pub kind: UpstreamKind,
     /// Upstream op id, the same for every attempt.
     pub op_id: u64,
+    /// Its STAN (field 11), the same for every attempt, on the original's terminal; 0 for an
+    /// older build's reversal (which used [`crate::core::upstream::stan_for`]).
+    pub stan: u32,
     /// Attempts sent so far.
     pub attempts: u32,
     /// Whether an attempt may have reached the host (later ones are repeats, 0401).

@@ -33,19 +33,21 @@ use paymesh_journal::Record;
 use super::access::Origin;
 use super::config::CoreSettings;
 use super::journal_codec::{
-    JournalKey, RECORD_MARK, RECORD_META, RECORD_REQUEST, RECORD_REQUEST_NETWORK, RECORD_UPSTREAM,
-    decode_mark, decode_meta, decode_request, decode_upstream, encode_meta, encode_upstream,
-    unseal,
+    JournalKey, META_FORMAT, RECORD_MARK, RECORD_META, RECORD_REQUEST, RECORD_REQUEST_NETWORK,
+    RECORD_UPSTREAM, decode_mark, decode_meta, decode_request, decode_upstream, encode_meta,
+    encode_upstream, unseal,
 };
 use super::shard::{Output, ShardCore, shard_for_merchant, shard_of_txn_id};
 use super::upstream::{UpstreamOutcome, UpstreamResult};
 use crate::error::MeshError;
 
 /// A checkpoint begins `PMCKPT` and two decimal digits of format version.
-const CHECKPOINT_MAGIC: &[u8; 8] = b"PMCKPT01";
+const CHECKPOINT_MAGIC: &[u8; 8] = b"PMCKPT02";
 const CHECKPOINT_MAGIC_PREFIX: &[u8; 6] = b"PMCKPT";
-/// The checkpoint format this build writes and the newest it reads (the magic's digits).
-pub const CHECKPOINT_FORMAT: u16 = 1;
+/// The checkpoint format this build writes and the newest it reads (the magic's digits). The
+/// layout of 1 and 2 is the same; the digits say which record format the records after the
+/// checkpoint are in when no META record follows it (1: record format 1; 2: format 2).
+pub const CHECKPOINT_FORMAT: u16 = 2;
 
 /// The format version a checkpoint's magic names, when it is a checkpoint's magic at all.
 fn checkpoint_format(p: &[u8]) -> Option<u16> {
@@ -119,7 +121,7 @@ pub fn decode_checkpoint(mut p: &[u8]) -> Result<(Vec<ShardSnapshot>, bool), Mes
             known: CHECKPOINT_FORMAT,
         });
     }
-    if p.len() < 11 || p.get(..8) != Some(CHECKPOINT_MAGIC.as_slice()) {
+    if p.len() < 11 || !matches!(checkpoint_format(p), Some(1..=CHECKPOINT_FORMAT)) {
         return Err(bad());
     }
     p.advance(8);
@@ -180,6 +182,8 @@ pub struct Recovery<R> {
     placeholder: R,
     marks: Vec<u64>,
     meta_seen: bool,
+    /// The record format of the records being replayed (META records and checkpoints say it).
+    record_format: u8,
     records_seen: u64,
     answers_max: usize,
     scratch: Vec<Output<R>>,
@@ -206,6 +210,7 @@ impl<R: Clone> Recovery<R> {
             placeholder,
             marks: vec![0; shards],
             meta_seen: false,
+            record_format: META_FORMAT,
             records_seen: 0,
             answers_max: 0,
             scratch: Vec::new(),
@@ -231,6 +236,11 @@ impl<R: Clone> Recovery<R> {
     /// Loads a checkpoint filed at `lsn` (before any record).
     pub fn checkpoint(&mut self, lsn: u64, state: &[u8]) -> Result<(), MeshError> {
         let (parts, store_complete) = decode_checkpoint(state)?;
+        // PMCKPT01 was written by builds of record format 1, PMCKPT02 by format 2.
+        self.record_format = match checkpoint_format(state) {
+            Some(1) => 1,
+            _ => META_FORMAT,
+        };
         if parts.len() != self.marks.len() {
             return Err(MeshError::Config(format!(
                 "the journal was written with {} shards; configure shards = {} (it is fixed for a journal)",
@@ -274,7 +284,8 @@ impl<R: Clone> Recovery<R> {
         let shards = self.marks.len();
         match kind {
             RECORD_META => {
-                let journaled = decode_meta(payload).map_err(at)?;
+                let (format, journaled) = decode_meta(payload).map_err(at)?;
+                self.record_format = format;
                 if usize::from(journaled) != shards {
                     return Err(MeshError::Config(format!(
                         "the journal was written with {journaled} shards; configure shards = {journaled} (it is fixed for a journal)"
@@ -293,6 +304,7 @@ impl<R: Clone> Recovery<R> {
                     return Ok(());
                 }
                 if let Some(core) = self.replayed.cores.get_mut(index) {
+                    core.set_legacy_stans(self.record_format < 2);
                     let to = self.placeholder.clone();
                     let origin = match &record.network {
                         Some(network) => Origin::Replayed(network),
@@ -311,6 +323,7 @@ impl<R: Clone> Recovery<R> {
                     return Ok(());
                 }
                 if let Some(core) = self.replayed.cores.get_mut(index) {
+                    core.set_legacy_stans(self.record_format < 2);
                     core.handle_upstream(at_ms, result, &mut self.scratch);
                 }
                 self.replayed.outcomes += 1;
@@ -356,8 +369,15 @@ impl<R: Clone> Recovery<R> {
             self.replayed
                 .to_append
                 .push((RECORD_META, encode_meta(count)));
+        } else if self.record_format != META_FORMAT {
+            // What this build appends is in its own format: say so before the first record.
+            let count = self.marks.len() as u16;
+            self.replayed
+                .to_append
+                .push((RECORD_META, encode_meta(count)));
         }
         for core in &mut self.replayed.cores {
+            core.set_legacy_stans(false);
             for op_id in core.pending_ops() {
                 let result = UpstreamResult {
                     op_id,
@@ -410,16 +430,21 @@ mod tests {
         assert_eq!(parts.iter().map(|p| p.mark_lsn).collect::<Vec<_>>(), [7, 9]);
         assert!(store_complete);
 
+        // The previous format is read (the same layout).
+        let mut older = encoded.to_vec();
+        older.splice(..8, *b"PMCKPT01");
+        assert_eq!(decode_checkpoint(&older).unwrap().0.len(), 2);
+
         let mut newer = encoded.to_vec();
-        newer.splice(..8, *b"PMCKPT02");
+        newer.splice(..8, *b"PMCKPT03");
         let error = decode_checkpoint(&newer).unwrap_err();
         assert!(
             matches!(
                 error,
                 MeshError::NewerFormat {
                     what: "checkpoint",
-                    found: 2,
-                    known: 1
+                    found: 3,
+                    known: 2
                 }
             ),
             "{error}"

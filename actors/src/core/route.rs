@@ -7,7 +7,7 @@
 //! closed) and every shard reads: one relaxed atomic load per candidate, no locks.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::core::config::{RouteConfig, RouteMethod};
 use crate::error::MeshError;
@@ -18,12 +18,15 @@ pub const ROUTE_HOSTS_MAX: usize = 8;
 /// Whether each upstream host can take transactions now, shared by the pools (writers) and the
 /// shards' route tables (readers). Every host starts available.
 #[derive(Debug, Clone)]
-pub struct HostAvailability(Arc<[AtomicBool]>);
+pub struct HostAvailability(Arc<[AtomicBool]>, Arc<[AtomicU64]>);
 
 impl HostAvailability {
     /// Flags for `hosts` hosts, all available.
     pub fn new(hosts: usize) -> Self {
-        Self((0..hosts).map(|_| AtomicBool::new(true)).collect())
+        Self(
+            (0..hosts).map(|_| AtomicBool::new(true)).collect(),
+            (0..hosts).map(|_| AtomicU64::new(0)).collect(),
+        )
     }
 
     /// Whether host `host` is available; an unknown host counts as available.
@@ -38,6 +41,26 @@ impl HostAvailability {
         if let Some(a) = self.0.get(usize::from(host)) {
             a.store(available, Ordering::Relaxed);
         }
+    }
+
+    /// How many times a link of `host` signed on (the shards send the store-and-forward
+    /// messages waiting for it when this grows).
+    pub fn sign_ons(&self, host: HostId) -> u64 {
+        self.1
+            .get(usize::from(host))
+            .map_or(0, |a| a.load(Ordering::Relaxed))
+    }
+
+    /// Publishes `host`'s sign-on count (its pool actor calls this).
+    pub fn set_sign_ons(&self, host: HostId, count: u64) {
+        if let Some(a) = self.1.get(usize::from(host)) {
+            a.store(count, Ordering::Relaxed);
+        }
+    }
+
+    /// Hosts known.
+    pub fn hosts(&self) -> usize {
+        self.0.len()
     }
 }
 

@@ -23,13 +23,19 @@ use super::order::{
 };
 use super::route::{HostId, RouteKey};
 use super::upstream::{
-    Account, UpstreamKind, UpstreamOutcome, UpstreamRequest, UpstreamResult, stan_for, trace_of,
+    Account, OriginalRef, UpstreamKind, UpstreamOutcome, UpstreamRequest, UpstreamResult, stan_for,
+    trace_of,
 };
 use super::window::{OrderWindow, Slot};
+use stans::{Purpose, StanBook};
+
+/// First delay before a reversal is sent again (the default of `forward_retry_ms`).
+pub use super::config::FORWARD_RETRY_MS as REVERSAL_RETRY_MS;
 use crate::shared_of;
 
 mod ownership;
 pub(crate) mod snapshot;
+pub mod stans;
 mod vault;
 
 /// The shards' hash maps: keyed by what clients send (merchant and order ids), so seeded per
@@ -89,12 +95,11 @@ pub struct ShardCore<R> {
     open_by_network: HashMap<NetworkNo, usize>,
     /// Device counters seen, against replayed signed requests (see [`super::device`]).
     devices: DeviceCounters,
+    /// STANs used today per host and terminal (see [`stans`]).
+    stans: StanBook,
+    /// Replaying journal records of format 1 (see [`ShardCore::set_legacy_stans`]).
+    legacy_stans: bool,
 }
-
-/// First delay before a reversal is sent again; it doubles with each attempt.
-pub const REVERSAL_RETRY_MS: u64 = 1_000;
-/// Longest delay between two attempts of a reversal.
-pub const REVERSAL_RETRY_MAX_MS: u64 = 60_000;
 
 /// Orders a shard's window tables are sized for at start (see [`ShardCore::new`]).
 pub const WINDOW_RESERVE_MAX: usize = 4_000_000;
@@ -141,6 +146,8 @@ impl<R: Clone> ShardCore<R> {
             networks: NetworkNames::default(),
             open_by_network: HashMap::default(),
             devices: DeviceCounters::default(),
+            stans: StanBook::default(),
+            legacy_stans: false,
         }
     }
 
@@ -148,6 +155,8 @@ impl<R: Clone> ShardCore<R> {
     /// all of them.
     pub fn with_shard_count(mut self, shards: u16) -> Self {
         self.shards = shards.max(1);
+        let who = (self.shard, self.shards);
+        self.stans.reshape(&self.settings, who);
         self
     }
 
@@ -413,7 +422,10 @@ impl<R: Clone> ShardCore<R> {
                             order.state = OrderState::Declined;
                             release_daily = op_amount;
                         }
-                        order.sent = Some(sent);
+                        order.sent = Some(match &order.sent {
+                            Some(assigned) => keep_terminal(sent, assigned),
+                            None => sent,
+                        });
                     }
                     TxnKind::Capture if approved => {
                         order.captured = op_amount;
@@ -454,11 +466,16 @@ impl<R: Clone> ShardCore<R> {
                             TxnKind::Sale => UpstreamKind::Sale,
                             _ => UpstreamKind::Authorize,
                         };
-                        let stan = stan_for(result.op_id, shard, shards);
-                        order.sent =
-                            Some(sent.unwrap_or_else(|| {
-                                trace_of(upstream_kind, stan, order.received_ms)
-                            }));
+                        // What the shard assigned when it sent it (an older build's order: what
+                        // that build assigned).
+                        let assigned = order.sent.take().unwrap_or_else(|| {
+                            let stan = stan_for(result.op_id, shard, shards);
+                            trace_of(upstream_kind, Bytes::new(), stan, order.received_ms)
+                        });
+                        order.sent = Some(match sent {
+                            Some(sent) => keep_terminal(sent, &assigned),
+                            None => assigned,
+                        });
                         forward = Some((UpstreamKind::Reversal, after_crash));
                     }
                     // The reversal or advice may or may not have reached the host: it is repeated
@@ -519,7 +536,7 @@ impl<R: Clone> ShardCore<R> {
     /// capture's completion advice) and sends its first attempt.
     fn start_reversal(
         &mut self,
-        _now_ms: u64,
+        now_ms: u64,
         txn_id: u64,
         kind: UpstreamKind,
         sent_once: bool,
@@ -527,15 +544,39 @@ impl<R: Clone> ShardCore<R> {
     ) {
         let op_id = self.next_id();
         let shard = self.shard;
-        let Some(Slot { key, order }) = self.orders.get_mut(txn_id) else {
+        let Some(Slot { order, .. }) = self.orders.get_hot(txn_id) else {
             return;
         };
         if order.reversal.is_some_and(|r| r.pending()) {
             return;
         }
+        // Its own STAN on the original's terminal, the same for every attempt; journal format 1
+        // derived it from the op id (0 here).
+        let (host, terminal) = (order.host, order.sent.as_ref().map(|o| o.terminal.clone()));
+        let terminal = terminal.filter(|t| !t.is_empty());
+        let stan = match (self.legacy_stans, host) {
+            (false, Some(host)) => {
+                let who = (self.shard, self.shards);
+                self.stans
+                    .assign(
+                        &self.settings,
+                        who,
+                        host,
+                        now_ms,
+                        terminal.as_ref(),
+                        Purpose::Forward,
+                    )
+                    .map_or(0, |(_, stan)| stan)
+            }
+            _ => 0,
+        };
+        let Some(Slot { key, order }) = self.orders.get_mut(txn_id) else {
+            return;
+        };
         order.reversal = Some(Reversal {
             kind,
             op_id,
+            stan,
             attempts: 1,
             sent_once,
             state: ReversalState::InFlight,
@@ -601,9 +642,11 @@ impl<R: Clone> ShardCore<R> {
                     r.sent_once = true;
                 }
                 let shift = r.attempts.saturating_sub(1).min(16);
-                let delay = REVERSAL_RETRY_MS
+                let delay = self
+                    .settings
+                    .forward_retry_ms
                     .saturating_mul(1 << shift)
-                    .min(REVERSAL_RETRY_MAX_MS);
+                    .min(self.settings.forward_retry_max_ms);
                 let due = now_ms.saturating_add(delay);
                 r.state = ReversalState::RetryAt(due);
                 self.reversal_due.insert((due, r.op_id), txn_id);
@@ -794,11 +837,24 @@ impl<R: Clone> ShardCore<R> {
             ));
             return Step::Journal;
         }
+        let Some((terminal, stan)) = self.assign_stan(host, now_ms, None, caller.replayed) else {
+            // Every STAN of the shard's terminals for this host is used today (but those kept
+            // for reversals): nothing changed, not journaled.
+            out.push(Output::Reply(
+                to,
+                Box::new(base_answer(req.kind, ResultCode::Busy, &key, now_ms)),
+            ));
+            return Step::Skip;
+        };
         if kind != UpstreamKind::BalanceInquiry {
             self.add_daily(&key, amount, day);
             order.state = OrderState::Authorizing;
         }
         let op_id = self.next_id();
+        let stan = self.legacy_stan(stan, op_id);
+        // What identifies the message before its answer comes (a crash in between leaves it in
+        // doubt, and its reversal names it).
+        order.sent = Some(trace_of(kind, terminal.clone(), stan, now_ms));
         order.host = Some(host);
         order.account = Some(account.clone());
         order.ops.push(Operation {
@@ -825,11 +881,76 @@ impl<R: Clone> ShardCore<R> {
             order_id,
             merchant_id,
             original: None,
+            original_approval: Bytes::new(),
+            terminal,
             repeat: false,
-            stan: stan_for(op_id, self.shard, self.shards),
+            stan,
             sent_at_ms: now_ms,
         })));
         Step::Journal
+    }
+
+    /// A terminal id and STAN for a message to `host` (see [`stans`]): on `terminal` when given,
+    /// else the least used of the shard's. A replayed request was assigned one live, so it gets
+    /// one whatever is left.
+    fn assign_stan(
+        &mut self,
+        host: HostId,
+        now_ms: u64,
+        terminal: Option<&Bytes>,
+        replayed: bool,
+    ) -> Option<(Bytes, u32)> {
+        let who = (self.shard, self.shards);
+        let purpose = match replayed {
+            true => Purpose::Forward,
+            false => Purpose::Payment,
+        };
+        if self.legacy_stans {
+            return Some((Bytes::new(), 0));
+        }
+        self.stans
+            .assign(&self.settings, who, host, now_ms, terminal, purpose)
+    }
+
+    /// Replaying records of journal format 1: the STANs that format's build sent (the op id's,
+    /// on the host's own terminal), so that what it sent is named right. Off once replay ends.
+    pub fn set_legacy_stans(&mut self, legacy: bool) {
+        self.legacy_stans = legacy;
+    }
+
+    /// `stan`, or (0: assigned under format 1's rule) the op id's.
+    fn legacy_stan(&self, stan: u32, op_id: u64) -> u32 {
+        match stan {
+            0 => stan_for(op_id, self.shard, self.shards),
+            s => s,
+        }
+    }
+
+    /// Store-and-forward: a link to `host` signed on, so the reversals and capture advices
+    /// waiting for it are due now rather than at their next backoff time.
+    pub fn flush_forwards(&mut self, host: HostId, now_ms: u64) {
+        let waiting: Vec<((u64, u64), u64)> = self
+            .reversal_due
+            .iter()
+            .filter(|((due, _), txn_id)| {
+                *due > now_ms
+                    && self
+                        .orders
+                        .get_hot(**txn_id)
+                        .is_some_and(|slot| slot.order.host == Some(host))
+            })
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        for ((due, op_id), txn_id) in waiting {
+            self.reversal_due.remove(&(due, op_id));
+            if let Some(Slot { order, .. }) = self.orders.get_mut(txn_id)
+                && let Some(r) = order.reversal.as_mut()
+                && r.state == ReversalState::RetryAt(due)
+            {
+                r.state = ReversalState::RetryAt(now_ms);
+                self.reversal_due.insert((now_ms, op_id), txn_id);
+            }
+        }
     }
 
     /// Capture, cancel, refund: operations on an existing order.
@@ -999,10 +1120,42 @@ impl<R: Clone> ShardCore<R> {
         amount: u64,
         (to, request_id, fingerprint, txn_kind): (R, Bytes, u64, TxnKind),
     ) -> Option<Output<R>> {
-        let op_id = self.next_id();
-        let (shard, shards) = (self.shard, self.shards);
+        let (host, original) = {
+            let order = &self.orders.get_hot(txn_id)?.order;
+            (order.host?, order.sent.clone())
+        };
+        // On the original's terminal: the host matches follow-ups on terminal id + original STAN.
+        let terminal = original
+            .as_ref()
+            .map(|o| o.terminal.clone())
+            .filter(|t| !t.is_empty());
+        let purpose = match kind {
+            UpstreamKind::Reversal => Purpose::Forward,
+            _ => Purpose::Payment,
+        };
+        let who = (self.shard, self.shards);
+        let assigned = match self.legacy_stans {
+            true => Some((Bytes::new(), 0)),
+            false => self.stans.assign(
+                &self.settings,
+                who,
+                host,
+                now_ms,
+                terminal.as_ref(),
+                purpose,
+            ),
+        };
         let Slot { key, order } = self.orders.get_mut(txn_id)?;
-        let (host, account) = (order.host?, order.account.clone()?);
+        let Some((terminal, stan)) = assigned else {
+            let mut a = base_answer(txn_kind, ResultCode::Busy, key, now_ms);
+            fill_order_fields(&mut a, order);
+            a.amount = Some(amount);
+            return Some(Output::Reply(to, Box::new(a)));
+        };
+        let op_id = self.next_id();
+        let stan = self.legacy_stan(stan, op_id);
+        let Slot { key, order } = self.orders.get_mut(txn_id)?;
+        let account = order.account.clone()?;
         order.ops.push(Operation {
             kind: txn_kind,
             request_id,
@@ -1013,12 +1166,12 @@ impl<R: Clone> ShardCore<R> {
                 waiters: vec![to],
             },
         });
-        let (currency, original) = (order.currency, order.sent.clone());
+        let (currency, original_approval) = (order.currency, order.approval_code.clone());
         let (merchant_id, order_id) = (key.merchant(), key.order_id());
         self.by_op_id.insert(op_id, txn_id);
         Some(Output::Upstream(Box::new(UpstreamRequest {
             op_id,
-            shard,
+            shard: self.shard,
             host,
             kind,
             amount,
@@ -1027,8 +1180,10 @@ impl<R: Clone> ShardCore<R> {
             order_id,
             merchant_id,
             original,
+            original_approval,
+            terminal,
             repeat: false,
-            stan: stan_for(op_id, shard, shards),
+            stan,
             sent_at_ms: now_ms,
         })))
     }
@@ -1197,6 +1352,15 @@ fn reversal_request<R>(
         UpstreamKind::Capture => order.captured,
         _ => order.authorized,
     };
+    let stan = match order.reversal.map_or(0, |r| r.stan) {
+        0 => stan_for(op_id, shard, shards),
+        stan => stan,
+    };
+    let terminal = order
+        .sent
+        .as_ref()
+        .map(|o| o.terminal.clone())
+        .unwrap_or_default();
     Some(UpstreamRequest {
         op_id,
         shard,
@@ -1208,10 +1372,21 @@ fn reversal_request<R>(
         merchant_id: key.merchant(),
         order_id: key.order_id(),
         original: order.sent.clone(),
+        original_approval: order.approval_code.clone(),
+        terminal,
         repeat,
-        stan: stan_for(op_id, shard, shards),
+        stan,
         sent_at_ms: 0,
     })
+}
+
+/// The outcome's record of what was sent, on the terminal the shard assigned (outcomes are
+/// journaled without it).
+fn keep_terminal(mut sent: OriginalRef, assigned: &OriginalRef) -> OriginalRef {
+    if !assigned.terminal.is_empty() {
+        sent.terminal = assigned.terminal.clone();
+    }
+    sent
 }
 
 fn route_key(account: &Account) -> RouteKey<'_> {

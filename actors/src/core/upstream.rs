@@ -64,6 +64,11 @@ pub struct OriginalRef {
     pub transmitted: Bytes,
     /// The original retrieval reference number (field 37).
     pub rrn: Bytes,
+    /// The terminal id the original carried (its STAN is unique on that terminal for the day);
+    /// empty when not recorded (an older build's order, or a host whose terminal id is derived
+    /// from the merchant): follow-ups then carry what the host's `terminal_id_source` gives.
+    /// Not journaled with outcomes: the shard that assigned it keeps it.
+    pub terminal: Bytes,
 }
 
 /// One request from a shard to an upstream host.
@@ -87,13 +92,20 @@ pub struct UpstreamRequest {
     pub merchant_id: Bytes,
     /// The merchant's order id (sent in field 48 so the host's records name the order).
     pub order_id: Bytes,
-    /// The original message, for reversals and refunds.
+    /// The original message, for reversals, refunds and capture advices.
     pub original: Option<OriginalRef>,
+    /// The original's approval code (field 38 of its answer), for follow-ups whose dialect sends
+    /// it; empty when there is none.
+    pub original_approval: Bytes,
+    /// The terminal id to send (one of the host's `terminal_ids`, which the shard assigned with
+    /// the STAN); empty: the host's `terminal_id_source` decides.
+    pub terminal: Bytes,
     /// A repeat of a reversal already sent once (ISO 8583 0401 instead of 0400).
     pub repeat: bool,
-    /// System trace audit number (field 11) the shard assigned (0: the pool picks one). The
-    /// shard derives it from the op id, so that replay knows what identifies a message sent
-    /// before a crash, and its reversal can name it (field 90).
+    /// System trace audit number (field 11) the shard assigned with `terminal` (0: the pool picks
+    /// one). The shard allocates it from its share of the terminal's STANs for the business day
+    /// (see [`super::shard::stans`]) as a step of its state machine, so that replay assigns the
+    /// same one and a reversal can name it (field 90).
     pub stan: u32,
     /// The time the message is stamped with (fields 7, 12, 13 and the RRN), unix ms (0: now).
     pub sent_at_ms: u64,
@@ -115,8 +127,8 @@ pub fn stan_for(op_id: u64, shard: u16, shards: u16) -> u32 {
 /// What identifies a message the shard asked for: its MTI by the default dialect (a host's own
 /// dialect may differ; the pool reports the real one in outcomes), its STAN, transmission time
 /// and RRN as the pool stamps them.
-pub fn trace_of(kind: UpstreamKind, stan: u32, at_ms: u64) -> OriginalRef {
-    let stamp = super::clock::Stamp::at(at_ms);
+pub fn trace_of(kind: UpstreamKind, terminal: Bytes, stan: u32, at_ms: u64) -> OriginalRef {
+    let stamp = super::clock::Stamp::at(at_ms, 0);
     let transmitted = format!("{:010}", stamp.transmitted);
     let rrn = format!("{:012}", stamp.rrn_prefix * 1_000_000 + u64::from(stan));
     OriginalRef {
@@ -129,6 +141,7 @@ pub fn trace_of(kind: UpstreamKind, stan: u32, at_ms: u64) -> OriginalRef {
         stan,
         transmitted: Bytes::from(transmitted),
         rrn: Bytes::from(rrn),
+        terminal,
     }
 }
 

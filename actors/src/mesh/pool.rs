@@ -28,7 +28,7 @@ use crate::core::pool::{HostSpec, LinkAction, PoolCore, ShardResult};
 use crate::core::route::{HostAvailability, HostId};
 use crate::error::MeshError;
 use crate::metrics::{HostMetrics, LinkState, Metrics};
-use crate::now_us;
+use crate::{mono_us, now_ms, now_us};
 
 /// Messages a pool's mailbox holds before shards get BUSY.
 pub const POOL_MAILBOX_MAX: usize = 1_024;
@@ -181,6 +181,13 @@ impl PoolActor {
         self
     }
 
+    /// The core's time for the step about to run: monotonic microseconds (deadlines), with the
+    /// wall clock handed over for the date and time fields only.
+    fn clock(&mut self) -> u64 {
+        self.core.set_wall_ms(now_ms());
+        mono_us()
+    }
+
     /// After anything that may have changed the core: socket actions, bytes to write, results to
     /// deliver, shutdown progress, published state.
     fn after_core(&mut self, ctx: &mut Context<Self>) {
@@ -201,7 +208,7 @@ impl PoolActor {
     }
 
     fn finish_sign_off(&mut self) {
-        let now = now_us();
+        let now = self.clock();
         let done = self
             .signing_off
             .as_ref()
@@ -242,7 +249,7 @@ impl PoolActor {
     }
 
     fn flush_links(&mut self) {
-        let now = now_us();
+        let now = self.clock();
         for link in 0..self.links.len() {
             let Some(io) = self.links.get_mut(link) else {
                 continue;
@@ -284,7 +291,7 @@ impl PoolActor {
             if act.links.get(link).is_none_or(|io| io.generation != generation) {
                 return;
             }
-            let now = now_us();
+            let now = act.clock();
             match res {
                 Ok(Ok(stream)) => {
                     act.link_open(link, generation, stream, ctx);
@@ -334,6 +341,7 @@ impl PoolActor {
     fn publish(&mut self) {
         if let Some(a) = &self.availability {
             a.set(self.host_id, self.core.is_available());
+            a.set_sign_ons(self.host_id, self.core.sign_ons());
         }
         let hm = self.core.metrics().clone();
         let up = (0..self.links.len())
@@ -373,10 +381,12 @@ impl Actor for PoolActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(POOL_MAILBOX_MAX);
-        self.core.poll(now_us(), &mut self.results);
+        let now = self.clock();
+        self.core.poll(now, &mut self.results);
         self.after_core(ctx);
         ctx.run_interval(Duration::from_millis(POOL_TICK_MS), |act, ctx| {
-            act.core.poll(now_us(), &mut act.results);
+            let now = act.clock();
+            act.core.poll(now, &mut act.results);
             act.after_core(ctx);
         });
     }
@@ -393,7 +403,7 @@ impl Handler<UpstreamBatch> for PoolActor {
     type Result = ();
 
     fn handle(&mut self, batch: UpstreamBatch, ctx: &mut Context<Self>) {
-        let now = now_us();
+        let now = self.clock();
         for req in batch.items {
             if let Err(refused) = self.core.submit(now, req) {
                 self.results.push(*refused);
@@ -414,7 +424,7 @@ impl Handler<LinkFrames> for PoolActor {
         {
             return;
         }
-        let now = now_us();
+        let now = self.clock();
         for frame in msg.frames {
             match self.core.on_message(msg.link, now, frame) {
                 Ok(Some(r)) => self.results.push(r),
@@ -442,7 +452,8 @@ impl Handler<LinkClosed> for PoolActor {
         if self.core.link_state(msg.link) != LinkState::Down {
             tracing::warn!(host = %self.core.spec().name, link = msg.link, reason = %msg.reason, "upstream link lost");
         }
-        self.core.link_lost(msg.link, now_us(), &mut self.results);
+        let now = self.clock();
+        self.core.link_lost(msg.link, now, &mut self.results);
         self.after_core(ctx);
     }
 }
@@ -455,7 +466,7 @@ impl Handler<SignOff> for PoolActor {
         if self.closed {
             let _ = tx.send(());
         } else {
-            let now = now_us();
+            let now = self.clock();
             match &mut self.signing_off {
                 Some(s) if s.waiters.len() < SIGN_OFF_WAITERS_MAX => s.waiters.push(tx),
                 // Too many callers waiting: this one is answered at once.

@@ -150,6 +150,8 @@ pub struct ShardActor {
     deferred: VecDeque<UpstreamResult>,
     /// A retry of `deferred` is scheduled.
     retry_scheduled: bool,
+    /// Each host's sign-on count when the shard last looked (see `flush_on_sign_on`).
+    sign_ons_seen: Vec<u64>,
 }
 
 impl std::fmt::Debug for ShardActor {
@@ -183,6 +185,7 @@ impl ShardActor {
             lookup: None,
             deferred: VecDeque::new(),
             retry_scheduled: false,
+            sign_ons_seen: Vec::new(),
         }
     }
 
@@ -429,6 +432,22 @@ impl ShardActor {
         }
     }
 
+    /// Store-and-forward: a host whose link signed on since the last tick gets what waits for it
+    /// now, not at the next backoff time.
+    fn flush_on_sign_on(&mut self) {
+        let availability = self.core.settings().routes.availability().clone();
+        let now = now_ms();
+        self.sign_ons_seen.resize(availability.hosts(), 0);
+        for (host, seen) in self.sign_ons_seen.iter_mut().enumerate() {
+            let Ok(id) = u16::try_from(host) else { break };
+            let count = availability.sign_ons(id);
+            if count != *seen {
+                *seen = count;
+                self.core.flush_forwards(id, now);
+            }
+        }
+    }
+
     /// Answers every request of a batch with `code`, without touching the core.
     fn refuse_all(batch: ShardBatch, code: ResultCode) {
         let mut answers: HashMap<u64, SessionAnswers> = HashMap::new();
@@ -449,6 +468,7 @@ impl Actor for ShardActor {
         ctx.set_mailbox_capacity(SHARD_MAILBOX_MAX);
         // Store-and-forward: reversals not yet acknowledged are sent again when due.
         ctx.run_interval(Duration::from_millis(REVERSAL_POLL_MS), |act, ctx| {
+            act.flush_on_sign_on();
             if act.failed
                 || act
                     .core

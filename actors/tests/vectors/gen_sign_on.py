@@ -8,7 +8,8 @@
 
 The fields are those of a host with the default dialect (acquirer id in 32, terminal id in 41)
 signing on link 0 at 2026-11-26T21:39:56Z (unix ms 1795729196000): field 7 MMDDhhmmss in UTC,
-STAN 1, field 70 = 001. The frame is the message behind a 2-byte big-endian binary length header,
+STAN 998054 (network management STANs are the top 20,000 of terminal_id's range, advancing
+with the time of day: 980000 + 77996 s * 20000 / 86400 s), field 70 = 001. The frame is the message behind a 2-byte big-endian binary length header,
 pyiso8583's `default_ascii` spec unchanged. CI does not run Python: the output is committed.
 """
 
@@ -20,7 +21,7 @@ from iso8583.specs import default_ascii
 FIELDS = {
     "t": "0800",
     "7": "1126213956",
-    "11": "000001",
+    "11": "998054",
     "32": "123456",
     "41": "PAYMESH1",
     "70": "001",

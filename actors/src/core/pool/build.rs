@@ -119,23 +119,46 @@ fn out_of_range(field: u8) -> MeshError {
     MeshError::Iso(IsoError::ValueOutOfRange { field })
 }
 
-/// Builds a transaction request of type `mti` with STAN `stan` at `now_ms`.
+/// The terminal id a transaction request carries: the one the shard assigned with its STAN, or
+/// (none assigned) what the host's `terminal_id_source` gives; empty when the dialect sends none.
+pub fn transaction_terminal(
+    spec: &HostSpec,
+    req: &UpstreamRequest,
+    w: &mut FieldWriter<'_>,
+) -> Bytes {
+    let d = &spec.dialect;
+    if d.terminal_id_field.is_none() {
+        return Bytes::new();
+    }
+    match req.terminal.is_empty() {
+        false => req.terminal.clone(),
+        true => terminal_id(spec, d, &req.merchant_id, w),
+    }
+}
+
+/// Builds a transaction request of type `mti` with STAN `stan` on `terminal` (from
+/// [`transaction_terminal`]) at `now_ms`. A follow-up (refund, capture advice, reversal) carries
+/// the original-data elements its dialect names: 37 the original's RRN (else its own), 38 the
+/// original's approval code, 90 the original data elements.
 pub fn transaction(
     spec: &HostSpec,
     now_ms: u64,
     mti: u16,
     stan: u32,
     req: &UpstreamRequest,
+    terminal: Bytes,
     w: &mut FieldWriter<'_>,
 ) -> Result<Built, MeshError> {
     let d = &spec.dialect;
-    let stamp = Stamp::at(now_ms);
+    let stamp = Stamp::at(now_ms, spec.local_offset_minutes);
     let mut number = |field: u8, value: u64, width: usize| {
         w.digits(value, width).ok_or_else(|| out_of_range(field))
     };
     let transmitted = number(7, stamp.transmitted, 10)?;
-    let rrn = match &req.original {
-        Some(o) if req.kind == UpstreamKind::Reversal => o.rrn.clone(),
+    let originals = *d.original_data.get(req.kind);
+    let original = req.original.as_ref();
+    let rrn = match original {
+        Some(o) if originals.rrn && !o.rrn.is_empty() => o.rrn.clone(),
         _ => number(37, stamp.rrn_prefix * 1_000_000 + u64::from(stan), 12)?,
     };
     let mut m = IsoMessage::new(spec.profile, Mti::from_number(mti)?);
@@ -155,15 +178,19 @@ pub fn transaction(
         let currency = d.host_currency.unwrap_or(req.currency);
         m.set(49, number(49, u64::from(currency), 3)?)?;
     }
-    if let (UpstreamKind::Reversal, Some(o)) = (req.kind, &req.original) {
+    if originals.approval && original.is_some() && !req.original_approval.is_empty() {
+        m.set(38, req.original_approval.clone())?;
+    }
+    if let (true, Some(o)) = (originals.data, original) {
         m.set(90, original_data_elements(spec, o, w)?)?;
     }
-    let terminal = set_ids(&mut m, spec, req, w)?;
+    set_ids(&mut m, spec, req, &terminal, w)?;
     let sent = OriginalRef {
         mti,
         stan,
         transmitted,
         rrn,
+        terminal: terminal.clone(),
     };
     Ok(Built {
         msg: m,
@@ -190,14 +217,14 @@ fn set_account(m: &mut IsoMessage, req: &UpstreamRequest) -> Result<(), MeshErro
     Ok(())
 }
 
-/// The acquirer, terminal and merchant ids in the dialect's fields. Returns the terminal id sent
-/// (empty when none is).
+/// The acquirer, terminal and merchant ids in the dialect's fields.
 fn set_ids(
     m: &mut IsoMessage,
     spec: &HostSpec,
     req: &UpstreamRequest,
+    terminal: &Bytes,
     w: &mut FieldWriter<'_>,
-) -> Result<Bytes, MeshError> {
+) -> Result<(), MeshError> {
     let d = &spec.dialect;
     if let Some(f) = d.acquirer_id_field {
         m.set(f, spec.acquirer_id.clone())?;
@@ -209,12 +236,10 @@ fn set_ids(
         };
         m.set(f, merchant)?;
     }
-    let Some(f) = d.terminal_id_field else {
-        return Ok(Bytes::new());
-    };
-    let terminal = terminal_id(spec, d, &req.merchant_id, w);
-    m.set(f, terminal.clone())?;
-    Ok(terminal)
+    if let Some(f) = d.terminal_id_field {
+        m.set(f, terminal.clone())?;
+    }
+    Ok(())
 }
 
 /// The terminal id of a transaction: the host's, or derived from the merchant id.
@@ -262,7 +287,7 @@ pub fn network(
     w: &mut FieldWriter<'_>,
 ) -> Result<IsoMessage, MeshError> {
     let d = &spec.dialect;
-    let transmitted = Stamp::at(now_ms).transmitted;
+    let transmitted = Stamp::at(now_ms, spec.local_offset_minutes).transmitted;
     let mut m = IsoMessage::new(spec.profile, Mti::NETWORK_REQUEST);
     m.set(7, w.digits(transmitted, 10).ok_or_else(|| out_of_range(7))?)?;
     m.set(

@@ -1,7 +1,8 @@
-//! One link's state in the pool core: its [`LinkState`], STAN counter, the transactions in flight
-//! (matched by STAN + MTI class) with their deadlines in send order, the network management
+//! One link's state in the pool core: its [`LinkState`], the transactions in flight (matched by
+//! STAN + MTI class + terminal id) with their deadlines in send order, the network management
 //! requests out (at most one sign-on, one echo and one sign-off), bytes to write, idle time and
-//! reconnect schedule.
+//! reconnect schedule. A STAN counter remains for requests that come without one (tests and
+//! tools; the shards always assign theirs).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -10,8 +11,12 @@ use bytes::{Bytes, BytesMut};
 use crate::core::upstream::{OriginalRef, UpstreamKind};
 use crate::metrics::LinkState;
 
-/// STANs run 1..=999999 (six digits) and wrap.
-pub const STAN_MAX: u32 = 999_999;
+/// STANs run 1..=999999 (six digits).
+pub use crate::core::upstream::STAN_MAX;
+
+/// What a transaction in flight is matched by: STAN, MTI class, terminal id (empty when the
+/// dialect sends none).
+pub type PendingKey = (u32, u16, Bytes);
 
 /// A transaction in flight.
 #[derive(Debug)]
@@ -64,10 +69,10 @@ pub struct Link {
     pub signing_off: bool,
     /// Next STAN to try.
     pub next_stan: u32,
-    /// Transactions in flight by (STAN, MTI class).
-    pub pending: HashMap<(u32, u16), TxnPending>,
-    /// (deadline, STAN, class) in send order; entries of answered requests are skipped lazily.
-    pub deadlines: VecDeque<(u64, u32, u16)>,
+    /// Transactions in flight by (STAN, MTI class, terminal id).
+    pub pending: HashMap<PendingKey, TxnPending>,
+    /// (deadline, key) in send order; entries of answered requests are skipped lazily.
+    pub deadlines: VecDeque<(u64, PendingKey)>,
     /// The sign-on out.
     pub sign_on: Option<NetPending>,
     /// The echo test out.
@@ -123,26 +128,26 @@ impl Link {
             || self.sign_off.is_some()
     }
 
-    fn network_uses(&self, stan: u32) -> bool {
+    /// Whether a network management request out uses `stan`.
+    pub fn network_uses(&self, stan: u32) -> bool {
         [self.sign_on, self.echo, self.sign_off]
             .iter()
             .flatten()
             .any(|p| p.stan == stan)
     }
 
-    /// The next STAN free for MTI class `class` (transactions and network management share the
-    /// counter).
-    pub fn allocate_stan(&mut self, class: u16) -> u32 {
-        let mut stan = self.next_stan.clamp(1, STAN_MAX);
-        for _ in 0..STAN_MAX {
-            let taken = self.pending.contains_key(&(stan, class))
-                || (class == 8 && self.network_uses(stan));
-            if !taken {
+    /// The next STAN below `stan_end` free for MTI class `class` on `terminal`, for a request
+    /// that came without one.
+    pub fn allocate_stan(&mut self, class: u16, terminal: &Bytes, stan_end: u32) -> u32 {
+        let top = stan_end.saturating_sub(1).max(1);
+        let mut stan = self.next_stan.clamp(1, top);
+        for _ in 0..top {
+            if !self.pending.contains_key(&(stan, class, terminal.clone())) {
                 break;
             }
-            stan = if stan >= STAN_MAX { 1 } else { stan + 1 };
+            stan = if stan >= top { 1 } else { stan + 1 };
         }
-        self.next_stan = if stan >= STAN_MAX { 1 } else { stan + 1 };
+        self.next_stan = if stan >= top { 1 } else { stan + 1 };
         stan
     }
 
@@ -153,11 +158,8 @@ impl Link {
             return;
         }
         let pending = &self.pending;
-        self.deadlines.retain(|(deadline, stan, class)| {
-            pending
-                .get(&(*stan, *class))
-                .is_some_and(|p| p.deadline_us == *deadline)
-        });
+        self.deadlines
+            .retain(|(deadline, key)| pending.get(key).is_some_and(|p| p.deadline_us == *deadline));
     }
 
     /// Back to the state of a link that never connected, keeping the STAN counter and the

@@ -10,13 +10,23 @@
 //!   test (301); `echo_misses_max` unanswered in a row close it. Closed and failed links reconnect
 //!   after an exponential backoff with jitter ([`pacing::Backoff`], seeded: deterministic).
 //!   Shutdown signs every link off (002) ([`PoolCore::sign_off`], then [`PoolCore::close_all`]).
-//! - Transactions: STANs per link (network management shares the counter), requests built in the
-//!   host's [`Dialect`] ([`build`]), answers matched by STAN + MTI class + the dialect's answer
-//!   MTI + terminal id, as jPOS's QMUX does; timeouts per request. A late, duplicated or foreign
-//!   answer matches nothing: logged (host, STAN, MTI, never the PAN) and counted.
+//! - Transactions: the shards assign each request its terminal id and STAN (one STAN space per
+//!   terminal per business day, see `core::shard::stans`); network management takes its STANs
+//!   from the top of `terminal_id`'s range, reserved for it ([`NetworkStans`]), so the two never
+//!   collide. Requests are built in the host's [`Dialect`] ([`build`]), answers matched by STAN +
+//!   MTI class + terminal id + the dialect's answer MTI, as jPOS's QMUX does; timeouts per
+//!   request. A late, duplicated or foreign answer matches nothing: logged (host, STAN, MTI,
+//!   never the PAN) and counted.
 //! - Protection: a circuit breaker per host ([`breaker::Breaker`]), a host-wide in-flight bound
 //!   and a token-bucket rate ([`pacing::TokenBucket`]); refusals are immediate `NotSent` results.
+//!   A timed-out request counts against the breaker only when the host answered nothing at all
+//!   since it was sent: one unanswered request among answered ones is a lost answer (the shard
+//!   reverses it), not a dead host.
 //! - Every [`HostMetrics`] field is kept current.
+//!
+//! Time: `now_us` is a monotonic clock (deadlines, backoff, breaker, echo idleness, latency);
+//! wall time ([`PoolCore::set_wall_ms`]) only stamps fields 7, 12 and 13 and the RRN, so a step
+//! of the wall clock never times out what is in flight.
 //!
 //! Deadlines are kept per link in send order: with one timeout per host they are already sorted,
 //! so expiring them is popping a queue's front.
@@ -39,8 +49,9 @@ use paymesh_codecs::types::ResultCode;
 use self::breaker::Breaker;
 use self::build::{FieldWriter, NetworkCode};
 pub use self::link::STAN_MAX;
-use self::link::{Link, NetPending, TxnPending, Want};
+use self::link::{Link, NetPending, PendingKey, TxnPending, Want};
 use self::pacing::{Backoff, TokenBucket};
+pub use self::spec::OriginalFields;
 pub use self::spec::{Dialect, HostSpec, PerOperation};
 use super::upstream::{
     UpstreamKind, UpstreamOutcome, UpstreamRequest, UpstreamResult, map_response_code, not_sent,
@@ -101,6 +112,53 @@ pub struct PoolCore {
     stopping: bool,
     /// Results of links taken down outside `poll` (handed out by the next `poll`).
     deferred: Vec<ShardResult>,
+    /// Wall-clock unix ms of the current step, for the date and time fields (`None`: derived
+    /// from `now_us`, for tests that run the core on wall time).
+    wall_ms: Option<u64>,
+    /// When the host last sent anything that decoded (monotonic microseconds): a timeout of a
+    /// request sent before it is a lost answer, not a dead host.
+    last_heard_us: u64,
+    /// STANs of network management messages.
+    network_stans: NetworkStans,
+    /// Links that signed on since the pool started (the shards flush store-and-forward on it).
+    sign_ons: u64,
+}
+
+/// Microseconds per day.
+const DAY_MS: u64 = 86_400_000;
+
+/// The STANs of network management: the top `999,999 - first + 1` of `terminal_id`'s range,
+/// one counter for every link of the host per local day. The counter never falls behind the
+/// share of the day that has passed (STANs advance at least as fast as the clock over the
+/// range), so a router restarted the same day does not reuse the STANs of an earlier run unless
+/// that run sent network management faster than the range allows (the default leaves 20,000 a
+/// day: a link's echo test every 9 s).
+#[derive(Debug, Default)]
+struct NetworkStans {
+    day: u64,
+    next: u64,
+    exhausted_warned: bool,
+}
+
+impl NetworkStans {
+    fn allocate(&mut self, local_ms: u64, first: u32) -> (u32, bool) {
+        let count = u64::from(STAN_MAX.saturating_sub(first)) + 1;
+        let (day, into_day) = (local_ms / DAY_MS, local_ms % DAY_MS);
+        let floor = into_day.saturating_mul(count) / DAY_MS;
+        if day != self.day {
+            *self = Self {
+                day,
+                next: floor,
+                exhausted_warned: false,
+            };
+        }
+        self.next = self.next.max(floor);
+        let wrapped = self.next >= count;
+        let stan = u64::from(first) + self.next % count;
+        self.next += 1;
+        let warn = wrapped && !std::mem::replace(&mut self.exhausted_warned, true);
+        (u32::try_from(stan).unwrap_or(STAN_MAX), warn)
+    }
 }
 
 impl PoolCore {
@@ -131,8 +189,28 @@ impl PoolCore {
             body: BytesMut::with_capacity(BODY_BYTES),
             stopping: false,
             deferred: Vec::new(),
+            wall_ms: None,
+            last_heard_us: 0,
+            network_stans: NetworkStans::default(),
+            sign_ons: 0,
             spec,
         }
+    }
+
+    /// The wall-clock time (unix ms) of the step about to run: it stamps fields 7, 12 and 13
+    /// and RRNs only; deadlines run on the monotonic `now_us` the calls take.
+    pub fn set_wall_ms(&mut self, wall_ms: u64) {
+        self.wall_ms = Some(wall_ms);
+    }
+
+    fn stamp_ms(&self, now_us: u64) -> u64 {
+        self.wall_ms.unwrap_or(now_us / US_PER_MS)
+    }
+
+    /// How many times a link signed on since the pool started: when it grows, the shards send
+    /// the store-and-forward messages waiting for this host at once.
+    pub fn sign_ons(&self) -> u64 {
+        self.sign_ons
     }
 
     /// The host's settings.
@@ -254,9 +332,9 @@ impl PoolCore {
         }
     }
 
-    /// A link signed on with room, on which `key` (a STAN the shard assigned, with its MTI class)
-    /// is not already pending.
-    fn choose_link(&self, key: Option<(u32, u16)>) -> Result<usize, ResultCode> {
+    /// A link signed on with room, on which `key` (a STAN the shard assigned, with its MTI class
+    /// and terminal) is not already pending.
+    fn choose_link(&self, key: Option<&PendingKey>) -> Result<usize, ResultCode> {
         let n = self.links.len();
         let mut any_up = false;
         for i in 0..n {
@@ -265,7 +343,7 @@ impl PoolCore {
                 && l.carries_transactions()
             {
                 any_up = true;
-                let free = key.is_none_or(|k| !l.pending.contains_key(&k));
+                let free = key.is_none_or(|k| !l.pending.contains_key(k));
                 if free && l.pending.len() < self.spec.inflight_per_link_max {
                     return Ok(idx);
                 }
@@ -283,7 +361,7 @@ impl PoolCore {
         &mut self,
         now_us: u64,
         req: &UpstreamRequest,
-        key: Option<(u32, u16)>,
+        key: Option<&PendingKey>,
     ) -> Result<usize, ResultCode> {
         if self
             .spec
@@ -313,23 +391,25 @@ impl PoolCore {
     fn place(&mut self, now_us: u64, req: &UpstreamRequest) -> Result<(), ResultCode> {
         let mti = self.spec.dialect.request_mti(req.kind, req.repeat);
         let class = mti_class(mti);
+        let at_ms = match req.sent_at_ms {
+            0 => self.stamp_ms(now_us),
+            at => at,
+        };
+        let mut w = FieldWriter::new(&mut self.scratch);
+        let terminal = build::transaction_terminal(&self.spec, req, &mut w);
         // The shard's STAN when it assigned one (so replay knows it), else the link's next.
-        let assigned = (req.stan != 0).then_some((req.stan, class));
-        let idx = self.admit(now_us, req, assigned)?;
+        let assigned = (req.stan != 0).then(|| (req.stan, class, terminal.clone()));
+        let idx = self.admit(now_us, req, assigned.as_ref())?;
         let d = &self.spec.dialect;
         let Some(link) = self.links.get_mut(idx) else {
             return Err(ResultCode::UpstreamUnavailable);
         };
         let stan = match assigned {
-            Some((stan, _)) => stan,
-            None => link.allocate_stan(class),
-        };
-        let at_ms = match req.sent_at_ms {
-            0 => now_us / US_PER_MS,
-            at => at,
+            Some((stan, _, _)) => stan,
+            None => link.allocate_stan(class, &terminal, self.spec.network_stan_first),
         };
         let mut w = FieldWriter::new(&mut self.scratch);
-        let built = build::transaction(&self.spec, at_ms, mti, stan, req, &mut w)
+        let built = build::transaction(&self.spec, at_ms, mti, stan, req, terminal, &mut w)
             .map_err(|e| {
                 tracing::warn!(host = %self.spec.name, kind = ?req.kind, error = %e, "request does not fit the host's dialect; refused");
                 ResultCode::InvalidRequest
@@ -353,9 +433,10 @@ impl PoolCore {
         }
         self.breaker.on_sent();
         let deadline_us = now_us.saturating_add(self.spec.timeout_ms.saturating_mul(US_PER_MS));
-        link.deadlines.push_back((deadline_us, stan, class));
+        let key = (stan, class, built.terminal.clone());
+        link.deadlines.push_back((deadline_us, key.clone()));
         link.pending.insert(
-            (stan, class),
+            key,
             TxnPending {
                 op_id: req.op_id,
                 shard: req.shard,
@@ -396,6 +477,8 @@ impl PoolCore {
                 return Err(e.into());
             }
         };
+        // The host is alive, whatever the message answers.
+        self.last_heard_us = self.last_heard_us.max(now_us);
         let Ok(Some(stan)) = msg.stan() else {
             self.unmatched(link, None, msg.mti());
             return Ok(None);
@@ -428,15 +511,34 @@ impl PoolCore {
         msg: &IsoMessage,
     ) -> Option<ShardResult> {
         let mti = msg.mti().number();
-        let key = (stan, mti_class(mti));
         let terminal_field = self.spec.dialect.terminal_id_field;
+        // The answer's terminal id picks among requests of the same STAN on other terminals; an
+        // answer without one can only be the request sent without one... or, for hosts that
+        // drop field 41 from answers, the one request of that STAN in flight on the link.
+        let terminal = terminal_field
+            .and_then(|f| msg.get(f).cloned())
+            .unwrap_or_default();
         let l = self.links.get_mut(link)?;
+        let key = match l
+            .pending
+            .contains_key(&(stan, mti_class(mti), terminal.clone()))
+        {
+            true => (stan, mti_class(mti), terminal),
+            false if terminal.is_empty() => {
+                let mut same = l
+                    .pending
+                    .keys()
+                    .filter(|k| k.0 == stan && k.1 == mti_class(mti));
+                match (same.next(), same.next()) {
+                    (Some(k), None) => k.clone(),
+                    _ => return None,
+                }
+            }
+            false => return None,
+        };
         let p = l.pending.get(&key)?;
-        let other_terminal = terminal_field
-            .and_then(|f| msg.get_slice(f))
-            .is_some_and(|t| !p.terminal.is_empty() && t != p.terminal.as_ref());
-        if mti != p.answer_mti || other_terminal {
-            // Right STAN, wrong answer type or terminal: not ours after all.
+        if mti != p.answer_mti {
+            // Right STAN, wrong answer type: not ours after all.
             return None;
         }
         let p = l.pending.remove(&key)?;
@@ -528,18 +630,25 @@ impl PoolCore {
     fn expire_transactions(&mut self, now_us: u64) {
         for i in 0..self.links.len() {
             while let Some(l) = self.links.get_mut(i)
-                && let Some(&(deadline, stan, class)) = l.deadlines.front()
-                && deadline <= now_us
+                && l.deadlines.front().is_some_and(|(d, _)| *d <= now_us)
             {
-                l.deadlines.pop_front();
+                let Some((deadline, key)) = l.deadlines.pop_front() else {
+                    break;
+                };
                 let due = l
                     .pending
-                    .get(&(stan, class))
+                    .get(&key)
                     .is_some_and(|p| p.deadline_us == deadline);
-                if due && let Some(p) = l.pending.remove(&(stan, class)) {
+                if due && let Some(p) = l.pending.remove(&key) {
                     self.metrics.timeouts.inc();
+                    // Answers to later requests came while this one waited: the host is up and
+                    // this answer was lost (or the host dropped it). The shard reverses it; the
+                    // breaker is for hosts that answer nothing.
+                    let host_silent = self.last_heard_us <= p.sent_us;
                     self.deferred.push(timeout_result(p));
-                    self.failure(now_us);
+                    if host_silent {
+                        self.failure(now_us);
+                    }
                 }
             }
         }
@@ -671,12 +780,18 @@ impl PoolCore {
     /// built (a host setting the profile refuses: a bug caught at start-up).
     fn send_network(&mut self, link: usize, now_us: u64, code: NetworkCode) -> bool {
         let deadline_us = now_us.saturating_add(self.spec.timeout_ms.saturating_mul(US_PER_MS));
+        let wall_ms = self.stamp_ms(now_us);
+        let local_ms = local_ms(wall_ms, self.spec.local_offset_minutes);
+        let first = self.spec.network_stan_first;
+        let (stan, warn) = self.network_stans.allocate(local_ms, first);
+        if warn {
+            tracing::warn!(host = %self.spec.name, first, "network management STANs of the day used up; they start again from the first (raise network_stans)");
+        }
         let Some(l) = self.links.get_mut(link) else {
             return false;
         };
-        let stan = l.allocate_stan(8);
         let mut w = FieldWriter::new(&mut self.scratch);
-        let msg = match build::network(&self.spec, now_us / US_PER_MS, stan, code, &mut w) {
+        let msg = match build::network(&self.spec, wall_ms, stan, code, &mut w) {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(host = %self.spec.name, link, error = %e, what = code.name(), "cannot build a network management message");
@@ -707,6 +822,7 @@ impl PoolCore {
             l.failed_attempts = 0;
             l.echo_misses = 0;
         }
+        self.sign_ons += 1;
         self.set_state(link, LinkState::Up);
     }
 
@@ -760,6 +876,12 @@ impl PoolCore {
         }
         self.metrics.inflight.set(total as u64);
     }
+}
+
+/// Unix ms shifted to local time (for the local day), never below zero.
+fn local_ms(wall_ms: u64, offset_minutes: i32) -> u64 {
+    let offset_ms = i64::from(offset_minutes) * 60_000;
+    (wall_ms as i64).saturating_add(offset_ms).max(0) as u64
 }
 
 /// Field 54 additional amounts: account type (2), amount type (2), currency (3), sign C/D (1),

@@ -5,8 +5,10 @@
 use bytes::Bytes;
 use paymesh_codecs::iso8583::{ContentClass, IsoMessage, LengthHeader, LengthKind, Mti, Profile};
 
-use crate::core::config::{CurrencyMode, HostConfig, Jitter, TerminalIdSource};
-use crate::core::upstream::UpstreamKind;
+use crate::core::config::{
+    CurrencyMode, HostConfig, Jitter, ORIGINAL_DATA_FIELDS, TerminalIdSource,
+};
+use crate::core::upstream::{STAN_MAX, UpstreamKind};
 use crate::error::MeshError;
 
 /// Links one host may have.
@@ -17,11 +19,17 @@ pub const TIMEOUT_MS_MAX: u64 = 3_600_000;
 pub const RECONNECT_MS_MAX: u64 = 3_600_000;
 /// Fields a host may require.
 pub const REQUIRED_FIELDS_MAX: usize = 32;
+/// Terminal ids one host's pool may have.
+pub const TERMINAL_IDS_MAX: usize = 1_024;
+/// Most STANs of a day `network_stans` may reserve for network management.
+pub const NETWORK_STANS_MAX: u32 = 499_999;
+/// Largest offset of local time from UTC, minutes (UTC+14 and UTC-14).
+pub const LOCAL_OFFSET_MINUTES_MAX: i32 = 14 * 60;
 
 /// Fields the pool itself fills in transaction requests (some only for some requests: 14 for
 /// cards, 48 with an order id, 90 for reversals, 100/102 for bank accounts). The id fields of a
 /// dialect may not reuse them.
-const POOL_FIELDS: [u8; 15] = [2, 3, 4, 7, 11, 12, 13, 14, 22, 37, 48, 49, 90, 100, 102];
+const POOL_FIELDS: [u8; 16] = [2, 3, 4, 7, 11, 12, 13, 14, 22, 37, 38, 48, 49, 90, 100, 102];
 /// Field 70, network management information code: only in 0800s.
 const NETWORK_CODE_FIELD: u8 = 70;
 
@@ -95,6 +103,19 @@ pub struct Dialect {
     pub host_currency: Option<u16>,
     /// Fields a payment request must carry (reversals are exempt), ascending.
     pub required_fields: Vec<u8>,
+    /// Original-data elements of refunds, capture advices and reversals.
+    pub original_data: PerOperation<OriginalFields>,
+}
+
+/// Which original-data elements a follow-up carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OriginalFields {
+    /// Field 37 is the original's RRN (else the follow-up's own).
+    pub rrn: bool,
+    /// Field 38 is the original's approval code, when it had one.
+    pub approval: bool,
+    /// Field 90, original data elements.
+    pub data: bool,
 }
 
 impl Dialect {
@@ -156,12 +177,36 @@ pub struct HostSpec {
     pub echo_idle_ms: u64,
     /// Unanswered echoes in a row that close a link.
     pub echo_misses_max: u32,
+    /// The terminal ids transactions are sent from (`terminal_ids`, or `[terminal_id]`).
+    pub terminal_ids: Vec<Bytes>,
+    /// The first STAN of `terminal_id` reserved for network management: transactions on it use
+    /// 1 up to just below it, network management it up to 999,999.
+    pub network_stan_first: u32,
+    /// Offset of the acceptor's local time from UTC, minutes (fields 12 and 13, the STANs' day).
+    pub local_offset_minutes: i32,
     /// Consecutive failures that open the breaker; 0 = no breaker.
     pub breaker_failures: u32,
     /// How long the breaker stays open, milliseconds.
     pub breaker_open_ms: u64,
     /// Message layout choices.
     pub dialect: Dialect,
+}
+
+impl HostSpec {
+    /// How the shards assign this host's terminal ids and STANs.
+    pub fn stan_plan(&self) -> crate::core::config::HostStanPlan {
+        let pool_fills = self.dialect.terminal_id_field.is_none()
+            || self.dialect.terminal_id_source == TerminalIdSource::Merchant;
+        crate::core::config::HostStanPlan {
+            terminals: match pool_fills {
+                true => vec![Bytes::new()],
+                false => self.terminal_ids.clone(),
+            },
+            network_terminal: self.terminal_id.clone(),
+            network_stan_first: self.network_stan_first,
+            local_offset_minutes: self.local_offset_minutes,
+        }
+    }
 }
 
 fn config_error(host: &str, what: impl std::fmt::Display) -> MeshError {
@@ -199,6 +244,7 @@ impl HostSpec {
             return Err(fail("acquirer_id must be 1..11 digits".into()));
         }
         let dialect = dialect(c, profile)?;
+        let terminal_ids = terminal_ids(c, profile, &dialect)?;
         let links = c.links;
         let inflight_per_link_max = c.inflight_per_link_max;
         let inflight_max = match c.inflight_max {
@@ -224,6 +270,9 @@ impl HostSpec {
             sign_on: c.sign_on,
             echo_idle_ms: c.echo_idle_ms,
             echo_misses_max: c.echo_misses_max,
+            terminal_ids,
+            network_stan_first: STAN_MAX - c.network_stans + 1,
+            local_offset_minutes: c.local_time_offset_minutes.unwrap_or(0),
             breaker_failures: c.breaker_failures,
             breaker_open_ms: c.breaker_open_ms,
             dialect,
@@ -258,6 +307,16 @@ fn check_numbers(c: &HostConfig) -> Result<(), MeshError> {
     }
     if c.host_currency.is_some_and(|h| h == 0 || h > 999) {
         return fail("host_currency must be an ISO 4217 numeric code, 1..=999");
+    }
+    if !(1..=NETWORK_STANS_MAX).contains(&c.network_stans) {
+        return fail(&format!("network_stans must be 1..={NETWORK_STANS_MAX}"));
+    }
+    if c.local_time_offset_minutes
+        .is_some_and(|m| m.abs() > LOCAL_OFFSET_MINUTES_MAX)
+    {
+        return fail(&format!(
+            "local_time_offset_minutes must be -{LOCAL_OFFSET_MINUTES_MAX}..={LOCAL_OFFSET_MINUTES_MAX}"
+        ));
     }
     if c.currency == CurrencyMode::Omit && c.host_currency.is_none() {
         return fail("currency = \"omit\" needs host_currency (the one currency the host implies)");
@@ -294,6 +353,72 @@ fn dialect(c: &HostConfig, profile: &'static Profile) -> Result<Dialect, MeshErr
         currency: c.currency,
         host_currency: c.host_currency,
         required_fields: required_fields(c, profile, &chosen)?,
+        original_data: original_data(c)?,
+    })
+}
+
+/// The terminal ids of transactions: 8 printable characters each, none twice, fitting the
+/// terminal field.
+fn terminal_ids(
+    c: &HostConfig,
+    profile: &'static Profile,
+    d: &Dialect,
+) -> Result<Vec<Bytes>, MeshError> {
+    let fail = |what: String| config_error(&c.name, what);
+    let ids: Vec<&String> = match c.terminal_ids.is_empty() {
+        true => vec![&c.terminal_id],
+        false => c.terminal_ids.iter().collect(),
+    };
+    if ids.len() > TERMINAL_IDS_MAX {
+        return Err(fail(format!("terminal_ids: at most {TERMINAL_IDS_MAX}")));
+    }
+    let mut out: Vec<Bytes> = Vec::with_capacity(ids.len());
+    for id in ids {
+        if id.len() != 8 || !id.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err(fail(format!(
+                "terminal id {id:?} must be 8 printable characters"
+            )));
+        }
+        let id = Bytes::copy_from_slice(id.as_bytes());
+        if out.contains(&id) {
+            return Err(fail(format!(
+                "terminal id {id:?} listed twice in terminal_ids"
+            )));
+        }
+        if let Some(f) = d.terminal_id_field {
+            let mut probe = IsoMessage::new(profile, Mti::NETWORK_REQUEST);
+            probe
+                .set(f, id.clone())
+                .map_err(|e| fail(format!("terminal id does not fit field {f}: {e}")))?;
+        }
+        out.push(id);
+    }
+    Ok(out)
+}
+
+/// `[hosts.original_data]`: fields among 37, 38 and 90, per follow-up.
+fn original_data(c: &HostConfig) -> Result<PerOperation<OriginalFields>, MeshError> {
+    let parse = |op: &str, fields: &[u8]| -> Result<OriginalFields, MeshError> {
+        if let Some(f) = fields.iter().find(|f| !ORIGINAL_DATA_FIELDS.contains(f)) {
+            return Err(config_error(
+                &c.name,
+                format!("original_data.{op}: field {f} is not one of {ORIGINAL_DATA_FIELDS:?}"),
+            ));
+        }
+        Ok(OriginalFields {
+            rrn: fields.contains(&37),
+            approval: fields.contains(&38),
+            data: fields.contains(&90),
+        })
+    };
+    let o = &c.original_data;
+    Ok(PerOperation {
+        authorize: OriginalFields::default(),
+        sale: OriginalFields::default(),
+        refund: parse("refund", &o.refund)?,
+        reversal: parse("reversal", &o.reversal)?,
+        balance: OriginalFields::default(),
+        capture: parse("capture", &o.capture)?,
     })
 }
 

@@ -26,7 +26,11 @@
 //! binds each vault entry to its merchant (`merchant bytes` after `masked`); an older build's
 //! entries are bound to the merchant of the TOKENIZE order that issued them when it is still held.
 //! Format 4 adds, at the end, the device counters' anti-replay windows
-//! ([`DeviceCounters::encode`]).
+//! ([`DeviceCounters::encode`]). Format 5 adds the terminal id of what was sent (`terminal
+//! bytes` at the end of `sent`), the STAN of a reversal or capture advice (`stan u32` after its
+//! op id) and, at the very end, the STANs used today ([`StanBook::encode`]); orders of formats 1
+//! to 4 load with no recorded terminal (their follow-ups go from the host's terminal) and their
+//! reversals with STAN 0 (the op id's, as those builds sent them).
 
 use std::sync::Arc;
 
@@ -34,6 +38,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use paymesh_codecs::message::TxnKind;
 use paymesh_codecs::types::Pan;
 
+use super::stans::StanBook;
 use super::{DailyTotal, ShardCore, TXN_SEQ_BITS, VaultEntry};
 use crate::core::access::{NETWORK_UNRECORDED, NetworkNames, NetworkNo};
 use crate::core::config::CoreSettings;
@@ -44,9 +49,10 @@ use crate::core::order::{
 use crate::core::upstream::{Account, OriginalRef, UpstreamKind};
 use crate::error::MeshError;
 
-/// Written now. Still read: 1 (before evicted keys were kept), 2 (stored answers whole) and 3
-/// (before orders recorded their network and the device counters were kept).
-const SNAPSHOT_FORMAT: u8 = 4;
+/// Written now. Still read: 1 (before evicted keys were kept), 2 (stored answers whole), 3
+/// (before orders recorded their network and the device counters were kept) and 4 (before
+/// terminal ids and the shards' STAN books).
+const SNAPSHOT_FORMAT: u8 = 5;
 const NO_HOST: u16 = u16::MAX;
 
 fn put_bytes(out: &mut BytesMut, b: &[u8]) {
@@ -143,6 +149,7 @@ pub(crate) fn encode_order<R>(out: &mut BytesMut, key: &OrderKey, order: &Order<
             out.put_u32(s.stan);
             put_bytes(out, &s.transmitted);
             put_bytes(out, &s.rrn);
+            put_bytes(out, &s.terminal);
         }
         None => out.put_u8(0),
     }
@@ -154,6 +161,7 @@ pub(crate) fn encode_order<R>(out: &mut BytesMut, key: &OrderKey, order: &Order<
             out.put_u8(1);
             out.put_u8(u8::from(r.kind == UpstreamKind::Capture));
             out.put_u64(r.op_id);
+            out.put_u32(r.stan);
             out.put_u32(r.attempts);
             out.put_u8(u8::from(r.sent_once));
             match r.state {
@@ -224,11 +232,13 @@ pub(crate) fn encoded_holds_window(bytes: &[u8]) -> bool {
 struct Reader<'a>(&'a [u8], Legacy);
 
 /// What an older snapshot format lacks: stored answers are whole bodies (formats 1 and 2), no
-/// creating network (1 to 3), or nothing (the current format).
+/// creating network (1 to 3), no terminal ids and reversal STANs (1 to 4), or nothing (the
+/// current format).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Legacy {
     WholeAnswers,
     NoNetwork,
+    NoTerminals,
     No,
 }
 
@@ -290,14 +300,15 @@ impl<'a> Reader<'a> {
         let body = self.slice()?;
         Some(match self.1 {
             Legacy::WholeAnswers => StoredAnswer::from_whole_body(body),
-            Legacy::NoNetwork | Legacy::No => StoredAnswer::from_body(body),
+            Legacy::NoNetwork | Legacy::NoTerminals | Legacy::No => StoredAnswer::from_body(body),
         })
     }
     fn order<R>(&mut self) -> Option<(OrderKey, Order<R>)> {
         let merchant = self.slice()?;
         let key = OrderKey::new(merchant, self.slice()?);
+        let terminals = self.1 == Legacy::No;
         let network = match self.1 {
-            Legacy::No => {
+            Legacy::No | Legacy::NoTerminals => {
                 let network = self.u16()?;
                 self.u8()?;
                 network
@@ -325,6 +336,10 @@ impl<'a> Reader<'a> {
                 stan: self.u32()?,
                 transmitted: self.bytes()?,
                 rrn: self.bytes()?,
+                terminal: match terminals {
+                    true => self.bytes()?,
+                    false => Bytes::new(),
+                },
             }),
             _ => return None,
         };
@@ -337,7 +352,12 @@ impl<'a> Reader<'a> {
                     1 => UpstreamKind::Capture,
                     _ => return None,
                 };
-                let (op_id, attempts) = (self.u64()?, self.u32()?);
+                let op_id = self.u64()?;
+                let stan = match terminals {
+                    true => self.u32()?,
+                    false => 0,
+                };
+                let attempts = self.u32()?;
                 let sent_once = self.u8()? == 1;
                 let state = match self.u8()? {
                     0 => ReversalState::InFlight,
@@ -348,6 +368,7 @@ impl<'a> Reader<'a> {
                 Some(Reversal {
                     kind,
                     op_id,
+                    stan,
                     attempts,
                     sent_once,
                     state,
@@ -442,6 +463,7 @@ impl<R: Clone> ShardCore<R> {
             out.put_u64(hash);
         }
         self.devices.encode(&mut out);
+        self.stans.encode(&mut out);
         out.freeze()
     }
 
@@ -464,6 +486,7 @@ impl<R: Clone> ShardCore<R> {
         r.1 = match format {
             1 | 2 => Legacy::WholeAnswers,
             3 => Legacy::NoNetwork,
+            4 => Legacy::NoTerminals,
             SNAPSHOT_FORMAT => Legacy::No,
             _ => return None,
         };
@@ -559,6 +582,10 @@ impl<R: Clone> ShardCore<R> {
         }
         if format >= 4 {
             core.devices = DeviceCounters::decode(&mut r.0)?;
+        }
+        if format >= 5 {
+            let who = (core.shard, core.shards);
+            core.stans = StanBook::decode(&mut r.0, &core.settings, who)?;
         }
         r.0.is_empty().then_some(core)
     }
