@@ -827,3 +827,68 @@ fn online_captures_are_completion_advices_and_repeats_are_0221() {
         assert_eq!(r.1.op_id, i as u64 + 1);
     }
 }
+
+#[test]
+fn follow_ups_carry_the_original_data_elements_their_dialect_names() {
+    let original = trace_of(
+        UpstreamKind::Authorize,
+        Bytes::from_static(b"PAYMESH2"),
+        4_242,
+        NOW / MS,
+    );
+    for (extra, with_37, with_38, with_90) in [
+        ("", true, true, true),
+        (
+            "[original_data]\nrefund = [90]\ncapture = []\nreversal = [37, 90]\n",
+            false,
+            false,
+            true,
+        ),
+    ] {
+        let mut p = pool(extra);
+        sign_on(&mut p, 0, NOW);
+        sign_on(&mut p, 1, NOW);
+        for (i, kind) in [
+            UpstreamKind::Refund,
+            UpstreamKind::Capture,
+            UpstreamKind::Reversal,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut r = request(10 + i as u64, kind);
+            r.original = Some(original.clone());
+            r.original_approval = Bytes::from_static(b"A04242");
+            r.terminal = original.terminal.clone();
+            r.stan = 7 + i as u32;
+            p.submit(NOW, r).unwrap();
+        }
+        let sent: Vec<IsoMessage> = written(&mut p, 0)
+            .into_iter()
+            .chain(written(&mut p, 1))
+            .collect();
+        assert_eq!(sent.len(), 3);
+        for m in &sent {
+            let reversal = m.mti().number() == 400;
+            let rrn = m.get_slice(37) == Some(original.rrn.as_ref());
+            assert_eq!(rrn, with_37 || reversal, "{extra}: 37 of {}", m.mti());
+            let approval = m.get_slice(38) == Some(&b"A04242"[..]);
+            assert_eq!(approval, with_38, "{extra}: 38 of {}", m.mti());
+            let data = m
+                .get_slice(90)
+                .is_some_and(|v| v.starts_with(b"0100004242"));
+            let refund = m.mti().number() == 200;
+            assert_eq!(
+                data,
+                with_90 && (refund || reversal || extra.is_empty()),
+                "{extra}: 90 of {}",
+                m.mti()
+            );
+            assert_eq!(
+                m.get_slice(41),
+                Some(&b"PAYMESH2"[..]),
+                "the original's terminal"
+            );
+        }
+    }
+}
