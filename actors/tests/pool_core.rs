@@ -892,3 +892,68 @@ fn follow_ups_carry_the_original_data_elements_their_dialect_names() {
         }
     }
 }
+
+#[test]
+fn answers_lost_while_the_host_answers_others_leave_the_breaker_closed() {
+    // inflight_per_link_max = 2 per link: two links, four requests.
+    let mut p = pool("breaker_failures = 2\nbreaker_open_ms = 1000\n");
+    sign_on(&mut p, 0, NOW);
+    sign_on(&mut p, 1, NOW);
+    for op in 1..=4 {
+        p.submit(NOW + MS, request(op, UpstreamKind::Authorize))
+            .unwrap();
+    }
+    let sent: Vec<IsoMessage> = written(&mut p, 0)
+        .into_iter()
+        .chain(written(&mut p, 1))
+        .collect();
+    // The host answers two of them later; the other two answers are lost (one BIN range the
+    // host drops, say).
+    let mut answered = 0;
+    for (link, m) in [(0, &sent[1]), (1, &sent[3])] {
+        let r = p.on_message(link, NOW + 20 * MS, answer_to(m, "00"));
+        answered += usize::from(r.unwrap().is_some());
+    }
+    assert_eq!(answered, 2);
+    let out = poll(&mut p, NOW + 200 * MS);
+    assert_eq!(out.len(), 2, "the two lost answers time out");
+    assert!(
+        out.iter()
+            .all(|r| matches!(r.1.outcome, UpstreamOutcome::Timeout { .. }))
+    );
+    assert_eq!(p.breaker_state(), BreakerState::Closed);
+    assert!(p.is_available());
+}
+
+#[test]
+fn timeouts_of_a_host_that_answers_nothing_open_the_breaker() {
+    let mut p = pool("breaker_failures = 2\nbreaker_open_ms = 1000\n");
+    sign_on(&mut p, 0, NOW);
+    p.submit(NOW + MS, request(1, UpstreamKind::Authorize))
+        .unwrap();
+    p.submit(NOW + MS, request(2, UpstreamKind::Authorize))
+        .unwrap();
+    assert_eq!(poll(&mut p, NOW + 200 * MS).len(), 2);
+    assert_eq!(p.breaker_state(), BreakerState::Open);
+    assert_eq!(
+        refused(p.submit(NOW + 201 * MS, request(3, UpstreamKind::Authorize))),
+        ResultCode::UpstreamUnavailable
+    );
+}
+
+#[test]
+fn deadlines_follow_the_monotonic_clock_not_the_wall_clock() {
+    let mut p = pool("");
+    sign_on(&mut p, 0, 5 * MS);
+    // The wall clock says 2026; the monotonic clock started near zero.
+    p.set_wall_ms(NOW / MS);
+    p.submit(10 * MS, request(1, UpstreamKind::Authorize))
+        .unwrap();
+    let sent = written(&mut p, 0);
+    assert_eq!(sent[0].get_slice(7), Some(&b"1126213956"[..]));
+    // The wall clock steps a day forward: nothing in flight times out for it.
+    p.set_wall_ms(NOW / MS + 86_400_000);
+    assert!(poll(&mut p, 50 * MS).is_empty());
+    // Its own timeout (100 ms) on the monotonic clock does.
+    assert_eq!(poll(&mut p, 110 * MS).len(), 1);
+}

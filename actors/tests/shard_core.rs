@@ -642,8 +642,16 @@ fn a_timed_out_authorization_is_reversed_until_the_host_acknowledges() {
         c.next_reversal_due(),
         Some(NOW + 30 + 2 * REVERSAL_RETRY_MS)
     );
+    // A link of another host signing on changes nothing; one of its own host sends it now.
+    c.flush_forwards(up[0].host + 1, NOW + 40);
+    assert_eq!(
+        c.next_reversal_due(),
+        Some(NOW + 30 + 2 * REVERSAL_RETRY_MS)
+    );
+    c.flush_forwards(up[0].host, NOW + 40);
+    assert_eq!(c.next_reversal_due(), Some(NOW + 40));
     let mut out = Vec::new();
-    c.poll_reversals(NOW + 30 + 2 * REVERSAL_RETRY_MS, &mut out);
+    c.poll_reversals(NOW + 40, &mut out);
     let (_, third) = split(out);
     assert_eq!((third[0].op_id, third[0].repeat), (rev.op_id, true));
     // "System unavailable" (96) is not an acknowledgement: it is repeated.
@@ -1232,4 +1240,54 @@ fn replay_keeps_what_was_approved_whatever_the_merchant_limits_say_now() {
         .order(b"M1", b"BIG")
         .expect("the approval survives replay");
     assert_eq!(order.authorized, 900_000);
+}
+
+#[test]
+fn a_shard_answers_busy_before_a_stan_of_the_day_would_repeat_and_keeps_some_for_reversals() {
+    use paymesh_actors::core::config::HostStanPlan;
+    // One terminal with 20 STANs left for transactions (the rest reserved for network
+    // management): 18 for payments, the last 2 kept for reversals.
+    let plan = HostStanPlan {
+        terminals: vec![Bytes::from_static(b"TERM0001")],
+        network_terminal: Bytes::from_static(b"TERM0001"),
+        network_stan_first: 21,
+        local_offset_minutes: 540,
+    };
+    let mut c = core_adjusted(|s| s.host_stans = vec![plan; 3]);
+    let mut stans = std::collections::HashSet::new();
+    let mut first_op = 0;
+    for i in 0..18 {
+        let r = req(TxnKind::Authorize, "M1", &format!("B{i}"), Some(100));
+        let (answers, up) = step(&mut c, i, &r);
+        assert!(answers.is_empty(), "{answers:?}");
+        assert_eq!(up[0].terminal.as_ref(), b"TERM0001");
+        assert!(stans.insert(up[0].stan) && (1..=20).contains(&up[0].stan));
+        if i == 0 {
+            first_op = up[0].op_id;
+        }
+    }
+    let (answers, up) = step(
+        &mut c,
+        99,
+        &req(TxnKind::Authorize, "M1", "BUSY", Some(100)),
+    );
+    assert!(up.is_empty());
+    assert_eq!(answers[0].1.result, ResultCode::Busy);
+    // A timed-out authorization is still reversed: on the original's terminal, with a STAN of
+    // its own from the reserve, naming the original.
+    let (_, reversals) = split(timeout(&mut c, first_op, NOW + 10));
+    assert_eq!(reversals.len(), 1);
+    let rev = &reversals[0];
+    assert_eq!(rev.terminal.as_ref(), b"TERM0001");
+    assert!(rev.stan > 18 && rev.stan <= 20 && !stans.contains(&rev.stan));
+    assert_eq!(
+        rev.original.as_ref().map(|o| (o.terminal.clone(), o.stan)),
+        Some((Bytes::from_static(b"TERM0001"), 42))
+    );
+    // The next business day (Korea) starts every count again.
+    let mut out = Vec::new();
+    let r = req(TxnKind::Authorize, "M1", "TOMORROW", Some(100));
+    let _ = c.handle_request(NOW + 86_400_000, 7, Origin::Network(NET), &r, &mut out);
+    let (_, up) = split(out);
+    assert_eq!(up.iter().map(|u| u.stan).collect::<Vec<_>>(), vec![1]);
 }
