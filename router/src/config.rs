@@ -571,6 +571,17 @@ mod tests {
             format!("{:?}", c.login.settings()),
             format!("{:?}", LoginSection::default().settings())
         );
+        assert_eq!(
+            (c.server.forward_retry_ms, c.server.forward_retry_max_ms),
+            (d.forward_retry_ms, d.forward_retry_max_ms)
+        );
+        // The first host shows every host key at its default (but the example's own values).
+        let van = &c.hosts[0];
+        let mut defaults: paymesh_actors::core::config::HostConfig =
+            toml::from_str("name = \"van\"\naddress = \"127.0.0.1:7501\"").unwrap();
+        defaults.links = van.links;
+        defaults.local_time_offset_minutes = van.local_time_offset_minutes;
+        assert_eq!(format!("{van:?}"), format!("{defaults:?}"));
     }
 
     const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$Ah6bCqvINkRKLQlqsXjrQw$qqj9qlE/b6czuWx1W0HvfMORYWkEW6OiBbGezEEbtk0";
