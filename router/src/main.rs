@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use paymesh_router::config::Config;
 use paymesh_router::server::Router;
-use paymesh_router::{auth, demo, run_system, shutdown_signal};
+use paymesh_router::{auth, demo, run_system, serve_until_shutdown};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -61,11 +61,12 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve { config, dev } => {
-            let mut config = Config::load(&config)?;
+            let path = config;
+            let mut config = Config::load(&path)?;
             config.server.dev_mode |= dev;
             run_system(|| async move {
                 let router = Router::start(config).await?;
-                shutdown_signal().await;
+                serve_until_shutdown(&router, &path, dev).await;
                 tracing::info!("shutting down: draining sessions");
                 router.shutdown().await;
                 actix::System::current().stop();

@@ -564,7 +564,7 @@ async fn journals_of_a_newer_format_are_refused_by_name_and_left_alone() {
     );
     assert_eq!(std::fs::read(&first).unwrap(), bytes, "the journal changed");
 
-    // The checkpoint names checkpoint format 2.
+    // The checkpoint names the checkpoint format after this build's.
     let journal_dir = scratch.path().join("newer-checkpoint");
     copy_journal(&version_dir.join("journal"), &journal_dir, true);
     let [snapshot] = checkpoints(&journal_dir).try_into().unwrap();
@@ -572,13 +572,16 @@ async fn journals_of_a_newer_format_are_refused_by_name_and_left_alone() {
     let (lsn, state) = paymesh_journal::decode_snapshot(&file).unwrap();
     let mut state = state.to_vec();
     assert_eq!(&state[..8], b"PMCKPT01");
-    state.splice(..8, *b"PMCKPT02");
+    let newer = paymesh_actors::core::recovery::CHECKPOINT_FORMAT + 1;
+    state.splice(..8, format!("PMCKPT{newer:02}").into_bytes());
     let mut file = paymesh_journal::encode_snapshot_header(lsn, &state).to_vec();
     file.extend_from_slice(&state);
     std::fs::write(&snapshot, &file).unwrap();
     let error = start_error(journal_dir, &key).await;
     assert!(
-        error.contains("checkpoint format 2 was written by a newer PayMesh build"),
+        error.contains(&format!(
+            "checkpoint format {newer} was written by a newer PayMesh build"
+        )),
         "{error}"
     );
     assert_eq!(

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::access::{AccessTable, FollowUps};
 use super::device::DeviceRegistry;
@@ -13,8 +13,9 @@ use super::ids::CoreSecrets;
 use super::route::{HostId, RouteTable};
 use crate::error::MeshError;
 
-/// One merchant as configured.
-#[derive(Debug, Clone, Deserialize)]
+/// One merchant as configured (and as settings versions journal it: fields added later need a
+/// default, so that older records still read).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MerchantConfig {
     /// Merchant id as clients send it (field `merchant_id`, 1..15 printable ASCII).
@@ -46,7 +47,7 @@ pub struct MerchantConfig {
 }
 
 /// One device registered to a merchant: its id and its Ed25519 public key.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
     /// Device id as requests carry it (field `device_id`, 1..64 printable ASCII), unique within
@@ -57,7 +58,7 @@ pub struct DeviceConfig {
 }
 
 /// Which of a merchant's requests must carry a device signature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceSignaturePolicy {
     /// A signature is checked when a request carries one; wallet-token payments must.
@@ -145,6 +146,13 @@ pub struct CoreSettings {
     /// beyond it new authorizations and sales are refused BUSY until hosts catch up (a queued
     /// reversal is never dropped).
     pub forwards_pending_per_shard_max: usize,
+    /// The business settings' version these are (0: the configuration file's, before any
+    /// version was journaled; see [`crate::core::versions`]).
+    pub version: u64,
+    /// The hash of the whole data the version was made from (zeros for version 0).
+    pub version_hash: [u8; 32],
+    /// The shard's settings record of the version (empty for version 0), kept for checkpoints.
+    pub version_record: Bytes,
 }
 
 /// Default of [`CoreSettings::forwards_pending_per_shard_max`].
@@ -163,6 +171,31 @@ pub const WAITERS_PER_OPERATION_MAX: usize = 4;
 /// Default of [`CoreSettings::vault_tokens_per_shard_max`].
 pub const VAULT_TOKENS_PER_SHARD_MAX: usize = 1_000_000;
 
+/// Merchants by id, validated: ids 1..15 printable ASCII, none configured twice.
+pub(crate) fn merchants_by_id(
+    merchants: &[MerchantConfig],
+) -> Result<HashMap<Bytes, MerchantConfig>, MeshError> {
+    let mut by_id = HashMap::with_capacity(merchants.len());
+    for m in merchants {
+        if m.id.is_empty() || m.id.len() > 15 || !m.id.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err(MeshError::Config(format!(
+                "merchant id {:?} is not 1..15 printable ASCII",
+                m.id
+            )));
+        }
+        if by_id
+            .insert(Bytes::copy_from_slice(m.id.as_bytes()), m.clone())
+            .is_some()
+        {
+            return Err(MeshError::Config(format!(
+                "merchant {:?} configured twice",
+                m.id
+            )));
+        }
+    }
+    Ok(by_id)
+}
+
 impl CoreSettings {
     /// Validates merchants and routes against the named hosts.
     pub fn new(
@@ -171,27 +204,7 @@ impl CoreSettings {
         host_names: &[String],
         day_offset_minutes: i32,
     ) -> Result<Arc<Self>, MeshError> {
-        let mut by_id = HashMap::with_capacity(merchants.len());
-        for m in merchants {
-            if m.id.is_empty()
-                || m.id.len() > 15
-                || !m.id.bytes().all(|b| (0x20..0x7f).contains(&b))
-            {
-                return Err(MeshError::Config(format!(
-                    "merchant id {:?} is not 1..15 printable ASCII",
-                    m.id
-                )));
-            }
-            if by_id
-                .insert(Bytes::copy_from_slice(m.id.as_bytes()), m.clone())
-                .is_some()
-            {
-                return Err(MeshError::Config(format!(
-                    "merchant {:?} configured twice",
-                    m.id
-                )));
-            }
-        }
+        let by_id = merchants_by_id(merchants)?;
         Ok(Arc::new(Self {
             devices: DeviceRegistry::new(merchants)?,
             merchants: by_id,
@@ -207,6 +220,9 @@ impl CoreSettings {
             vault_tokens_per_shard_max: VAULT_TOKENS_PER_SHARD_MAX,
             capture_online: Vec::new(),
             forwards_pending_per_shard_max: FORWARDS_PENDING_PER_SHARD_MAX,
+            version: 0,
+            version_hash: [0; 32],
+            version_record: Bytes::new(),
         }))
     }
 

@@ -41,6 +41,8 @@ pub const RECORD_META: u8 = 3;
 pub const RECORD_MARK: u8 = 4;
 /// A client request that reached a shard, with the network that sent it (written now).
 pub const RECORD_REQUEST_NETWORK: u8 = 5;
+/// A shard switched to a version of the business settings here ([`crate::core::versions`]).
+pub const RECORD_SETTINGS: u8 = 6;
 
 /// Longest network id a request record holds (PROTOCOL.md's `network_id` is 1..32 bytes).
 pub const NETWORK_ID_BYTES_MAX: usize = 32;

@@ -33,19 +33,22 @@ use paymesh_journal::Record;
 use super::access::Origin;
 use super::config::CoreSettings;
 use super::journal_codec::{
-    JournalKey, RECORD_MARK, RECORD_META, RECORD_REQUEST, RECORD_REQUEST_NETWORK, RECORD_UPSTREAM,
-    decode_mark, decode_meta, decode_request, decode_upstream, encode_meta, encode_upstream,
-    unseal,
+    JournalKey, RECORD_MARK, RECORD_META, RECORD_REQUEST, RECORD_REQUEST_NETWORK, RECORD_SETTINGS,
+    RECORD_UPSTREAM, decode_mark, decode_meta, decode_request, decode_upstream, encode_meta,
+    encode_upstream, unseal,
 };
 use super::shard::{Output, ShardCore, shard_for_merchant, shard_of_txn_id};
 use super::upstream::{UpstreamOutcome, UpstreamResult};
+use super::versions::decode_settings;
 use crate::error::MeshError;
 
 /// A checkpoint begins `PMCKPT` and two decimal digits of format version.
-const CHECKPOINT_MAGIC: &[u8; 8] = b"PMCKPT01";
+const CHECKPOINT_MAGIC: &[u8; 8] = b"PMCKPT02";
 const CHECKPOINT_MAGIC_PREFIX: &[u8; 6] = b"PMCKPT";
 /// The checkpoint format this build writes and the newest it reads (the magic's digits).
-pub const CHECKPOINT_FORMAT: u16 = 1;
+/// Format 2 carries each shard's settings version with its snapshot; format 1 (none: the
+/// shards ran the configuration file's settings) is still read.
+pub const CHECKPOINT_FORMAT: u16 = 2;
 
 /// The format version a checkpoint's magic names, when it is a checkpoint's magic at all.
 fn checkpoint_format(p: &[u8]) -> Option<u16> {
@@ -64,6 +67,8 @@ fn checkpoint_format(p: &[u8]) -> Option<u16> {
 pub struct ShardSnapshot {
     /// LSN of the shard's mark record: its snapshot holds every record of its own before it.
     pub mark_lsn: u64,
+    /// The shard's settings record in force at the mark (empty: the file's settings).
+    pub settings: Bytes,
     /// The sealed snapshot bytes.
     pub sealed: Bytes,
 }
@@ -74,13 +79,17 @@ pub struct ShardSnapshot {
 pub struct ClearPart {
     /// LSN of the shard's mark record.
     pub mark_lsn: u64,
+    /// The shard's settings record in force at the mark (empty: the file's settings).
+    pub settings: Bytes,
     /// The snapshot bytes.
     pub bytes: Bytes,
     /// Key and nonce counter; `None` when `bytes` are sealed already.
     pub seal_with: Option<(super::journal_codec::JournalKey, u64)>,
 }
 
-/// The checkpoint state stored in the journal: every shard's sealed snapshot and mark.
+/// The checkpoint state stored in the journal: every shard's mark, settings version and sealed
+/// snapshot. Layout: magic | parts u16 | store_complete u8 | per part: mark LSN u64 | settings
+/// record length u32 | settings record | sealed length u32 | sealed snapshot.
 /// `store_complete` says whether the query store had every answer up to the marks (no row was
 /// dropped); when false, the next start-up rebuilds the store from the shards. Each part is sealed
 /// straight into the checkpoint and dropped: one more copy of the state at most, where sealing
@@ -93,13 +102,18 @@ pub fn encode_checkpoint_sealing(
         Some(_) => super::journal_codec::sealed_len(p.bytes.len()),
         None => p.bytes.len(),
     };
-    let len = parts.iter().map(|p| 12 + sealed_len(p)).sum::<usize>();
+    let len = parts
+        .iter()
+        .map(|p| 16 + p.settings.len() + sealed_len(p))
+        .sum::<usize>();
     let mut out = BytesMut::with_capacity(16 + len);
     out.put_slice(CHECKPOINT_MAGIC);
     out.put_u16(parts.len() as u16);
     out.put_u8(u8::from(store_complete));
     for p in parts {
         out.put_u64(p.mark_lsn);
+        out.put_u32(p.settings.len() as u32);
+        out.put_slice(&p.settings);
         out.put_u32(sealed_len(&p) as u32);
         match &p.seal_with {
             Some((key, nonce)) => super::journal_codec::seal_into(key, *nonce, &p.bytes, &mut out)?,
@@ -119,7 +133,8 @@ pub fn decode_checkpoint(mut p: &[u8]) -> Result<(Vec<ShardSnapshot>, bool), Mes
             known: CHECKPOINT_FORMAT,
         });
     }
-    if p.len() < 11 || p.get(..8) != Some(CHECKPOINT_MAGIC.as_slice()) {
+    let format = checkpoint_format(p).ok_or_else(bad)?;
+    if p.len() < 11 || !(1..=CHECKPOINT_FORMAT).contains(&format) {
         return Err(bad());
     }
     p.advance(8);
@@ -131,10 +146,20 @@ pub fn decode_checkpoint(mut p: &[u8]) -> Result<(Vec<ShardSnapshot>, bool), Mes
             return Err(bad());
         }
         let mark_lsn = p.get_u64();
+        let mut settings = Bytes::new();
+        if format >= 2 {
+            let len = p.get_u32() as usize;
+            settings = Bytes::copy_from_slice(p.get(..len).ok_or_else(bad)?);
+            p.advance(len);
+            if p.len() < 4 {
+                return Err(bad());
+            }
+        }
         let len = p.get_u32() as usize;
         let sealed = p.get(..len).ok_or_else(bad)?;
         parts.push(ShardSnapshot {
             mark_lsn,
+            settings,
             sealed: Bytes::copy_from_slice(sealed),
         });
         p.advance(len);
@@ -241,8 +266,12 @@ impl<R: Clone> Recovery<R> {
         for (index, part) in parts.iter().enumerate() {
             let clear = unseal(&self.keys, &part.sealed)?;
             let shards = self.marks.len() as u16;
-            let core =
-                ShardCore::decode_snapshot(self.settings.clone(), &clear)?.with_shard_count(shards);
+            let settings = if part.settings.is_empty() {
+                self.settings.clone()
+            } else {
+                self.settings.with_record(&part.settings)?
+            };
+            let core = ShardCore::decode_snapshot(settings, &clear)?.with_shard_count(shards);
             if usize::from(core.shard()) != index {
                 return Err(MeshError::Journal(format!(
                     "checkpoint part {index} holds shard {}",
@@ -284,6 +313,25 @@ impl<R: Clone> Recovery<R> {
             }
             RECORD_MARK => {
                 decode_mark(payload).map_err(at)?;
+            }
+            RECORD_SETTINGS => {
+                let part = decode_settings(payload).map_err(at)?;
+                let index = usize::from(part.shard);
+                if index >= shards {
+                    return Err(at(MeshError::Journal(format!(
+                        "settings record for shard {index} of {shards}"
+                    ))));
+                }
+                if self.covered(index, lsn) {
+                    return Ok(());
+                }
+                let settings = self
+                    .settings
+                    .with_version(&part, Bytes::copy_from_slice(payload))
+                    .map_err(at)?;
+                if let Some(core) = self.replayed.cores.get_mut(index) {
+                    core.apply_settings(settings);
+                }
             }
             RECORD_REQUEST | RECORD_REQUEST_NETWORK => {
                 let record = decode_request(&self.keys, kind, payload).map_err(at)?;
@@ -400,26 +448,40 @@ mod tests {
 
     #[test]
     fn checkpoints_round_trip_and_a_newer_format_is_refused_by_name() {
-        let part = |mark_lsn| ClearPart {
+        let part = |mark_lsn, settings: &'static [u8]| ClearPart {
             mark_lsn,
+            settings: Bytes::from_static(settings),
             bytes: Bytes::from_static(b"sealed elsewhere"),
             seal_with: None,
         };
-        let encoded = encode_checkpoint_sealing(vec![part(7), part(9)], true).unwrap();
+        let encoded =
+            encode_checkpoint_sealing(vec![part(7, b""), part(9, b"settings")], true).unwrap();
         let (parts, store_complete) = decode_checkpoint(&encoded).unwrap();
         assert_eq!(parts.iter().map(|p| p.mark_lsn).collect::<Vec<_>>(), [7, 9]);
+        assert_eq!(parts[1].settings, Bytes::from_static(b"settings"));
+        assert_eq!(parts[1].sealed, Bytes::from_static(b"sealed elsewhere"));
         assert!(store_complete);
 
+        // Format 1 (before settings versions): mark, length, sealed bytes.
+        let mut v1 = b"PMCKPT01".to_vec();
+        v1.extend_from_slice(&[0, 1, 1]);
+        v1.extend_from_slice(&5u64.to_be_bytes());
+        v1.extend_from_slice(&3u32.to_be_bytes());
+        v1.extend_from_slice(b"abc");
+        let (parts, _) = decode_checkpoint(&v1).unwrap();
+        assert_eq!((parts[0].mark_lsn, parts[0].settings.len()), (5, 0));
+        assert_eq!(parts[0].sealed, Bytes::from_static(b"abc"));
+
         let mut newer = encoded.to_vec();
-        newer.splice(..8, *b"PMCKPT02");
+        newer.splice(..8, *b"PMCKPT03");
         let error = decode_checkpoint(&newer).unwrap_err();
         assert!(
             matches!(
                 error,
                 MeshError::NewerFormat {
                     what: "checkpoint",
-                    found: 2,
-                    known: 1
+                    found: 3,
+                    known: 2
                 }
             ),
             "{error}"

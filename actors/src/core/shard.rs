@@ -161,6 +161,13 @@ impl<R: Clone> ShardCore<R> {
         &self.settings
     }
 
+    /// Runs with `settings` from the next input on (a new version of the business settings; see
+    /// [`crate::core::versions`]). Orders keep their state: a merchant's limits or a network's
+    /// grants apply to what comes after, and an order already created stays its creator's.
+    pub fn apply_settings(&mut self, settings: Arc<CoreSettings>) {
+        self.settings = settings;
+    }
+
     /// Number of orders held.
     pub fn order_count(&self) -> usize {
         self.orders.len()

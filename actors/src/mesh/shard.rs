@@ -29,9 +29,10 @@ use super::messages::{
     AnswerBatch, ReplyTo, SessionAnswer, ShardBatch, UpstreamBatch, UpstreamResults,
 };
 use crate::core::access::{Origin, Step};
+use crate::core::config::CoreSettings;
 use crate::core::journal_codec::{
-    JournalKey, RECORD_MARK, RECORD_REQUEST_NETWORK, RECORD_UPSTREAM, encode_mark, encode_request,
-    encode_upstream,
+    JournalKey, RECORD_MARK, RECORD_REQUEST_NETWORK, RECORD_SETTINGS, RECORD_UPSTREAM, encode_mark,
+    encode_request, encode_upstream,
 };
 use crate::core::recovery::ClearPart;
 use crate::core::shard::{Output, ShardCore};
@@ -100,6 +101,17 @@ pub struct TakeSnapshot {
     pub round: u64,
     /// Where the part goes.
     pub reply: std::sync::mpsc::Sender<SnapshotPart>,
+}
+
+/// Switches a shard to a new version of the business settings ([`crate::core::versions`]): the
+/// shard journals the version's record (its `version_record`) and runs every later input under
+/// it, in the same step, so replay switches at the same place. Answers why not when the shard's
+/// journal failed or its queue is full (nothing changed; the caller tries again).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct ApplySettings {
+    /// The shard's settings of the new version.
+    pub settings: Arc<CoreSettings>,
 }
 
 /// One shard's answer to [`TakeSnapshot`].
@@ -575,6 +587,28 @@ impl Handler<Durable> for ShardActor {
     }
 }
 
+impl Handler<ApplySettings> for ShardActor {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: ApplySettings, _ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(journal) = &self.journal {
+            if self.failed {
+                return Err("the shard's journal failed".into());
+            }
+            let record = vec![(RECORD_SETTINGS, msg.settings.version_record.clone())];
+            // Later steps' answers wait for their own records, which the journal makes durable
+            // after this one: nothing is answered under the new version before it is on disk.
+            let on_durable = Box::new(|_: Result<paymesh_journal::Lsn, JournalError>| {});
+            journal
+                .handle
+                .submit(record, on_durable)
+                .map_err(|e| e.to_string())?;
+        }
+        self.core.apply_settings(msg.settings);
+        Ok(())
+    }
+}
+
 impl Handler<TakeSnapshot> for ShardActor {
     type Result = ();
 
@@ -598,6 +632,7 @@ impl Handler<TakeSnapshot> for ShardActor {
         // are; hot ones encoded); nothing else pauses, and the checkpointer seals the bytes on
         // its own thread. Everything this shard journaled before the mark is in the snapshot.
         let clear = self.core.encode_snapshot();
+        let settings = self.core.settings().version_record.clone();
         let n = journal.counter.fetch_add(1, Ordering::Relaxed);
         let seal_with = Some((journal.key.clone(), n));
         let addr = ctx.address();
@@ -606,6 +641,7 @@ impl Handler<TakeSnapshot> for ShardActor {
             let result = r
                 .map(|lsn| ClearPart {
                     mark_lsn: lsn.0,
+                    settings,
                     bytes: clear,
                     seal_with,
                 })
