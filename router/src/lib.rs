@@ -41,16 +41,39 @@ where
     actix::System::new().block_on(f())
 }
 
-/// Serves until SIGTERM or Ctrl-C; on SIGHUP re-reads `config_path` and reloads its merchants
-/// and grants ([`server::Router::reload`]). A file that does not load or validate changes
-/// nothing and is logged.
+/// Why [`serve_until_shutdown`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGTERM or Ctrl-C.
+    Signal,
+    /// The journal failed (disk full, I/O error) and the shards failed closed. The process
+    /// should exit with [`EXIT_JOURNAL_FAILED`] so its supervisor starts it again: start-up
+    /// re-reads the journal from disk and replays it, which is the only state to trust after a
+    /// failed write or fsync (the kernel may have dropped the pages it could not write and
+    /// report the next fsync clean). Resuming in the same process would build on memory that
+    /// got ahead of the disk.
+    JournalFailed,
+}
+
+/// Exit status after the journal failed (`EX_TEMPFAIL`): "try again later", for the supervisor
+/// (docs/OPERATIONS.md, "When the journal fails").
+pub const EXIT_JOURNAL_FAILED: i32 = 75;
+
+/// How often serving checks whether the journal failed.
+const JOURNAL_FAILED_POLL_MS: u64 = 250;
+
+/// Serves until SIGTERM or Ctrl-C, or until the journal fails ([`Stopped`]); on SIGHUP re-reads
+/// `config_path` and reloads its merchants and grants ([`server::Router::reload`]). A file that
+/// does not load or validate changes nothing and is logged.
 pub async fn serve_until_shutdown(
     router: &server::Router,
     config_path: &std::path::Path,
     dev: bool,
-) {
+) -> Stopped {
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
+    let mut journal_check =
+        tokio::time::interval(std::time::Duration::from_millis(JOURNAL_FAILED_POLL_MS));
     #[cfg(unix)]
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
@@ -64,7 +87,16 @@ pub async fn serve_until_shutdown(
         #[cfg(not(unix))]
         let hup = std::future::pending::<Option<()>>();
         tokio::select! {
-            () = &mut shutdown => return,
+            () = &mut shutdown => return Stopped::Signal,
+            _ = journal_check.tick() => {
+                if router.metrics.journal_failed.get() == 1 {
+                    tracing::error!(
+                        status = EXIT_JOURNAL_FAILED,
+                        "the journal failed: draining sessions and exiting, so that the supervisor restarts PayMesh and recovery replays the journal from disk"
+                    );
+                    return Stopped::JournalFailed;
+                }
+            }
             _ = hup => {
                 let reloaded = match config::Config::load(config_path) {
                     Ok(mut c) => {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use paymesh_router::config::Config;
 use paymesh_router::server::Router;
-use paymesh_router::{auth, demo, run_system, serve_until_shutdown};
+use paymesh_router::{EXIT_JOURNAL_FAILED, Stopped, auth, demo, run_system, serve_until_shutdown};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -66,10 +66,13 @@ fn main() -> anyhow::Result<()> {
             config.server.dev_mode |= dev;
             run_system(|| async move {
                 let router = Router::start(config).await?;
-                serve_until_shutdown(&router, &path, dev).await;
+                let stopped = serve_until_shutdown(&router, &path, dev).await;
                 tracing::info!("shutting down: draining sessions");
                 router.shutdown().await;
                 actix::System::current().stop();
+                if stopped == Stopped::JournalFailed {
+                    std::process::exit(EXIT_JOURNAL_FAILED);
+                }
                 Ok(())
             })
         }

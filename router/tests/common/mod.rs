@@ -542,6 +542,12 @@ impl Env {
         c
     }
 
+    /// Reloads the router's merchants and grants from `config_text` (as SIGHUP does).
+    pub async fn reload(&self, config_text: &str) -> anyhow::Result<u64> {
+        let config = paymesh_router::config::Config::parse(config_text)?;
+        self.router.as_ref().unwrap().reload(&config).await
+    }
+
     /// The router's counters.
     pub fn metrics(&self) -> Arc<paymesh_actors::metrics::Metrics> {
         self.router.as_ref().unwrap().metrics.clone()
