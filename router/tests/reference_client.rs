@@ -67,6 +67,8 @@ fn spawn_client(
     let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
     let (answers, answered) = std::sync::mpsc::channel::<()>();
     let mut child = match Command::new("python3")
+        // -B: no __pycache__ written into the source tree.
+        .arg("-B")
         .arg(repo_path("tests/reference-client/ref_client.py"))
         .args(&args)
         .stdin(Stdio::piped())

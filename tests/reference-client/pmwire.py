@@ -394,3 +394,21 @@ class Connection:
             self.sock.close()
         except OSError:
             pass
+
+
+def signed_bytes(kind, fields):
+    """Section 5.5: prefix, message type, the covered fields in ascending tag order."""
+    method = fields.get("payment_method")
+    if kind == "TOKENIZE" and method is None:
+        method = 1
+    method_fields = {1: ["pan", "expiry"], 2: ["wallet_token"],
+                     3: ["phone_number", "carrier"], 4: ["bank_code", "account_number"]}
+    covered = ["merchant_id", "order_id", "amount", "currency", "device_id", "request_id",
+               "server_txn_id", "description", "device_counter"]
+    values = {name: fields[name] for name in covered if name in fields}
+    if method is not None:
+        values["payment_method"] = method
+        for name in method_fields.get(method, []):
+            if name in fields:
+                values[name] = fields[name]
+    return b"PAYMESH-DEVSIG-v1" + bytes([MSG[kind]]) + encode_fields(values)
