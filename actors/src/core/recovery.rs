@@ -34,18 +34,20 @@ use super::access::Origin;
 use super::config::CoreSettings;
 use super::journal_codec::{
     JournalKey, RECORD_MARK, RECORD_META, RECORD_REQUEST, RECORD_REQUEST_NETWORK, RECORD_UPSTREAM,
-    decode_mark, decode_meta, decode_request, decode_upstream, encode_meta, encode_upstream,
-    unseal,
+    META_FORMAT, decode_mark, decode_meta, decode_request, decode_upstream, encode_meta,
+    encode_upstream, unseal,
 };
 use super::shard::{Output, ShardCore, shard_for_merchant, shard_of_txn_id};
 use super::upstream::{UpstreamOutcome, UpstreamResult};
 use crate::error::MeshError;
 
 /// A checkpoint begins `PMCKPT` and two decimal digits of format version.
-const CHECKPOINT_MAGIC: &[u8; 8] = b"PMCKPT01";
+/// Format 2 is laid out as format 1; it says that the records after it are of journal record
+/// format 2 (see [`super::journal_codec`]) unless a META record says otherwise.
+const CHECKPOINT_MAGIC: &[u8; 8] = b"PMCKPT02";
 const CHECKPOINT_MAGIC_PREFIX: &[u8; 6] = b"PMCKPT";
 /// The checkpoint format this build writes and the newest it reads (the magic's digits).
-pub const CHECKPOINT_FORMAT: u16 = 1;
+pub const CHECKPOINT_FORMAT: u16 = 2;
 
 /// The format version a checkpoint's magic names, when it is a checkpoint's magic at all.
 fn checkpoint_format(p: &[u8]) -> Option<u16> {
@@ -109,17 +111,28 @@ pub fn encode_checkpoint_sealing(
     Ok(out.freeze())
 }
 
+/// A decoded checkpoint: its parts, whether the store was complete, and the journal record
+/// format of the records after it (until a META record says otherwise).
+pub type Checkpoint = (Vec<ShardSnapshot>, bool, u8);
+
 /// Splits a checkpoint into its parts (sealed; see [`encode_checkpoint_sealing`]).
-pub fn decode_checkpoint(mut p: &[u8]) -> Result<(Vec<ShardSnapshot>, bool), MeshError> {
+pub fn decode_checkpoint(mut p: &[u8]) -> Result<Checkpoint, MeshError> {
     let bad = || MeshError::Journal("malformed checkpoint".into());
-    if let Some(found) = checkpoint_format(p).filter(|f| *f > CHECKPOINT_FORMAT) {
+    let format = checkpoint_format(p);
+    if let Some(found) = format.filter(|f| *f > CHECKPOINT_FORMAT) {
         return Err(MeshError::NewerFormat {
             what: "checkpoint",
             found,
             known: CHECKPOINT_FORMAT,
         });
     }
-    if p.len() < 11 || p.get(..8) != Some(CHECKPOINT_MAGIC.as_slice()) {
+    // Formats 1 and 2 share their layout; the format names the records' after it.
+    let record_format = match format {
+        Some(1) => 1,
+        Some(2) => 2,
+        _ => return Err(bad()),
+    };
+    if p.len() < 11 {
         return Err(bad());
     }
     p.advance(8);
@@ -142,7 +155,7 @@ pub fn decode_checkpoint(mut p: &[u8]) -> Result<(Vec<ShardSnapshot>, bool), Mes
     if !p.is_empty() {
         return Err(bad());
     }
-    Ok((parts, store_complete))
+    Ok((parts, store_complete, record_format))
 }
 
 /// What a replay produced.
@@ -180,6 +193,9 @@ pub struct Recovery<R> {
     placeholder: R,
     marks: Vec<u64>,
     meta_seen: bool,
+    /// The journal record format of the records being read (their rules: see
+    /// [`ShardCore::set_record_format`]).
+    format: u8,
     records_seen: u64,
     answers_max: usize,
     scratch: Vec<Output<R>>,
@@ -206,6 +222,7 @@ impl<R: Clone> Recovery<R> {
             placeholder,
             marks: vec![0; shards],
             meta_seen: false,
+            format: META_FORMAT,
             records_seen: 0,
             answers_max: 0,
             scratch: Vec::new(),
@@ -230,7 +247,7 @@ impl<R: Clone> Recovery<R> {
 
     /// Loads a checkpoint filed at `lsn` (before any record).
     pub fn checkpoint(&mut self, lsn: u64, state: &[u8]) -> Result<(), MeshError> {
-        let (parts, store_complete) = decode_checkpoint(state)?;
+        let (parts, store_complete, format) = decode_checkpoint(state)?;
         if parts.len() != self.marks.len() {
             return Err(MeshError::Config(format!(
                 "the journal was written with {} shards; configure shards = {} (it is fixed for a journal)",
@@ -258,6 +275,7 @@ impl<R: Clone> Recovery<R> {
             }
         }
         self.meta_seen = true;
+        self.set_format(format);
         self.replayed.checkpoint_lsn = lsn;
         self.replayed.store_complete = store_complete;
         Ok(())
@@ -274,7 +292,8 @@ impl<R: Clone> Recovery<R> {
         let shards = self.marks.len();
         match kind {
             RECORD_META => {
-                let journaled = decode_meta(payload).map_err(at)?;
+                let (format, journaled) = decode_meta(payload).map_err(at)?;
+                self.set_format(format);
                 if usize::from(journaled) != shards {
                     return Err(MeshError::Config(format!(
                         "the journal was written with {journaled} shards; configure shards = {journaled} (it is fixed for a journal)"
@@ -325,6 +344,15 @@ impl<R: Clone> Recovery<R> {
         Ok(())
     }
 
+    /// The records from here on are of journal record format `format`: the cores handle them
+    /// by its rules.
+    fn set_format(&mut self, format: u8) {
+        self.format = format;
+        for core in &mut self.replayed.cores {
+            core.set_record_format(format);
+        }
+    }
+
     /// Whether shard `index`'s snapshot already holds the record at `lsn`.
     fn covered(&mut self, index: usize, lsn: u64) -> bool {
         let covered = self.marks.get(index).is_some_and(|mark| lsn <= *mark);
@@ -356,7 +384,15 @@ impl<R: Clone> Recovery<R> {
             self.replayed
                 .to_append
                 .push((RECORD_META, encode_meta(count)));
+        } else if self.format < META_FORMAT {
+            // An older build's journal: this build's records follow under its own format.
+            let count = self.marks.len() as u16;
+            self.replayed
+                .to_append
+                .push((RECORD_META, encode_meta(count)));
         }
+        // What follows (the resolutions below, then live traffic) is this build's.
+        self.set_format(META_FORMAT);
         for core in &mut self.replayed.cores {
             for op_id in core.pending_ops() {
                 let result = UpstreamResult {
@@ -406,20 +442,24 @@ mod tests {
             seal_with: None,
         };
         let encoded = encode_checkpoint_sealing(vec![part(7), part(9)], true).unwrap();
-        let (parts, store_complete) = decode_checkpoint(&encoded).unwrap();
+        let (parts, store_complete, format) = decode_checkpoint(&encoded).unwrap();
         assert_eq!(parts.iter().map(|p| p.mark_lsn).collect::<Vec<_>>(), [7, 9]);
         assert!(store_complete);
+        assert_eq!(format, META_FORMAT, "records after it are this build's");
+        let mut older = encoded.to_vec();
+        older.splice(..8, *b"PMCKPT01");
+        assert_eq!(decode_checkpoint(&older).unwrap().2, 1);
 
         let mut newer = encoded.to_vec();
-        newer.splice(..8, *b"PMCKPT02");
+        newer.splice(..8, *b"PMCKPT03");
         let error = decode_checkpoint(&newer).unwrap_err();
         assert!(
             matches!(
                 error,
                 MeshError::NewerFormat {
                     what: "checkpoint",
-                    found: 2,
-                    known: 1
+                    found: 3,
+                    known: 2
                 }
             ),
             "{error}"
