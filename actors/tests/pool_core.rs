@@ -49,6 +49,7 @@ fn request(op_id: u64, kind: UpstreamKind) -> UpstreamRequest {
         },
         merchant_id: Bytes::from_static(b"M000001"),
         order_id: Bytes::from_static(b"ORDER-1"),
+        installments: 0,
         original: None,
         repeat: false,
         stan: 0,
@@ -361,7 +362,7 @@ fn answers_91_and_96_count_as_failures() {
         assert!(matches!(
             r.1.outcome,
             UpstreamOutcome::Answered {
-                result: ResultCode::UpstreamUnavailable,
+                result: ResultCode::IssuerUnavailable,
                 ..
             }
         ));

@@ -525,7 +525,11 @@ mod tests {
         }
         assert!(decode_upstream(b"short").is_err());
         assert_eq!(decode_meta(&encode_meta(3)).unwrap(), (META_FORMAT, 3));
-        assert_eq!(decode_meta(&[1, 0, 2]).unwrap(), (1, 2), "format 1 is still read");
+        assert_eq!(
+            decode_meta(&[1, 0, 2]).unwrap(),
+            (1, 2),
+            "format 1 is still read"
+        );
     }
 
     #[test]

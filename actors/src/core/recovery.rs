@@ -33,8 +33,8 @@ use paymesh_journal::Record;
 use super::access::Origin;
 use super::config::CoreSettings;
 use super::journal_codec::{
-    JournalKey, RECORD_MARK, RECORD_META, RECORD_REQUEST, RECORD_REQUEST_NETWORK, RECORD_UPSTREAM,
-    META_FORMAT, decode_mark, decode_meta, decode_request, decode_upstream, encode_meta,
+    JournalKey, META_FORMAT, RECORD_MARK, RECORD_META, RECORD_REQUEST, RECORD_REQUEST_NETWORK,
+    RECORD_UPSTREAM, decode_mark, decode_meta, decode_request, decode_upstream, encode_meta,
     encode_upstream, unseal,
 };
 use super::shard::{Output, ShardCore, shard_for_merchant, shard_of_txn_id};

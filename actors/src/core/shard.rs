@@ -1439,9 +1439,10 @@ fn fill_order_fields<R>(a: &mut TxnAnswer, order: &Order<R>) {
     a.installment_months = (order.installments > 0).then_some(order.installments);
     let (authorized, captured, refunded) = match order.state {
         OrderState::Done | OrderState::InDoubt | OrderState::Authorizing => (None, None, None),
-        OrderState::Cancelled | OrderState::Failed | OrderState::Reversed | OrderState::Declined => {
-            (Some(0), Some(0), Some(0))
-        }
+        OrderState::Cancelled
+        | OrderState::Failed
+        | OrderState::Reversed
+        | OrderState::Declined => (Some(0), Some(0), Some(0)),
         _ => (
             Some(order.authorized),
             Some(order.captured),

@@ -32,8 +32,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
-use paymesh_codecs::frame::{Frame, decode_frame, flags};
 use paymesh_codecs::error::ProtocolError;
+use paymesh_codecs::frame::{Frame, decode_frame, flags};
 use paymesh_codecs::message::{
     Login, LoginAnswer, Message as Wire, Reject, TxnAnswer, TxnKind, TxnRequest, msg_type,
 };
@@ -480,7 +480,9 @@ impl Session {
         }
         if !client_type(msg_type) {
             let text = match paymesh_codecs::message::type_name(msg_type) {
-                Some(name) => format!("{name} (type {msg_type:#04x} at byte 3) is not a client message"),
+                Some(name) => {
+                    format!("{name} (type {msg_type:#04x} at byte 3) is not a client message")
+                }
                 None => format!("unknown message type {msg_type:#04x} at byte 3"),
             };
             self.reject(

@@ -388,7 +388,11 @@ fn installment_field(
             && !matches!(spec.length, LengthKind::Fixed(_))
             && spec.length.bounds().1 >= INSTALLMENT_VALUE_BYTES
     });
-    if f == 1 || !text || POOL_FIELDS.contains(&f) || f == NETWORK_CODE_FIELD || id_fields.contains(&f)
+    if f == 1
+        || !text
+        || POOL_FIELDS.contains(&f)
+        || f == NETWORK_CODE_FIELD
+        || id_fields.contains(&f)
     {
         return Err(config_error(
             &c.name,
