@@ -824,3 +824,37 @@ fn online_captures_are_completion_advices_and_repeats_are_0221() {
         assert_eq!(r.1.op_id, i as u64 + 1);
     }
 }
+
+#[test]
+fn installment_months_travel_in_the_dialects_installment_field() {
+    let mut p = pool("");
+    sign_on(&mut p, 0, NOW);
+    let mut r = request(1, UpstreamKind::Authorize);
+    r.installments = 3;
+    p.submit(NOW, r).unwrap();
+    let m = written(&mut p, 0).remove(0);
+    assert_eq!(
+        m.get_slice(63),
+        Some(&b"IM03"[..]),
+        "DE 63: IM and two digits"
+    );
+    // A lump sum sends no installment field.
+    p.submit(NOW, request(2, UpstreamKind::Authorize)).unwrap();
+    assert_eq!(written(&mut p, 0).remove(0).get_slice(63), None);
+    // Another field, by configuration; none: an installment payment is refused, not sent.
+    let mut p = pool("installment_field = 62\n");
+    sign_on(&mut p, 0, NOW);
+    let mut r = request(4, UpstreamKind::Sale);
+    r.installments = 12;
+    p.submit(NOW, r).unwrap();
+    assert_eq!(
+        written(&mut p, 0).remove(0).get_slice(62),
+        Some(&b"IM12"[..])
+    );
+    let mut p = pool("installment_field = 0\n");
+    sign_on(&mut p, 0, NOW);
+    let mut r = request(5, UpstreamKind::Authorize);
+    r.installments = 2;
+    assert!(p.submit(NOW, r).is_err(), "refused before sending");
+    assert!(written(&mut p, 0).is_empty());
+}
