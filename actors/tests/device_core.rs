@@ -493,7 +493,7 @@ fn the_windows_survive_a_snapshot_and_older_snapshots_still_load() {
     // Format 3 had no network numbering (after the shard and sequence: an empty one is a zero
     // count) and no device section at the end (a zero count); its windows start empty.
     let empty = core().encode_snapshot();
-    assert_eq!(empty[0], 4);
+    assert_eq!(empty[0], 5);
     assert_eq!(empty[11..13], [0, 0]);
     assert_eq!(empty[empty.len() - 4..], [0, 0, 0, 0]);
     let mut old = [&empty[..11], &empty[13..empty.len() - 4]].concat();

@@ -49,6 +49,7 @@ fn request(op_id: u64, kind: UpstreamKind) -> UpstreamRequest {
         },
         merchant_id: Bytes::from_static(b"M000001"),
         order_id: Bytes::from_static(b"ORDER-1"),
+        installments: 0,
         original: None,
         repeat: false,
         stan: 0,
@@ -361,7 +362,7 @@ fn answers_91_and_96_count_as_failures() {
         assert!(matches!(
             r.1.outcome,
             UpstreamOutcome::Answered {
-                result: ResultCode::UpstreamUnavailable,
+                result: ResultCode::IssuerUnavailable,
                 ..
             }
         ));
@@ -822,4 +823,38 @@ fn online_captures_are_completion_advices_and_repeats_are_0221() {
         let r = p.on_message(0, NOW, answer_to(m, "00")).unwrap().unwrap();
         assert_eq!(r.1.op_id, i as u64 + 1);
     }
+}
+
+#[test]
+fn installment_months_travel_in_the_dialects_installment_field() {
+    let mut p = pool("");
+    sign_on(&mut p, 0, NOW);
+    let mut r = request(1, UpstreamKind::Authorize);
+    r.installments = 3;
+    p.submit(NOW, r).unwrap();
+    let m = written(&mut p, 0).remove(0);
+    assert_eq!(
+        m.get_slice(63),
+        Some(&b"IM03"[..]),
+        "DE 63: IM and two digits"
+    );
+    // A lump sum sends no installment field.
+    p.submit(NOW, request(2, UpstreamKind::Authorize)).unwrap();
+    assert_eq!(written(&mut p, 0).remove(0).get_slice(63), None);
+    // Another field, by configuration; none: an installment payment is refused, not sent.
+    let mut p = pool("installment_field = 62\n");
+    sign_on(&mut p, 0, NOW);
+    let mut r = request(4, UpstreamKind::Sale);
+    r.installments = 12;
+    p.submit(NOW, r).unwrap();
+    assert_eq!(
+        written(&mut p, 0).remove(0).get_slice(62),
+        Some(&b"IM12"[..])
+    );
+    let mut p = pool("installment_field = 0\n");
+    sign_on(&mut p, 0, NOW);
+    let mut r = request(5, UpstreamKind::Authorize);
+    r.installments = 2;
+    assert!(p.submit(NOW, r).is_err(), "refused before sending");
+    assert!(written(&mut p, 0).is_empty());
 }

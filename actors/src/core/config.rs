@@ -353,6 +353,10 @@ pub struct HostConfig {
     /// Field carrying the acquirer id (default 32, acquiring institution id); 0 = not sent.
     #[serde(default = "default_acquirer_id_field")]
     pub acquirer_id_field: u8,
+    /// Private field carrying installment months (default 63: `IM` and two digits); 0 = the
+    /// host takes no installments (installment payments routed to it are refused).
+    #[serde(default = "default_installment_field")]
+    pub installment_field: u8,
     /// Where a transaction's terminal id comes from.
     #[serde(default)]
     pub terminal_id_source: TerminalIdSource,
@@ -534,4 +538,7 @@ fn default_terminal_id_field() -> u8 {
 }
 fn default_acquirer_id_field() -> u8 {
     32
+}
+fn default_installment_field() -> u8 {
+    63
 }

@@ -17,8 +17,14 @@
 //!   the record payloads after it ([`META_FORMAT`]). A build that writes records differently
 //!   bumps it, reads the older formats too, and journals a META record with its own format
 //!   before its first record; records after a checkpoint with no META after it are in the
-//!   format that checkpoint's version implies (`PMCKPT01`: format 1). A format newer than this
-//!   build knows is refused ([`MeshError::NewerFormat`]), never guessed at.
+//!   format that checkpoint's version implies (`PMCKPT01`: format 1, `PMCKPT02`: format 2). A
+//!   format newer than this build knows is refused ([`MeshError::NewerFormat`]), never guessed
+//!   at. Format 2 writes its request records as format 1 did, with two more optional body
+//!   fields (`installment_months`, `final_capture`), but its records mean something else: the
+//!   shard handles them by other rules (several partial captures, failed attempts kept and
+//!   attempted again), so format 1's records are replayed by format 1's rules
+//!   ([`crate::core::shard::ShardCore::set_record_format`]) and a format-1 build refuses a
+//!   format-2 journal rather than misread it.
 //! - [`RECORD_MARK`]: `shard u16 | round u64`, where a shard took its checkpoint snapshot.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -47,8 +53,8 @@ pub const RECORD_SETTINGS: u8 = 6;
 /// Longest network id a request record holds (PROTOCOL.md's `network_id` is 1..32 bytes).
 pub const NETWORK_ID_BYTES_MAX: usize = 32;
 
-/// The record format this build writes and the newest it reads.
-pub const META_FORMAT: u8 = 1;
+/// The record format this build writes and the newest it reads (it reads every older one).
+pub const META_FORMAT: u8 = 2;
 const NONCE_BYTES: usize = 12;
 
 /// The journal encryption key (32 bytes) and its id. `Debug` never shows the key.
@@ -90,8 +96,8 @@ pub fn encode_meta(shards: u16) -> Bytes {
     b.freeze()
 }
 
-/// Decodes the META record: the shard count.
-pub fn decode_meta(mut p: &[u8]) -> Result<u16, MeshError> {
+/// Decodes the META record: (record format, shard count).
+pub fn decode_meta(mut p: &[u8]) -> Result<(u8, u16), MeshError> {
     // The format comes first so that a newer one is named as such, whatever its length.
     match p.first() {
         Some(&format) if format > META_FORMAT => {
@@ -103,10 +109,10 @@ pub fn decode_meta(mut p: &[u8]) -> Result<u16, MeshError> {
         }
         _ => {}
     }
-    if p.len() != 3 || p.get_u8() != META_FORMAT {
+    if p.len() != 3 || p.first().is_none_or(|f| *f == 0) {
         return Err(MeshError::Journal("malformed journal meta record".into()));
     }
-    Ok(p.get_u16())
+    Ok((p.get_u8(), p.get_u16()))
 }
 
 /// Encodes a MARK record: the shard and the checkpoint round.
@@ -520,7 +526,12 @@ mod tests {
             assert_eq!(format!("{:?}", back), format!("{:?}", r));
         }
         assert!(decode_upstream(b"short").is_err());
-        assert_eq!(decode_meta(&encode_meta(3)).unwrap(), 3);
+        assert_eq!(decode_meta(&encode_meta(3)).unwrap(), (META_FORMAT, 3));
+        assert_eq!(
+            decode_meta(&[1, 0, 2]).unwrap(),
+            (1, 2),
+            "format 1 is still read"
+        );
     }
 
     #[test]

@@ -33,8 +33,8 @@ use paymesh_journal::Record;
 use super::access::Origin;
 use super::config::CoreSettings;
 use super::journal_codec::{
-    JournalKey, RECORD_MARK, RECORD_META, RECORD_REQUEST, RECORD_REQUEST_NETWORK, RECORD_SETTINGS,
-    RECORD_UPSTREAM, decode_mark, decode_meta, decode_request, decode_upstream, encode_meta,
+    JournalKey, META_FORMAT, RECORD_MARK, RECORD_META, RECORD_REQUEST, RECORD_REQUEST_NETWORK,
+    RECORD_SETTINGS, RECORD_UPSTREAM, decode_mark, decode_meta, decode_request, decode_upstream, encode_meta,
     encode_upstream, unseal,
 };
 use super::shard::{Output, ShardCore, shard_for_merchant, shard_of_txn_id};
@@ -43,11 +43,13 @@ use super::versions::decode_settings;
 use crate::error::MeshError;
 
 /// A checkpoint begins `PMCKPT` and two decimal digits of format version.
+/// Format 2 carries each shard's settings version with its snapshot, and says that the records
+/// after it are of journal record format 2 (see [`super::journal_codec`]) unless a META record
+/// says otherwise. Format 1 (no settings versions: the shards ran the configuration file's
+/// settings; records of format 1) is still read.
 const CHECKPOINT_MAGIC: &[u8; 8] = b"PMCKPT02";
 const CHECKPOINT_MAGIC_PREFIX: &[u8; 6] = b"PMCKPT";
 /// The checkpoint format this build writes and the newest it reads (the magic's digits).
-/// Format 2 carries each shard's settings version with its snapshot; format 1 (none: the
-/// shards ran the configuration file's settings) is still read.
 pub const CHECKPOINT_FORMAT: u16 = 2;
 
 /// The format version a checkpoint's magic names, when it is a checkpoint's magic at all.
@@ -123,18 +125,28 @@ pub fn encode_checkpoint_sealing(
     Ok(out.freeze())
 }
 
+/// A decoded checkpoint: its parts, whether the store was complete, and the journal record
+/// format of the records after it (until a META record says otherwise).
+pub type Checkpoint = (Vec<ShardSnapshot>, bool, u8);
+
 /// Splits a checkpoint into its parts (sealed; see [`encode_checkpoint_sealing`]).
-pub fn decode_checkpoint(mut p: &[u8]) -> Result<(Vec<ShardSnapshot>, bool), MeshError> {
+pub fn decode_checkpoint(mut p: &[u8]) -> Result<Checkpoint, MeshError> {
     let bad = || MeshError::Journal("malformed checkpoint".into());
-    if let Some(found) = checkpoint_format(p).filter(|f| *f > CHECKPOINT_FORMAT) {
+    let format = checkpoint_format(p);
+    if let Some(found) = format.filter(|f| *f > CHECKPOINT_FORMAT) {
         return Err(MeshError::NewerFormat {
             what: "checkpoint",
             found,
             known: CHECKPOINT_FORMAT,
         });
     }
-    let format = checkpoint_format(p).ok_or_else(bad)?;
-    if p.len() < 11 || !(1..=CHECKPOINT_FORMAT).contains(&format) {
+    // The format names the records' after it, and whether parts carry settings versions.
+    let (record_format, with_settings) = match format {
+        Some(1) => (1, false),
+        Some(2) => (2, true),
+        _ => return Err(bad()),
+    };
+    if p.len() < 11 {
         return Err(bad());
     }
     p.advance(8);
@@ -147,7 +159,7 @@ pub fn decode_checkpoint(mut p: &[u8]) -> Result<(Vec<ShardSnapshot>, bool), Mes
         }
         let mark_lsn = p.get_u64();
         let mut settings = Bytes::new();
-        if format >= 2 {
+        if with_settings {
             let len = p.get_u32() as usize;
             settings = Bytes::copy_from_slice(p.get(..len).ok_or_else(bad)?);
             p.advance(len);
@@ -167,7 +179,7 @@ pub fn decode_checkpoint(mut p: &[u8]) -> Result<(Vec<ShardSnapshot>, bool), Mes
     if !p.is_empty() {
         return Err(bad());
     }
-    Ok((parts, store_complete))
+    Ok((parts, store_complete, record_format))
 }
 
 /// What a replay produced.
@@ -205,6 +217,9 @@ pub struct Recovery<R> {
     placeholder: R,
     marks: Vec<u64>,
     meta_seen: bool,
+    /// The journal record format of the records being read (their rules: see
+    /// [`ShardCore::set_record_format`]).
+    format: u8,
     records_seen: u64,
     answers_max: usize,
     scratch: Vec<Output<R>>,
@@ -231,6 +246,7 @@ impl<R: Clone> Recovery<R> {
             placeholder,
             marks: vec![0; shards],
             meta_seen: false,
+            format: META_FORMAT,
             records_seen: 0,
             answers_max: 0,
             scratch: Vec::new(),
@@ -255,7 +271,7 @@ impl<R: Clone> Recovery<R> {
 
     /// Loads a checkpoint filed at `lsn` (before any record).
     pub fn checkpoint(&mut self, lsn: u64, state: &[u8]) -> Result<(), MeshError> {
-        let (parts, store_complete) = decode_checkpoint(state)?;
+        let (parts, store_complete, format) = decode_checkpoint(state)?;
         if parts.len() != self.marks.len() {
             return Err(MeshError::Config(format!(
                 "the journal was written with {} shards; configure shards = {} (it is fixed for a journal)",
@@ -287,6 +303,7 @@ impl<R: Clone> Recovery<R> {
             }
         }
         self.meta_seen = true;
+        self.set_format(format);
         self.replayed.checkpoint_lsn = lsn;
         self.replayed.store_complete = store_complete;
         Ok(())
@@ -303,7 +320,8 @@ impl<R: Clone> Recovery<R> {
         let shards = self.marks.len();
         match kind {
             RECORD_META => {
-                let journaled = decode_meta(payload).map_err(at)?;
+                let (format, journaled) = decode_meta(payload).map_err(at)?;
+                self.set_format(format);
                 if usize::from(journaled) != shards {
                     return Err(MeshError::Config(format!(
                         "the journal was written with {journaled} shards; configure shards = {journaled} (it is fixed for a journal)"
@@ -373,6 +391,15 @@ impl<R: Clone> Recovery<R> {
         Ok(())
     }
 
+    /// The records from here on are of journal record format `format`: the cores handle them
+    /// by its rules.
+    fn set_format(&mut self, format: u8) {
+        self.format = format;
+        for core in &mut self.replayed.cores {
+            core.set_record_format(format);
+        }
+    }
+
     /// Whether shard `index`'s snapshot already holds the record at `lsn`.
     fn covered(&mut self, index: usize, lsn: u64) -> bool {
         let covered = self.marks.get(index).is_some_and(|mark| lsn <= *mark);
@@ -404,7 +431,15 @@ impl<R: Clone> Recovery<R> {
             self.replayed
                 .to_append
                 .push((RECORD_META, encode_meta(count)));
+        } else if self.format < META_FORMAT {
+            // An older build's journal: this build's records follow under its own format.
+            let count = self.marks.len() as u16;
+            self.replayed
+                .to_append
+                .push((RECORD_META, encode_meta(count)));
         }
+        // What follows (the resolutions below, then live traffic) is this build's.
+        self.set_format(META_FORMAT);
         for core in &mut self.replayed.cores {
             for op_id in core.pending_ops() {
                 let result = UpstreamResult {
@@ -456,11 +491,12 @@ mod tests {
         };
         let encoded =
             encode_checkpoint_sealing(vec![part(7, b""), part(9, b"settings")], true).unwrap();
-        let (parts, store_complete) = decode_checkpoint(&encoded).unwrap();
+        let (parts, store_complete, format) = decode_checkpoint(&encoded).unwrap();
         assert_eq!(parts.iter().map(|p| p.mark_lsn).collect::<Vec<_>>(), [7, 9]);
         assert_eq!(parts[1].settings, Bytes::from_static(b"settings"));
         assert_eq!(parts[1].sealed, Bytes::from_static(b"sealed elsewhere"));
         assert!(store_complete);
+        assert_eq!(format, META_FORMAT, "records after it are this build's");
 
         // Format 1 (before settings versions): mark, length, sealed bytes.
         let mut v1 = b"PMCKPT01".to_vec();
@@ -468,7 +504,8 @@ mod tests {
         v1.extend_from_slice(&5u64.to_be_bytes());
         v1.extend_from_slice(&3u32.to_be_bytes());
         v1.extend_from_slice(b"abc");
-        let (parts, _) = decode_checkpoint(&v1).unwrap();
+        let (parts, _, format) = decode_checkpoint(&v1).unwrap();
+        assert_eq!(format, 1, "records after it are of format 1");
         assert_eq!((parts[0].mark_lsn, parts[0].settings.len()), (5, 0));
         assert_eq!(parts[0].sealed, Bytes::from_static(b"abc"));
 

@@ -89,7 +89,17 @@ pub struct ShardCore<R> {
     open_by_network: HashMap<NetworkNo, usize>,
     /// Device counters seen, against replayed signed requests (see [`super::device`]).
     devices: DeviceCounters,
+    /// The journal record format whose rules requests and outcomes are handled by: this build's
+    /// ([`RECORD_FORMAT`]) for live traffic; an older one while replaying what an older build
+    /// journaled, so that replay reaches the state that build reached (see
+    /// [`ShardCore::set_record_format`]).
+    rules: u8,
 }
+
+/// The record format this build's rules are (see [`super::journal_codec::META_FORMAT`]).
+/// Format 1's rules differ: one capture per authorization, an attempt that was never sent is
+/// forgotten (a retry makes a new order), and a host's "issuer unavailable" is a decline.
+pub const RECORD_FORMAT: u8 = super::journal_codec::META_FORMAT;
 
 /// First delay before a reversal is sent again; it doubles with each attempt.
 pub const REVERSAL_RETRY_MS: u64 = 1_000;
@@ -141,7 +151,19 @@ impl<R: Clone> ShardCore<R> {
             networks: NetworkNames::default(),
             open_by_network: HashMap::default(),
             devices: DeviceCounters::default(),
+            rules: RECORD_FORMAT,
         }
+    }
+
+    /// Handles what follows by the rules of journal record format `format` (replay of an older
+    /// build's records); [`RECORD_FORMAT`] for live traffic.
+    pub fn set_record_format(&mut self, format: u8) {
+        self.rules = format;
+    }
+
+    /// Whether format 1's rules apply (see [`RECORD_FORMAT`]).
+    fn format_1(&self) -> bool {
+        self.rules < 2
     }
 
     /// Sets the number of shards (default 1): the STANs this shard assigns are unique among
@@ -361,6 +383,7 @@ impl<R: Clone> ShardCore<R> {
             return self.reversal_outcome(now_ms, txn_id, result);
         }
         let (shard, shards) = (self.shard, self.shards);
+        let format_1 = self.format_1();
         let Some(txn_id) = self.by_op_id.remove(&result.op_id) else {
             // Unknown or already resolved op: a late or duplicate outcome changes nothing.
             return;
@@ -376,13 +399,17 @@ impl<R: Clone> ShardCore<R> {
         let Some(op) = order.ops.get_mut(index) else {
             return;
         };
-        let kind = op.kind;
-        let op_amount = op.amount;
-        let waiters = match &mut op.status {
-            OpStatus::Pending { waiters, .. } => std::mem::take(waiters),
+        let (kind, op_amount, closes) = (op.kind, op.amount, op.closes);
+        let (waiters, received_ms) = match &mut op.status {
+            OpStatus::Pending {
+                waiters,
+                received_ms,
+                ..
+            } => (std::mem::take(waiters), *received_ms),
             OpStatus::Done(_) => return,
         };
         let mut answer = base_answer(kind, ResultCode::Approved, key, now_ms);
+        answer.received_at_ms = (received_ms > 0).then_some(received_ms);
         let mut forget_order = false;
         let mut forget_op = false;
         let mut release_daily = 0u64;
@@ -416,6 +443,11 @@ impl<R: Clone> ShardCore<R> {
                             // A copy: the code is a slice of the host's read buffer.
                             order.approval_code = Bytes::copy_from_slice(&approval_code);
                             answer.approval_code = Some(approval_code);
+                        } else if !format_1 && issuer_unavailable(code) {
+                            // The host was asked and authorized nothing: the order may be
+                            // attempted again (see `create`).
+                            order.state = OrderState::Failed;
+                            release_daily = op_amount;
                         } else {
                             order.state = OrderState::Declined;
                             release_daily = op_amount;
@@ -423,17 +455,22 @@ impl<R: Clone> ShardCore<R> {
                         order.sent = Some(sent);
                     }
                     TxnKind::Capture if approved => {
-                        order.captured = op_amount;
-                        order.state = OrderState::Captured;
+                        capture(order, op_amount, closes);
                         answer.approval_code = Some(order.approval_code.clone());
                     }
                     TxnKind::Cancel if approved => {
                         order.state = OrderState::Cancelled;
                         release_daily = order.authorized;
                     }
-                    TxnKind::Refund if approved => order.refunded += op_amount,
+                    TxnKind::Refund if approved => {
+                        order.refunded = order.refunded.saturating_add(op_amount);
+                    }
                     TxnKind::BalanceInquiry => {
-                        order.state = OrderState::Done;
+                        order.state = if !format_1 && issuer_unavailable(code) {
+                            OrderState::Failed
+                        } else {
+                            OrderState::Done
+                        };
                         answer.balance = balance;
                     }
                     _ => {}
@@ -478,22 +515,28 @@ impl<R: Clone> ShardCore<R> {
                     }
                     TxnKind::Capture => {
                         answer.result = ResultCode::Approved;
-                        order.captured = op_amount;
-                        order.state = OrderState::Captured;
+                        capture(order, op_amount, closes);
                         answer.approval_code = Some(order.approval_code.clone());
                         forward = Some((UpstreamKind::Capture, true));
                     }
-                    TxnKind::Refund => order.refund_in_doubt += op_amount,
+                    TxnKind::Refund => {
+                        order.refund_in_doubt = order.refund_in_doubt.saturating_add(op_amount);
+                    }
                     TxnKind::BalanceInquiry => order.state = OrderState::Done,
                     _ => {}
                 }
             }
             UpstreamOutcome::NotSent { result } => {
-                // Never sent: forget the attempt so that a retry with the same key starts afresh.
+                // Never sent. Format 1 forgot the attempt (a retry made a new order); now the
+                // order stays, failed, and a retry attempts it again under the same id.
                 answer.result = result;
                 match kind {
                     TxnKind::Authorize | TxnKind::Sale | TxnKind::BalanceInquiry => {
-                        forget_order = true;
+                        if format_1 {
+                            forget_order = true;
+                        } else {
+                            order.state = OrderState::Failed;
+                        }
                         release_daily = op_amount;
                     }
                     _ => forget_op = true,
@@ -501,7 +544,8 @@ impl<R: Clone> ShardCore<R> {
             }
         }
         fill_order_fields(&mut answer, order);
-        answer.amount = Some(op_amount);
+        // The operation's amount; a balance inquiry moves none.
+        answer.amount = (op_amount > 0).then_some(op_amount);
         if forget_op {
             order.ops.remove(index);
         } else if let Some(op) = order.ops.get_mut(index) {
@@ -514,21 +558,27 @@ impl<R: Clone> ShardCore<R> {
             self.orders.remove(txn_id);
         }
         self.release_daily(&merchant, day, release_daily);
+        // The first waiter sent the request; the others sent it again while it was in progress
+        // and get the same answer as a retransmission (with the RETRANSMIT flag).
+        let mut waiters = waiters.into_iter();
+        if let Some(first) = waiters.next() {
+            out.push(Output::Reply(first, Box::new(answer.clone())));
+        }
         for w in waiters {
-            out.push(Output::Reply(w, Box::new(answer.clone())));
+            out.push(Output::Replay(w, Box::new(answer.clone())));
         }
         if let Some((kind, sent_once)) = forward {
-            self.start_reversal(now_ms, txn_id, kind, sent_once, out);
+            self.start_reversal(now_ms, txn_id, (kind, op_amount), sent_once, out);
         }
     }
 
-    /// Queues a store-and-forward message for `key` (the reversal of its authorization, or its
-    /// capture's completion advice) and sends its first attempt.
+    /// Queues a store-and-forward message for `key` (the reversal of its authorization, or the
+    /// completion advice of its capture of `op_amount`) and sends its first attempt.
     fn start_reversal(
         &mut self,
         _now_ms: u64,
         txn_id: u64,
-        kind: UpstreamKind,
+        (kind, op_amount): (UpstreamKind, u64),
         sent_once: bool,
         out: &mut Vec<Output<R>>,
     ) {
@@ -540,9 +590,14 @@ impl<R: Clone> ShardCore<R> {
         if order.reversal.is_some_and(|r| r.pending()) {
             return;
         }
+        let amount = match kind {
+            UpstreamKind::Capture => op_amount,
+            _ => order.authorized,
+        };
         order.reversal = Some(Reversal {
             kind,
             op_id,
+            amount,
             attempts: 1,
             sent_once,
             state: ReversalState::InFlight,
@@ -573,7 +628,7 @@ impl<R: Clone> ShardCore<R> {
         // not run) waiting for an attempt the live shard did send: the outcome applies.
         match result.outcome {
             UpstreamOutcome::Answered { result: code, .. }
-                if code != ResultCode::UpstreamUnavailable =>
+                if code != ResultCode::UpstreamUnavailable && !issuer_unavailable(code) =>
             {
                 // The host answered: acknowledged, whatever its response code (hosts answer
                 // reversals of messages they never saw too), except "system unavailable" (91, 92,
@@ -590,10 +645,18 @@ impl<R: Clone> ShardCore<R> {
                     let (day, merchant) = (order.day, key.merchant());
                     let state = wire_state(order);
                     let shared = shared_of!(key, order);
+                    // The answers given said "not known yet" (3003, 3004, retryable): now it is
+                    // known, and the same request again gets the final word.
                     for op in &mut order.ops {
                         if let OpStatus::Done(stored) = &mut op.status {
                             let mut a = stored.answer(op.kind, &shared);
-                            a.state = Some(state);
+                            a.state = state;
+                            if matches!(a.result, ResultCode::UpstreamTimeout | ResultCode::InDoubt)
+                            {
+                                a.result = ResultCode::Reversed;
+                            }
+                            a.authorized_amount = Some(0);
+                            a.captured_amount = Some(0);
                             *stored = StoredAnswer::new(&a, &shared);
                         }
                     }
@@ -664,20 +727,31 @@ impl<R: Clone> ShardCore<R> {
             out.push(Output::Reply(to, Box::new(a)));
             return Step::Skip;
         }
+        // An order that failed before the issuer answered (state 9) is attempted again by the
+        // same request, under its transaction id; anything else under the key is replayed.
+        let mut again: Option<u64> = None;
         if let Some(Slot { key, order }) = existing.and_then(|t| self.orders.get_mut(t)) {
-            out.extend(replay(
-                order,
-                req.kind,
-                b"",
-                fingerprint,
-                &to,
-                waiters_max,
-                key,
-                now_ms,
-            ));
-            return Step::Journal;
+            let same = order
+                .ops
+                .first()
+                .is_some_and(|op| op.kind == req.kind && op.fingerprint == fingerprint);
+            if order.state == OrderState::Failed && same && !order.pinned() {
+                again = Some(order.txn_id);
+            } else {
+                out.extend(replay(
+                    order,
+                    req.kind,
+                    b"",
+                    fingerprint,
+                    &to,
+                    waiters_max,
+                    key,
+                    now_ms,
+                ));
+                return Step::Journal;
+            }
         }
-        if self.orders.was_evicted(&req.merchant_id, &req.order_id) {
+        if again.is_none() && self.orders.was_evicted(&req.merchant_id, &req.order_id) {
             // The key's order left the window: it cannot be replayed, and must not be sent to the
             // host a second time.
             let mut a = echo_answer(req.kind, ResultCode::DuplicateOrder, req, now_ms);
@@ -686,8 +760,17 @@ impl<R: Clone> ShardCore<R> {
             return Step::Journal;
         }
         // A new order: its device signature first (a retransmission above got its stored
-        // answer, which makes nothing new and tells its own network nothing new).
-        if let Some(refused) = self.check_device(caller, req, now_ms) {
+        // answer, which makes nothing new and tells its own network nothing new). A new
+        // attempt of a failed order repeats content whose signature verified: like a
+        // retransmission, its signature is not checked again (its counter is marked used).
+        let refused = match again {
+            Some(_) => {
+                self.devices.replayed(req);
+                None
+            }
+            None => self.check_device(caller, req, now_ms),
+        };
+        if let Some(refused) = refused {
             out.push(Output::Reply(to, refused));
             return Step::Skip;
         }
@@ -727,6 +810,10 @@ impl<R: Clone> ShardCore<R> {
                 return Step::Skip;
             }
         }
+        // The failed attempt makes way for the new one (same key, same transaction id).
+        if let Some(txn_id) = again {
+            self.orders.remove(txn_id);
+        }
         // A window full of orders that must stay refuses new ones BUSY (not journaled: the
         // completed orders it evicted on the way would have left at the next order anyway). A
         // replayed request was admitted: it is taken whatever the window holds.
@@ -747,7 +834,10 @@ impl<R: Clone> ShardCore<R> {
                 return Step::Journal;
             }
         };
-        let txn_id = self.next_txn_id(caller);
+        let txn_id = match again {
+            Some(txn_id) => txn_id,
+            None => self.next_txn_id(caller),
+        };
         let mut order = Order {
             txn_id,
             kind: req.kind,
@@ -761,6 +851,11 @@ impl<R: Clone> ShardCore<R> {
             captured: 0,
             refunded: 0,
             refund_in_doubt: 0,
+            capture_closed: false,
+            installments: match req.kind {
+                TxnKind::Authorize | TxnKind::Sale => req.installments(),
+                _ => 0,
+            },
             approval_code: Bytes::new(),
             sent: None,
             day,
@@ -775,6 +870,7 @@ impl<R: Clone> ShardCore<R> {
                 request_id: Bytes::new(),
                 fingerprint,
                 amount: 0,
+                closes: false,
                 status: OpStatus::Done(StoredAnswer::new(&answer, &shared_of!(&key, order))),
             });
             self.insert(key, order);
@@ -813,9 +909,11 @@ impl<R: Clone> ShardCore<R> {
             request_id: Bytes::new(),
             fingerprint,
             amount,
+            closes: false,
             status: OpStatus::Pending {
                 op_id,
                 waiters: vec![to],
+                received_ms: now_ms,
             },
         });
         self.by_op_id.insert(op_id, txn_id);
@@ -831,6 +929,10 @@ impl<R: Clone> ShardCore<R> {
             account,
             order_id,
             merchant_id,
+            installments: match req.kind {
+                TxnKind::Authorize | TxnKind::Sale => req.installments(),
+                _ => 0,
+            },
             original: None,
             repeat: false,
             stan: stan_for(op_id, self.shard, self.shards),
@@ -920,23 +1022,30 @@ impl<R: Clone> ShardCore<R> {
         }
         match req.kind {
             TxnKind::Capture => {
-                if order.state != OrderState::Authorized {
+                // Format 1 took one capture per authorization.
+                let open = match self.rules {
+                    0 | 1 => order.state == OrderState::Authorized,
+                    _ => order.capture_open(),
+                };
+                if !open {
                     out.push(refuse(ResultCode::InvalidState, order));
                     return Step::Journal;
                 }
-                let amount = req.amount.unwrap_or(order.authorized);
-                if amount == 0 || amount > order.authorized {
+                let left = order.capturable();
+                let amount = req.amount.unwrap_or(left);
+                if amount == 0 || amount > left {
                     out.push(refuse(ResultCode::AmountExceedsAvailable, order));
                     return Step::Journal;
                 }
+                let closes = req.final_capture || amount == left;
                 let online = order.host.is_some_and(|h| self.settings.captures_online(h));
                 if online {
+                    let op = (to, request_id, fingerprint, req.kind);
                     let Some(req) = self.follow_up_request(
                         now_ms,
                         txn_id,
-                        UpstreamKind::Capture,
-                        amount,
-                        (to, request_id, fingerprint, req.kind),
+                        (UpstreamKind::Capture, amount, closes),
+                        op,
                     ) else {
                         return Step::Journal;
                     };
@@ -944,8 +1053,7 @@ impl<R: Clone> ShardCore<R> {
                     return Step::Journal;
                 }
                 // Capture is local: the captured amount goes to the host in the settlement file.
-                order.captured = amount;
-                order.state = OrderState::Captured;
+                capture(order, amount, closes);
                 let mut a = base_answer(req.kind, ResultCode::Approved, &key, now_ms);
                 fill_order_fields(&mut a, order);
                 a.amount = Some(amount);
@@ -955,6 +1063,7 @@ impl<R: Clone> ShardCore<R> {
                     request_id,
                     fingerprint,
                     amount,
+                    closes,
                     status: OpStatus::Done(StoredAnswer::new(&a, &shared_of!(&key, order))),
                 });
                 out.push(Output::Reply(to, Box::new(a)));
@@ -987,7 +1096,8 @@ impl<R: Clone> ShardCore<R> {
                     return Step::Journal;
                 }
                 let op = (to, request_id, fingerprint, req.kind);
-                if let Some(req) = self.follow_up_request(now_ms, txn_id, kind, amount, op) {
+                if let Some(req) = self.follow_up_request(now_ms, txn_id, (kind, amount, false), op)
+                {
                     out.push(req);
                 }
             }
@@ -1002,8 +1112,7 @@ impl<R: Clone> ShardCore<R> {
         &mut self,
         now_ms: u64,
         txn_id: u64,
-        kind: UpstreamKind,
-        amount: u64,
+        (kind, amount, closes): (UpstreamKind, u64, bool),
         (to, request_id, fingerprint, txn_kind): (R, Bytes, u64, TxnKind),
     ) -> Option<Output<R>> {
         let op_id = self.next_id();
@@ -1015,12 +1124,15 @@ impl<R: Clone> ShardCore<R> {
             request_id,
             fingerprint,
             amount,
+            closes,
             status: OpStatus::Pending {
                 op_id,
                 waiters: vec![to],
+                received_ms: now_ms,
             },
         });
         let (currency, original) = (order.currency, order.sent.clone());
+        let installments = order.installments;
         let (merchant_id, order_id) = (key.merchant(), key.order_id());
         self.by_op_id.insert(op_id, txn_id);
         Some(Output::Upstream(Box::new(UpstreamRequest {
@@ -1033,6 +1145,7 @@ impl<R: Clone> ShardCore<R> {
             account,
             order_id,
             merchant_id,
+            installments,
             original,
             repeat: false,
             stan: stan_for(op_id, shard, shards),
@@ -1199,11 +1312,11 @@ fn reversal_request<R>(
     key: &OrderKey,
     order: &Order<R>,
 ) -> Option<UpstreamRequest> {
-    let kind = order.reversal.map_or(UpstreamKind::Reversal, |r| r.kind);
-    let amount = match kind {
-        UpstreamKind::Capture => order.captured,
-        _ => order.authorized,
-    };
+    let (kind, amount) = order
+        .reversal
+        .map_or((UpstreamKind::Reversal, order.authorized), |r| {
+            (r.kind, r.amount)
+        });
     Some(UpstreamRequest {
         op_id,
         shard,
@@ -1214,6 +1327,7 @@ fn reversal_request<R>(
         account: order.account.clone()?,
         merchant_id: key.merchant(),
         order_id: key.order_id(),
+        installments: order.installments,
         original: order.sent.clone(),
         repeat,
         stan: stan_for(op_id, shard, shards),
@@ -1229,9 +1343,14 @@ fn route_key(account: &Account) -> RouteKey<'_> {
     }
 }
 
-/// Hash of what makes two requests with the same key "the same request". A fixed algorithm
-/// (FNV-1a over length-prefixed fields), so fingerprints kept in snapshots and rebuilt by replay
-/// agree with new requests whatever the toolchain.
+/// Hash of what makes two requests with the same key "the same request" (docs/PROTOCOL.md
+/// section 8, "content"): the message type, `amount`, `currency`, `request_id`, the payment
+/// method and its fields (the CVV excepted: it is never kept), `installment_months` (0 counts
+/// as absent) and `final_capture` (0 counts as absent). Not content: `description`, `cvv`, the
+/// device fields, `server_txn_id`. A fixed algorithm (FNV-1a over length-prefixed fields), so
+/// fingerprints kept in snapshots and rebuilt by replay agree with new requests whatever the
+/// toolchain; the fields added later are hashed only when present, so a request without them
+/// keeps the fingerprint an older build gave it.
 fn fingerprint(req: &TxnRequest) -> u64 {
     let mut h = Fnv::new();
     h.bytes(&[req.kind as u8]);
@@ -1259,6 +1378,12 @@ fn fingerprint(req: &TxnRequest) -> u64 {
             h.field(account);
         }
         None => h.bytes(&[0]),
+    }
+    if req.installments() > 0 {
+        h.bytes(&[0x33, req.installments()]);
+    }
+    if req.final_capture {
+        h.bytes(&[0x34, 1]);
     }
     h.0
 }
@@ -1296,13 +1421,44 @@ fn answer_for(
     a
 }
 
+/// Whether a host's answer says the issuer or its switch is unavailable (91, 92, 96): it was
+/// asked, and authorized nothing.
+fn issuer_unavailable(code: ResultCode) -> bool {
+    code == ResultCode::IssuerUnavailable
+}
+
+/// Books a capture of `amount` on `order` (within what is capturable: checked when the CAPTURE
+/// was taken); `closes`: nothing more may be captured.
+fn capture<R>(order: &mut Order<R>, amount: u64, closes: bool) {
+    order.captured = order.captured.saturating_add(amount).min(order.authorized);
+    order.capture_closed |= closes;
+    order.state = OrderState::Captured;
+}
+
+/// The order's fields of an answer: its id, state and totals as they stand now. The totals say
+/// what is held or charged: nothing in states 4 (cancelled), 9 (failed) and 10 (reversed), and
+/// not known in state 8 (in doubt: left out). A TOKENIZE's or BALANCE_INQUIRY's record is no
+/// payment: no state and no totals.
 fn fill_order_fields<R>(a: &mut TxnAnswer, order: &Order<R>) {
     a.server_txn_id = Some(order.txn_id);
-    a.state = Some(wire_state(order));
-    a.currency = Some(order.currency);
-    a.authorized_amount = Some(order.authorized);
-    a.captured_amount = Some(order.captured);
-    a.refunded_amount = Some(order.refunded);
+    a.state = wire_state(order);
+    a.currency = (order.currency != 0).then_some(order.currency);
+    a.installment_months = (order.installments > 0).then_some(order.installments);
+    let (authorized, captured, refunded) = match order.state {
+        OrderState::Done | OrderState::InDoubt | OrderState::Authorizing => (None, None, None),
+        OrderState::Cancelled
+        | OrderState::Failed
+        | OrderState::Reversed
+        | OrderState::Declined => (Some(0), Some(0), Some(0)),
+        _ => (
+            Some(order.authorized),
+            Some(order.captured),
+            Some(order.refunded),
+        ),
+    };
+    a.authorized_amount = authorized;
+    a.captured_amount = captured;
+    a.refunded_amount = refunded;
     if let Some(m) = &order.masked_pan {
         a.masked_pan = Some(m.clone());
     }

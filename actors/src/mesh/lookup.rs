@@ -143,4 +143,5 @@ fn fill_from_row(a: &mut TxnAnswer, row: &TxnRow) {
     a.refunded_amount = amount(row.refunded_amount);
     a.approval_code = row.approval_code.as_deref().map(bytes);
     a.masked_pan = row.masked_pan.as_deref().map(bytes);
+    a.installment_months = (row.installment_months > 0).then_some(row.installment_months);
 }

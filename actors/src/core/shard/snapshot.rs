@@ -26,7 +26,13 @@
 //! binds each vault entry to its merchant (`merchant bytes` after `masked`); an older build's
 //! entries are bound to the merchant of the TOKENIZE order that issued them when it is still held.
 //! Format 4 adds, at the end, the device counters' anti-replay windows
-//! ([`DeviceCounters::encode`]).
+//! ([`DeviceCounters::encode`]). Format 5 adds what several partial captures and installments
+//! need: in each order, after `received_ms`, `installments u8 | capture_closed u8`; in a
+//! reversal, after its state, the `amount u64` it names; in each operation, after its amount,
+//! `closes u8`, and a pending status is `0 | op_id u64 | received_ms u64`. State code 8 is
+//! "failed" (an attempt the issuer never answered, to be attempted again). Orders of formats 1
+//! to 4 load as lump-sum payments with capturing not closed, a reversal naming the authorized
+//! amount (a capture advice: the captured amount) and pending operations of unknown receipt time.
 
 use std::sync::Arc;
 
@@ -44,9 +50,10 @@ use crate::core::order::{
 use crate::core::upstream::{Account, OriginalRef, UpstreamKind};
 use crate::error::MeshError;
 
-/// Written now. Still read: 1 (before evicted keys were kept), 2 (stored answers whole) and 3
-/// (before orders recorded their network and the device counters were kept).
-const SNAPSHOT_FORMAT: u8 = 4;
+/// Written now. Still read: 1 (before evicted keys were kept), 2 (stored answers whole), 3
+/// (before orders recorded their network and the device counters were kept) and 4 (before
+/// partial captures and installments).
+const SNAPSHOT_FORMAT: u8 = 5;
 const NO_HOST: u16 = u16::MAX;
 
 fn put_bytes(out: &mut BytesMut, b: &[u8]) {
@@ -94,6 +101,7 @@ fn state_code(state: OrderState) -> u8 {
         OrderState::InDoubt => 5,
         OrderState::Done => 6,
         OrderState::Reversed => 7,
+        OrderState::Failed => 8,
     }
 }
 
@@ -107,6 +115,7 @@ fn state_from(code: u8) -> Option<OrderState> {
         5 => OrderState::InDoubt,
         6 => OrderState::Done,
         7 => OrderState::Reversed,
+        8 => OrderState::Failed,
         _ => return None,
     })
 }
@@ -148,6 +157,8 @@ pub(crate) fn encode_order<R>(out: &mut BytesMut, key: &OrderKey, order: &Order<
     }
     out.put_u64(order.day);
     out.put_u64(order.received_ms);
+    out.put_u8(order.installments);
+    out.put_u8(u8::from(order.capture_closed));
     match &order.reversal {
         None => out.put_u8(0),
         Some(r) => {
@@ -164,6 +175,7 @@ pub(crate) fn encode_order<R>(out: &mut BytesMut, key: &OrderKey, order: &Order<
                 }
                 ReversalState::Acknowledged => out.put_u8(2),
             }
+            out.put_u64(r.amount);
         }
     }
     out.put_u16(order.ops.len() as u16);
@@ -172,10 +184,14 @@ pub(crate) fn encode_order<R>(out: &mut BytesMut, key: &OrderKey, order: &Order<
         put_bytes(out, &op.request_id);
         out.put_u64(op.fingerprint);
         out.put_u64(op.amount);
+        out.put_u8(u8::from(op.closes));
         match &op.status {
-            OpStatus::Pending { op_id, .. } => {
+            OpStatus::Pending {
+                op_id, received_ms, ..
+            } => {
                 out.put_u8(0);
                 out.put_u64(*op_id);
+                out.put_u64(*received_ms);
             }
             OpStatus::Done(answer) => {
                 out.put_u8(1);
@@ -224,11 +240,13 @@ pub(crate) fn encoded_holds_window(bytes: &[u8]) -> bool {
 struct Reader<'a>(&'a [u8], Legacy);
 
 /// What an older snapshot format lacks: stored answers are whole bodies (formats 1 and 2), no
-/// creating network (1 to 3), or nothing (the current format).
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// creating network (1 to 3), no partial captures or installments (1 to 4), or nothing (the
+/// current format). Ordered: each lacks what the later ones lack too.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Legacy {
     WholeAnswers,
     NoNetwork,
+    NoCaptures,
     No,
 }
 
@@ -290,20 +308,21 @@ impl<'a> Reader<'a> {
         let body = self.slice()?;
         Some(match self.1 {
             Legacy::WholeAnswers => StoredAnswer::from_whole_body(body),
-            Legacy::NoNetwork | Legacy::No => StoredAnswer::from_body(body),
+            Legacy::NoNetwork | Legacy::NoCaptures | Legacy::No => StoredAnswer::from_body(body),
         })
     }
     fn order<R>(&mut self) -> Option<(OrderKey, Order<R>)> {
         let merchant = self.slice()?;
         let key = OrderKey::new(merchant, self.slice()?);
         let network = match self.1 {
-            Legacy::No => {
+            Legacy::NoCaptures | Legacy::No => {
                 let network = self.u16()?;
                 self.u8()?;
                 network
             }
             Legacy::WholeAnswers | Legacy::NoNetwork => NETWORK_UNRECORDED,
         };
+        let current = self.1 == Legacy::No;
         let txn_id = self.u64()?;
         let kind = self.kind()?;
         let currency = self.u16()?;
@@ -329,6 +348,10 @@ impl<'a> Reader<'a> {
             _ => return None,
         };
         let (day, received_ms) = (self.u64()?, self.u64()?);
+        let (installments, capture_closed) = match current {
+            true => (self.u8()?, self.u8()? == 1),
+            false => (0, false),
+        };
         let reversal = match self.u8()? {
             0 => None,
             1 => {
@@ -345,9 +368,15 @@ impl<'a> Reader<'a> {
                     2 => ReversalState::Acknowledged,
                     _ => return None,
                 };
+                let amount = match (current, kind) {
+                    (true, _) => self.u64()?,
+                    (false, UpstreamKind::Capture) => captured,
+                    (false, _) => authorized,
+                };
                 Some(Reversal {
                     kind,
                     op_id,
+                    amount,
                     attempts,
                     sent_once,
                     state,
@@ -361,10 +390,12 @@ impl<'a> Reader<'a> {
             let kind = self.kind()?;
             let request_id = self.bytes()?;
             let (fingerprint, amount) = (self.u64()?, self.u64()?);
+            let closes = current && self.u8()? == 1;
             let status = match self.u8()? {
                 0 => OpStatus::Pending {
                     op_id: self.u64()?,
                     waiters: Vec::new(),
+                    received_ms: if current { self.u64()? } else { 0 },
                 },
                 1 => OpStatus::Done(self.answer(kind)?),
                 _ => return None,
@@ -374,6 +405,7 @@ impl<'a> Reader<'a> {
                 request_id,
                 fingerprint,
                 amount,
+                closes,
                 status,
             });
         }
@@ -390,6 +422,8 @@ impl<'a> Reader<'a> {
             captured,
             refunded,
             refund_in_doubt,
+            capture_closed,
+            installments,
             approval_code,
             sent,
             day,
@@ -464,6 +498,7 @@ impl<R: Clone> ShardCore<R> {
         r.1 = match format {
             1 | 2 => Legacy::WholeAnswers,
             3 => Legacy::NoNetwork,
+            4 => Legacy::NoCaptures,
             SNAPSHOT_FORMAT => Legacy::No,
             _ => return None,
         };
