@@ -709,6 +709,22 @@ impl TxnAnswer {
         }
     }
 
+    /// An answer of `kind` refusing a request whose body is well formed but was refused
+    /// (UNSUPPORTED_PAYMENT_METHOD): it echoes what the body says of the section 5.3 fields,
+    /// read leniently, as an answer to a decoded request would. A body that does not even scan
+    /// echoes nothing.
+    pub fn echo_body(kind: TxnKind, result: ResultCode, body: &Bytes) -> TxnAnswer {
+        let mut a = TxnAnswer::new(kind, result);
+        if let Ok(f) = Fields::scan(body) {
+            a.merchant_id = f.bytes(tag::MERCHANT_ID).filter(|b| !b.is_empty());
+            a.order_id = f.bytes(tag::ORDER_ID).filter(|b| !b.is_empty());
+            a.amount = f.u64(tag::AMOUNT);
+            a.currency = f.u16(tag::CURRENCY);
+            a.request_id = f.bytes(tag::REQUEST_ID);
+        }
+        a
+    }
+
     /// Appends the body fields, in tag order.
     pub fn encode_body(&self, w: &mut FieldWriter<'_>) {
         w.opt_str(tag::MERCHANT_ID, self.merchant_id.as_ref());

@@ -34,8 +34,8 @@ use super::access::Origin;
 use super::config::CoreSettings;
 use super::journal_codec::{
     JournalKey, META_FORMAT, RECORD_MARK, RECORD_META, RECORD_REQUEST, RECORD_REQUEST_NETWORK,
-    RECORD_SETTINGS, RECORD_UPSTREAM, decode_mark, decode_meta, decode_request, decode_upstream, encode_meta,
-    encode_upstream, unseal,
+    RECORD_SETTINGS, RECORD_UPSTREAM, decode_mark, decode_meta, decode_request, decode_upstream,
+    encode_meta, encode_upstream, unseal,
 };
 use super::shard::{Output, ShardCore, shard_for_merchant, shard_of_txn_id};
 use super::upstream::{UpstreamOutcome, UpstreamResult};

@@ -499,7 +499,14 @@ impl Session {
                 // A well-framed but invalid body: answer it and keep the connection.
                 match TxnKind::from_request_type(msg_type) {
                     Some(kind) if self.phase != Phase::AwaitingLogin => {
-                        let mut a = TxnAnswer::new(kind, e.result_code());
+                        // A method the router does not take is a well-formed body: its answer
+                        // echoes like any other. Other body errors echo nothing they name.
+                        let mut a = match e.result_code() {
+                            code @ ResultCode::UnsupportedPaymentMethod => {
+                                TxnAnswer::echo_body(kind, code, &frame.body)
+                            }
+                            code => TxnAnswer::new(kind, code),
+                        };
                         a.message = Some(Bytes::from(e.to_string()));
                         self.answer(correlation_id, a, 0);
                     }
