@@ -105,6 +105,9 @@ pub struct Metrics {
     /// 1 once the journal failed (disk full, I/O error): shards answer INTERNAL_ERROR until a
     /// restart; alert on it.
     pub journal_failed: Gauge,
+    /// The business settings' version every shard runs (the oldest any shard runs, while a
+    /// reload is under way).
+    pub settings_version: Gauge,
     /// Requests refused BUSY because an upstream pool mailbox was full.
     pub busy_pool: Counter,
     /// Answer batches the query store's full queue dropped (the store lags; the journal has them).

@@ -493,14 +493,16 @@ fn the_windows_survive_a_snapshot_and_older_snapshots_still_load() {
 
     // Format 3 had no network numbering (after the shard and sequence: an empty one is a zero
     // count) and no device section at the end (a zero count); its windows start empty.
-    // Format 4 had no STAN book at the end (an empty one is a zero count).
+    // Formats 4 and 5 had no STAN book at the end (an empty one is a zero count).
     let empty = core().encode_snapshot();
-    assert_eq!(empty[0], 5);
+    assert_eq!(empty[0], 6);
     assert_eq!(empty[11..13], [0, 0]);
     assert_eq!(empty[empty.len() - 6..], [0, 0, 0, 0, 0, 0]);
-    let mut four = empty[..empty.len() - 2].to_vec();
-    four[0] = 4;
-    ShardCore::<u32>::decode_snapshot(settings(), &four).unwrap();
+    for format in [4, 5] {
+        let mut older = empty[..empty.len() - 2].to_vec();
+        older[0] = format;
+        ShardCore::<u32>::decode_snapshot(settings(), &older).unwrap();
+    }
     let mut old = [&empty[..11], &empty[13..empty.len() - 6]].concat();
     old[0] = 3;
     ShardCore::<u32>::decode_snapshot(settings(), &old).unwrap();

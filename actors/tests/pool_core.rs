@@ -49,6 +49,7 @@ fn request(op_id: u64, kind: UpstreamKind) -> UpstreamRequest {
         },
         merchant_id: Bytes::from_static(b"M000001"),
         order_id: Bytes::from_static(b"ORDER-1"),
+        installments: 0,
         original: None,
         original_approval: Bytes::new(),
         terminal: Bytes::new(),
@@ -364,7 +365,7 @@ fn answers_91_and_96_count_as_failures() {
         assert!(matches!(
             r.1.outcome,
             UpstreamOutcome::Answered {
-                result: ResultCode::UpstreamUnavailable,
+                result: ResultCode::IssuerUnavailable,
                 ..
             }
         ));
@@ -956,4 +957,38 @@ fn deadlines_follow_the_monotonic_clock_not_the_wall_clock() {
     assert!(poll(&mut p, 50 * MS).is_empty());
     // Its own timeout (100 ms) on the monotonic clock does.
     assert_eq!(poll(&mut p, 110 * MS).len(), 1);
+}
+
+#[test]
+fn installment_months_travel_in_the_dialects_installment_field() {
+    let mut p = pool("");
+    sign_on(&mut p, 0, NOW);
+    let mut r = request(1, UpstreamKind::Authorize);
+    r.installments = 3;
+    p.submit(NOW, r).unwrap();
+    let m = written(&mut p, 0).remove(0);
+    assert_eq!(
+        m.get_slice(63),
+        Some(&b"IM03"[..]),
+        "DE 63: IM and two digits"
+    );
+    // A lump sum sends no installment field.
+    p.submit(NOW, request(2, UpstreamKind::Authorize)).unwrap();
+    assert_eq!(written(&mut p, 0).remove(0).get_slice(63), None);
+    // Another field, by configuration; none: an installment payment is refused, not sent.
+    let mut p = pool("installment_field = 62\n");
+    sign_on(&mut p, 0, NOW);
+    let mut r = request(4, UpstreamKind::Sale);
+    r.installments = 12;
+    p.submit(NOW, r).unwrap();
+    assert_eq!(
+        written(&mut p, 0).remove(0).get_slice(62),
+        Some(&b"IM12"[..])
+    );
+    let mut p = pool("installment_field = 0\n");
+    sign_on(&mut p, 0, NOW);
+    let mut r = request(5, UpstreamKind::Authorize);
+    r.installments = 2;
+    assert!(p.submit(NOW, r).is_err(), "refused before sending");
+    assert!(written(&mut p, 0).is_empty());
 }

@@ -13,7 +13,7 @@ use paymesh_actors::core::config::{
 };
 use paymesh_actors::core::shard::{Output, REVERSAL_RETRY_MS, ShardCore};
 use paymesh_actors::core::upstream::{
-    OriginalRef, UpstreamKind, UpstreamOutcome, UpstreamRequest, UpstreamResult,
+    OriginalRef, UpstreamKind, UpstreamOutcome, UpstreamRequest, UpstreamResult, not_sent,
 };
 use paymesh_actors::error::MeshError;
 use paymesh_codecs::message::{DeviceSignature, PaymentMethod, TxnAnswer, TxnKind, TxnRequest};
@@ -234,23 +234,81 @@ fn same_key_with_other_content_is_a_duplicate() {
     assert_eq!(a[0].1.result, ResultCode::DuplicateOrder);
 }
 
+fn capture_of(amount: u64, request_id: &'static str) -> TxnRequest {
+    let mut r = req(TxnKind::Capture, "M1", "O1", Some(amount));
+    r.request_id = Some(Bytes::from_static(request_id.as_bytes()));
+    r
+}
+
 #[test]
-fn capture_once_within_the_authorized_amount() {
+fn partial_captures_up_to_the_authorized_amount() {
     let mut c = core();
     authorized(&mut c, "O1", 5_000, TxnKind::Authorize);
-    let (a, _) = step(&mut c, 2, &req(TxnKind::Capture, "M1", "O1", Some(6_000)));
+    let (a, _) = step(&mut c, 2, &capture_of(6_000, "C0"));
     assert_eq!(a[0].1.result, ResultCode::AmountExceedsAvailable);
-    let (a, up) = step(&mut c, 2, &req(TxnKind::Capture, "M1", "O1", Some(3_000)));
+    let (a, up) = step(&mut c, 2, &capture_of(3_000, "C1"));
     assert!(up.is_empty(), "capture is settled by file, not online");
     assert_eq!(a[0].1.result, ResultCode::Approved);
     assert_eq!(a[0].1.captured_amount, Some(3_000));
     assert_eq!(a[0].1.state, Some(3), "partially captured");
-    // Retransmitted capture: same answer; a new capture: refused.
-    let (again, _) = step(&mut c, 2, &req(TxnKind::Capture, "M1", "O1", Some(3_000)));
+    // Retransmitted capture: same answer, nothing captured twice.
+    let (again, _) = step(&mut c, 2, &capture_of(3_000, "C1"));
     assert_eq!(again[0].1, a[0].1);
-    let mut other = req(TxnKind::Capture, "M1", "O1", Some(1_000));
-    other.request_id = Some(Bytes::from_static(b"C2"));
-    let (a, _) = step(&mut c, 2, &other);
+    // More than what is left: 2009, not 2007; within it: a second partial capture.
+    let (a, _) = step(&mut c, 2, &capture_of(2_001, "C2"));
+    assert_eq!(a[0].1.result, ResultCode::AmountExceedsAvailable);
+    let (a, _) = step(&mut c, 2, &capture_of(1_500, "C2"));
+    assert_eq!(
+        (a[0].1.result, a[0].1.state, a[0].1.captured_amount),
+        (ResultCode::Approved, Some(3), Some(4_500))
+    );
+    // Capturing all that is left closes it: state 2, and nothing more.
+    let (a, _) = step(&mut c, 2, &capture_of(500, "C3"));
+    assert_eq!(
+        (a[0].1.state, a[0].1.captured_amount),
+        (Some(2), Some(5_000))
+    );
+    let (a, _) = step(&mut c, 2, &capture_of(1, "C4"));
+    assert_eq!(a[0].1.result, ResultCode::InvalidState);
+}
+
+#[test]
+fn a_final_capture_releases_the_rest() {
+    let mut c = core();
+    authorized(&mut c, "O1", 5_000, TxnKind::Authorize);
+    let mut last = capture_of(1_000, "C1");
+    last.final_capture = true;
+    let (a, _) = step(&mut c, 2, &last);
+    assert_eq!(
+        (a[0].1.result, a[0].1.state, a[0].1.captured_amount),
+        (ResultCode::Approved, Some(2), Some(1_000))
+    );
+    // The same request id without the flag is other content.
+    let (a, _) = step(&mut c, 2, &capture_of(1_000, "C1"));
+    assert_eq!(a[0].1.result, ResultCode::DuplicateOrder);
+    let (a, _) = step(&mut c, 2, &capture_of(1, "C2"));
+    assert_eq!(
+        a[0].1.result,
+        ResultCode::InvalidState,
+        "capturing is closed"
+    );
+    // The captured part is refundable; a refund of more is not.
+    let mut refund = req(TxnKind::Refund, "M1", "O1", Some(1_001));
+    refund.request_id = Some(Bytes::from_static(b"R1"));
+    let (a, _) = step(&mut c, 3, &refund);
+    assert_eq!(a[0].1.result, ResultCode::AmountExceedsAvailable);
+}
+
+#[test]
+fn a_refund_closes_capturing() {
+    let mut c = core();
+    authorized(&mut c, "O1", 5_000, TxnKind::Authorize);
+    step(&mut c, 2, &capture_of(2_000, "C1"));
+    let mut refund = req(TxnKind::Refund, "M1", "O1", Some(500));
+    refund.request_id = Some(Bytes::from_static(b"R1"));
+    let (_, up) = step(&mut c, 3, &refund);
+    answer_upstream(&mut c, &up[0], "00");
+    let (a, _) = step(&mut c, 4, &capture_of(1_000, "C2"));
     assert_eq!(a[0].1.result, ResultCode::InvalidState);
 }
 
@@ -674,9 +732,14 @@ fn a_timed_out_authorization_is_reversed_until_the_host_acknowledges() {
     assert_eq!(inq[0].1.state, Some(10), "reversed");
     let (retry, up) = step(&mut c, 3, &auth);
     assert!(up.is_empty(), "a retry never goes upstream again");
+    // Known now: reversed, nothing authorized, not retryable (a new order id to try again).
     assert_eq!(
-        (retry[0].1.result, retry[0].1.state),
-        (ResultCode::UpstreamTimeout, Some(10))
+        (
+            retry[0].1.result,
+            retry[0].1.state,
+            retry[0].1.authorized_amount
+        ),
+        (ResultCode::Reversed, Some(10), Some(0))
     );
     // 1,000,000 of the 1,500,000 daily limit was released: another 1,000,000 fits.
     let (a, up) = step(
@@ -1290,4 +1353,195 @@ fn a_shard_answers_busy_before_a_stan_of_the_day_would_repeat_and_keeps_some_for
     let _ = c.handle_request(NOW + 86_400_000, 7, Origin::Network(NET), &r, &mut out);
     let (_, up) = split(out);
     assert_eq!(up.iter().map(|u| u.stan).collect::<Vec<_>>(), vec![1]);
+}
+
+#[test]
+fn issuer_unavailable_fails_the_order_and_the_same_request_tries_again_under_its_id() {
+    let mut c = core();
+    let r = req(TxnKind::Authorize, "M1", "U1", Some(700));
+    let (_, up) = step(&mut c, 1, &r);
+    let a = answer_upstream(&mut c, &up[0], "91");
+    let first = &a[0].1;
+    assert_eq!(
+        (first.result, first.state, first.authorized_amount),
+        (ResultCode::IssuerUnavailable, Some(9), Some(0))
+    );
+    let txn_id = first.server_txn_id;
+    // The host was asked and authorized nothing: the same request is attempted again, under
+    // the same server_txn_id, and its answer is the new attempt's.
+    let (a, up) = step(&mut c, 2, &r);
+    assert!(a.is_empty());
+    assert_eq!(up.len(), 1, "a new attempt upstream");
+    let a = answer_upstream(&mut c, &up[0], "00");
+    assert_eq!(
+        (a[0].0, a[0].1.result, a[0].1.state, a[0].1.server_txn_id),
+        (2, ResultCode::Approved, Some(1), txn_id)
+    );
+    // Approved now: the same request again is a retransmission.
+    let (a, up) = step(&mut c, 3, &r);
+    assert!(up.is_empty());
+    assert_eq!(
+        (a[0].1.result, a[0].1.server_txn_id),
+        (ResultCode::Approved, txn_id)
+    );
+    // Other content under the key of a failed order is still a duplicate.
+    let (_, up) = step(&mut c, 1, &req(TxnKind::Authorize, "M1", "U2", Some(700)));
+    answer_upstream(&mut c, &up[0], "96");
+    let (a, up) = step(&mut c, 1, &req(TxnKind::Authorize, "M1", "U2", Some(701)));
+    assert!(up.is_empty());
+    assert_eq!(a[0].1.result, ResultCode::DuplicateOrder);
+}
+
+#[test]
+fn an_attempt_never_sent_keeps_its_id_for_the_retry() {
+    let mut c = core();
+    let r = req(TxnKind::Authorize, "M1", "N1", Some(100));
+    let (_, up) = step(&mut c, 1, &r);
+    let mut out = Vec::new();
+    let op_id = up[0].op_id;
+    c.handle_upstream(
+        NOW,
+        not_sent(op_id, ResultCode::UpstreamUnavailable),
+        &mut out,
+    );
+    let first = split(out).0.remove(0).1;
+    assert_eq!(
+        (first.result, first.state),
+        (ResultCode::UpstreamUnavailable, Some(9))
+    );
+    let (_, up) = step(&mut c, 1, &r);
+    assert_eq!(up.len(), 1, "attempted again");
+    let a = answer_upstream(&mut c, &up[0], "00");
+    assert_eq!(
+        a[0].1.server_txn_id, first.server_txn_id,
+        "no new id per attempt"
+    );
+}
+
+#[test]
+fn retransmissions_held_while_the_original_is_in_progress_are_replays() {
+    let mut c = core();
+    let r = req(TxnKind::Authorize, "M1", "H1", Some(100));
+    let (_, up) = step(&mut c, 1, &r);
+    let (a, _) = step(&mut c, 2, &r);
+    assert!(a.is_empty(), "held until the original completes");
+    let mut out = Vec::new();
+    let sent = OriginalRef {
+        mti: 100,
+        stan: 7,
+        transmitted: Bytes::from_static(b"1126213956"),
+        rrn: Bytes::from_static(b"633021000007"),
+        terminal: Bytes::new(),
+    };
+    c.handle_upstream(
+        NOW + 5,
+        UpstreamResult {
+            op_id: up[0].op_id,
+            outcome: UpstreamOutcome::Answered {
+                result: ResultCode::Approved,
+                response_code: Bytes::from_static(b"00"),
+                approval_code: Bytes::from_static(b"A1B2C3"),
+                sent,
+                balance: None,
+            },
+        },
+        &mut out,
+    );
+    let kinds: Vec<(u32, bool)> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Reply(to, _) => Some((*to, false)),
+            Output::Replay(to, _) => Some((*to, true)),
+            Output::Upstream(_) => None,
+        })
+        .collect();
+    assert_eq!(kinds, [(1, false), (2, true)]);
+    // The answer says when the request was received, not when it was answered.
+    let Some(Output::Reply(_, a)) = out.first() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        (a.received_at_ms, a.answered_at_ms),
+        (Some(NOW), Some(NOW + 5))
+    );
+}
+
+#[test]
+fn format_1_records_replay_by_format_1_rules() {
+    // One capture per authorization, and an attempt never sent forgotten (a retry is a new
+    // order): what an older build journaled comes back as that build answered it.
+    let mut c = core();
+    c.set_record_format(1);
+    authorized(&mut c, "O1", 5_000, TxnKind::Authorize);
+    step(&mut c, 2, &capture_of(3_000, "C1"));
+    let (a, _) = step(&mut c, 2, &capture_of(1_000, "C2"));
+    assert_eq!(a[0].1.result, ResultCode::InvalidState);
+    let r = req(TxnKind::Authorize, "M1", "N1", Some(100));
+    let (_, up) = step(&mut c, 1, &r);
+    let mut out = Vec::new();
+    c.handle_upstream(NOW, not_sent(up[0].op_id, ResultCode::Busy), &mut out);
+    assert!(c.order(b"M1", b"N1").is_none(), "forgotten");
+    // This build's rules, once the replay is done: the partly captured order takes more.
+    c.set_record_format(paymesh_actors::core::shard::RECORD_FORMAT);
+    let (a, _) = step(&mut c, 2, &capture_of(1_000, "C2"));
+    assert_eq!(
+        (a[0].1.result, a[0].1.captured_amount),
+        (ResultCode::Approved, Some(4_000))
+    );
+}
+
+#[test]
+fn format_2_records_replay_by_the_inbound_rules_with_the_op_ids_stans() {
+    use paymesh_actors::core::config::HostStanPlan;
+    use paymesh_actors::core::upstream::stan_for;
+    // Format 2 was written by a build with several partial captures but STANs derived from the
+    // op id on the host's own terminal: its records replay with both.
+    let term = Bytes::from_static(b"TERM0001");
+    let plan = HostStanPlan {
+        terminals: vec![term.clone()],
+        network_terminal: term.clone(),
+        network_stan_first: 900_000,
+        local_offset_minutes: 540,
+    };
+    let mut c = core_adjusted(|s| s.host_stans = vec![plan; 3]);
+    c.set_record_format(2);
+    let (_, up) = step(&mut c, 1, &req(TxnKind::Authorize, "M1", "O1", Some(5_000)));
+    assert_eq!(up[0].stan, stan_for(up[0].op_id, 0, 1), "the op id's STAN");
+    assert!(up[0].terminal.is_empty(), "the host's own terminal");
+    answer_upstream(&mut c, &up[0], "00");
+    step(&mut c, 2, &capture_of(3_000, "C1"));
+    let (a, _) = step(&mut c, 2, &capture_of(1_000, "C2"));
+    assert_eq!(
+        (a[0].1.result, a[0].1.captured_amount),
+        (ResultCode::Approved, Some(4_000)),
+        "several partial captures"
+    );
+    // Format 3 (this build): the terminal's own STANs of the business day.
+    c.set_record_format(paymesh_actors::core::shard::RECORD_FORMAT);
+    let (_, up) = step(&mut c, 3, &req(TxnKind::Authorize, "M1", "O2", Some(100)));
+    assert_eq!((up[0].terminal.clone(), up[0].stan), (term, 1));
+}
+
+#[test]
+fn token_and_balance_answers_carry_no_state() {
+    let mut c = core();
+    let mut t = TxnRequest::new(
+        TxnKind::Tokenize,
+        Bytes::from_static(b"M1"),
+        Bytes::from_static(b"TK9"),
+    );
+    t.payment = Some(card("5400000000000005"));
+    let (a, _) = step(&mut c, 1, &t);
+    assert_eq!(a[0].1.result, ResultCode::Approved);
+    assert_eq!((a[0].1.state, a[0].1.authorized_amount), (None, None));
+    let mut b = req(TxnKind::BalanceInquiry, "M1", "B9", None);
+    b.payment = Some(card("4111111111111111"));
+    let (_, up) = step(&mut c, 1, &b);
+    let a = answer_upstream(&mut c, &up[0], "00");
+    assert_eq!(a[0].1.result, ResultCode::Approved);
+    assert_eq!(
+        (a[0].1.state, a[0].1.amount, a[0].1.currency),
+        (None, None, None),
+        "nothing invented"
+    );
 }

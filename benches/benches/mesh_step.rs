@@ -231,6 +231,7 @@ fn upstream_authorize(i: u64) -> UpstreamRequest {
         },
         merchant_id: req.merchant_id,
         order_id: req.order_id,
+        installments: 0,
         original: None,
         original_approval: Bytes::new(),
         terminal: Bytes::new(),

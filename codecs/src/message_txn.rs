@@ -132,8 +132,11 @@ pub enum TxnState {
     Declined = 7,
     /// Outcome unknown, being resolved.
     InDoubt = 8,
-    /// Failed without reaching the issuer.
+    /// Not authorized and nothing charged: refused before an answer from the issuer (3002, 3007);
+    /// the same request again is attempted again.
     Failed = 9,
+    /// Was in doubt; the host acknowledged its reversal: nothing is charged.
+    Reversed = 10,
 }
 
 impl TxnState {
@@ -149,6 +152,7 @@ impl TxnState {
             7 => TxnState::Declined,
             8 => TxnState::InDoubt,
             9 => TxnState::Failed,
+            10 => TxnState::Reversed,
             _ => return None,
         })
     }
@@ -232,7 +236,17 @@ pub struct TxnRequest {
     pub server_txn_id: Option<u64>,
     /// Free text from the merchant.
     pub description: Option<Bytes>,
+    /// Installment months (할부) of a card AUTHORIZE or SALE: 0 (or absent) lump sum, else
+    /// [`INSTALLMENT_MONTHS_MIN`]..=[`INSTALLMENT_MONTHS_MAX`].
+    pub installment_months: Option<u8>,
+    /// CAPTURE: this is the last capture; the uncaptured rest of the authorization is released.
+    pub final_capture: bool,
 }
+
+/// Fewest installment months (1 month is not an installment: send 0 or leave the field out).
+pub const INSTALLMENT_MONTHS_MIN: u8 = 2;
+/// Most installment months (the longest plans Korean card issuers offer).
+pub const INSTALLMENT_MONTHS_MAX: u8 = 36;
 
 impl TxnRequest {
     /// A request with the order's key and no other field.
@@ -248,7 +262,14 @@ impl TxnRequest {
             request_id: None,
             server_txn_id: None,
             description: None,
+            installment_months: None,
+            final_capture: false,
         }
+    }
+
+    /// Installment months as the order keeps them: 0 for a lump sum (absent or 0).
+    pub fn installments(&self) -> u8 {
+        self.installment_months.unwrap_or(0)
     }
 
     /// Amount and currency together, when both are present.
@@ -312,6 +333,10 @@ impl TxnRequest {
         }
         if let Some(device) = &self.device_signature {
             w.put_u64(tag::DEVICE_COUNTER, device.counter);
+        }
+        w.opt_u8(tag::INSTALLMENT_MONTHS, self.installment_months);
+        if self.final_capture {
+            w.put_u8(tag::FINAL_CAPTURE, 1);
         }
     }
 
@@ -384,6 +409,27 @@ impl TxnRequest {
         } else {
             f.bytes(tag::REQUEST_ID)
         };
+        let installment_months = f.u8(tag::INSTALLMENT_MONTHS);
+        if let Some(months) = installment_months
+            && creates
+        {
+            need.check(tag::INSTALLMENT_MONTHS, check_installments(months))?;
+            let card = matches!(
+                payment,
+                Some(PaymentMethod::Card { .. } | PaymentMethod::WalletToken(_))
+            );
+            if months > 0 && !card {
+                return Err(need.not_allowed(tag::INSTALLMENT_MONTHS));
+            }
+        }
+        let final_capture = match f.u8(tag::FINAL_CAPTURE) {
+            None | Some(0) => false,
+            Some(1) => true,
+            Some(_) => {
+                need.check(tag::FINAL_CAPTURE, Err("must be 0 or 1"))?;
+                false
+            }
+        };
         Ok(TxnRequest {
             kind,
             merchant_id,
@@ -395,7 +441,18 @@ impl TxnRequest {
             request_id,
             server_txn_id: f.u64(tag::SERVER_TXN_ID),
             description: f.bytes(tag::DESCRIPTION),
+            installment_months,
+            final_capture,
         })
+    }
+}
+
+/// Installment months a card payment may carry: 0 (a lump sum) or
+/// [`INSTALLMENT_MONTHS_MIN`]..=[`INSTALLMENT_MONTHS_MAX`].
+fn check_installments(months: u8) -> Result<(), &'static str> {
+    match months {
+        0 | INSTALLMENT_MONTHS_MIN..=INSTALLMENT_MONTHS_MAX => Ok(()),
+        _ => Err("must be 0 (lump sum) or 2..=36 months"),
     }
 }
 
@@ -603,6 +660,8 @@ pub struct TxnAnswer {
     pub masked_pan: Option<Bytes>,
     /// Human-readable detail.
     pub message: Option<Bytes>,
+    /// Echo of the request's installment months (AUTHORIZE, SALE), or the order's (INQUIRY).
+    pub installment_months: Option<u8>,
 }
 
 impl TxnAnswer {
@@ -630,6 +689,7 @@ impl TxnAnswer {
             token: None,
             masked_pan: None,
             message: None,
+            installment_months: None,
         }
     }
 
@@ -644,8 +704,25 @@ impl TxnAnswer {
             currency: request.currency,
             request_id: request.request_id.clone(),
             server_txn_id: request.server_txn_id,
+            installment_months: request.installment_months,
             ..TxnAnswer::new(request.kind, result)
         }
+    }
+
+    /// An answer of `kind` refusing a request whose body is well formed but was refused
+    /// (UNSUPPORTED_PAYMENT_METHOD): it echoes what the body says of the section 5.3 fields,
+    /// read leniently, as an answer to a decoded request would. A body that does not even scan
+    /// echoes nothing.
+    pub fn echo_body(kind: TxnKind, result: ResultCode, body: &Bytes) -> TxnAnswer {
+        let mut a = TxnAnswer::new(kind, result);
+        if let Ok(f) = Fields::scan(body) {
+            a.merchant_id = f.bytes(tag::MERCHANT_ID).filter(|b| !b.is_empty());
+            a.order_id = f.bytes(tag::ORDER_ID).filter(|b| !b.is_empty());
+            a.amount = f.u64(tag::AMOUNT);
+            a.currency = f.u16(tag::CURRENCY);
+            a.request_id = f.bytes(tag::REQUEST_ID);
+        }
+        a
     }
 
     /// Appends the body fields, in tag order.
@@ -675,6 +752,7 @@ impl TxnAnswer {
         if let Some(message) = &self.message {
             w.put_text(tag::MESSAGE, message);
         }
+        w.opt_u8(tag::INSTALLMENT_MONTHS, self.installment_months);
     }
 
     /// Reads an answer of `kind` from a validated body.
@@ -708,6 +786,7 @@ impl TxnAnswer {
             token: f.bytes(tag::TOKEN),
             masked_pan: f.bytes(tag::MASKED_PAN),
             message: f.bytes(tag::MESSAGE),
+            installment_months: f.u8(tag::INSTALLMENT_MONTHS),
         })
     }
 }

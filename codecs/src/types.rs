@@ -353,9 +353,13 @@ result_codes! {
     InvalidSignature = 2012, "INVALID_SIGNATURE", false;
     /// The payment method is unknown or not offered for this request type.
     UnsupportedPaymentMethod = 2013, "UNSUPPORTED_PAYMENT_METHOD", false;
+    /// The authorization's outcome was unknown and PayMesh reversed it at the host: nothing is
+    /// charged and the order id is used up (a new attempt needs a new order id).
+    Reversed = 2014, "REVERSED", false;
     /// PayMesh is at capacity (window, queue): nothing was done.
     Busy = 3001, "BUSY", true;
-    /// No upstream link is up: nothing was sent.
+    /// No upstream link is up (or the host's circuit breaker is open, or its queue is full):
+    /// nothing was sent.
     UpstreamUnavailable = 3002, "UPSTREAM_UNAVAILABLE", true;
     /// The upstream did not answer in time: the outcome is unknown (inquire by order id).
     UpstreamTimeout = 3003, "UPSTREAM_TIMEOUT", true;
@@ -365,6 +369,9 @@ result_codes! {
     ShuttingDown = 3005, "SHUTTING_DOWN", true;
     /// The same idempotency key is still being processed.
     InProgress = 3006, "IN_PROGRESS", true;
+    /// The host answered that the issuer or its switch is unavailable (ISO 8583 91, 92, 96):
+    /// nothing is authorized; the same request again is attempted again.
+    IssuerUnavailable = 3007, "ISSUER_UNAVAILABLE", true;
     /// A request came before LOGIN.
     NotLoggedIn = 4001, "NOT_LOGGED_IN", true;
     /// LOGIN's network id or credential is wrong.

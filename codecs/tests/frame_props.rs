@@ -121,8 +121,13 @@ fn request() -> impl Strategy<Value = TxnRequest> {
             (text(1, 15), text(1, 40), by_txn_id, any::<u64>()),
             (amount, currency, payment, device),
             (request_id, opt(any::<u64>()), opt(text(0, 128))),
+            (opt(prop_oneof![Just(0u8), 2u8..=36]), any::<bool>()),
         )
-            .prop_map(move |(ids, money, rest)| {
+            .prop_map(move |(ids, money, rest, added)| {
+                let carded = matches!(
+                    money.2,
+                    Some(PaymentMethod::Card { .. } | PaymentMethod::WalletToken(_))
+                );
                 let (merchant_id, order_id, by_txn_id, txn_id) = ids;
                 let (merchant_id, order_id, server_txn_id) = if by_txn_id {
                     (Bytes::new(), Bytes::new(), Some(txn_id))
@@ -140,6 +145,9 @@ fn request() -> impl Strategy<Value = TxnRequest> {
                     request_id: rest.0,
                     server_txn_id,
                     description: rest.2,
+                    // Installments are read in card (or wallet) AUTHORIZE and SALE only.
+                    installment_months: added.0.filter(|_| creates && carded),
+                    final_capture: added.1 && kind == TxnKind::Capture,
                 }
             })
     })
@@ -159,7 +167,12 @@ fn answer() -> impl Strategy<Value = TxnAnswer> {
         opt(text(12, 12)),
         opt(text(2, 4)),
     );
-    let times = (opt(any::<u64>()), opt(any::<u64>()), opt(any::<u8>()));
+    let times = (
+        opt(any::<u64>()),
+        opt(any::<u64>()),
+        opt(any::<u8>()),
+        opt(any::<u8>()),
+    );
     let amounts = (
         opt(any::<u64>()),
         opt(any::<u64>()),
@@ -193,6 +206,7 @@ fn answer() -> impl Strategy<Value = TxnAnswer> {
             token: e.0,
             masked_pan: e.1.map(Bytes::from),
             message: e.2,
+            installment_months: t.3,
             ..TxnAnswer::new(kind, result)
         },
     )

@@ -1,5 +1,6 @@
 //! `gateway-sim`: runs simulated upstream hosts until interrupted. See the library docs.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -39,8 +40,18 @@ enum Command {
     ExampleConfig,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // One line with every cause ("binding 127.0.0.1:7501: Address in use"), no backtrace.
+            eprintln!("gateway-sim: error: {}", one_line(&error));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::ExampleConfig => {
             print!("{EXAMPLE_TOML}");
@@ -53,6 +64,8 @@ fn main() -> anyhow::Result<()> {
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
                 )
                 .with_writer(std::io::stderr)
+                // Colour codes only for a terminal: in a log file or a pipe they are noise.
+                .with_ansi(std::io::stderr().is_terminal())
                 .init();
             let config = match (config, default) {
                 (Some(path), _) => {
@@ -105,4 +118,21 @@ async fn shutdown_signal() -> anyhow::Result<()> {
         .await
         .context("waiting for Ctrl-C")?;
     Ok(())
+}
+
+/// The error and its causes on one line, each cause left out when the message before it already
+/// says it (`LoadError::Connect` prints its I/O error, which is also its source).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

@@ -1,8 +1,9 @@
 //! The self-contained HTML report: tables and inline SVG plots written by this module (no
 //! JavaScript, no external file), so the page opens anywhere, offline.
 //!
-//! Plots: throughput over time (with the echo baseline when there is one), latency percentiles
-//! over time (log scale), and the latency distribution (log-scale buckets).
+//! Plots: throughput over time (and the echo baseline's, when there is one, in a plot of its own
+//! with its own scale), latency percentiles over time (log scale), and the latency distribution
+//! (log-scale buckets).
 
 use std::fmt::Write as _;
 
@@ -311,42 +312,90 @@ fn plotted(report: &Report) -> impl Iterator<Item = &SeriesPoint> {
         .filter(move |p| only || p.seconds >= half)
 }
 
-fn throughput_chart(report: &Report) -> String {
-    let points = |r: &Report| -> Vec<(f64, f64)> {
-        let half = r.series_interval_s as f64 / 2.0;
-        plotted(r).map(|p| (p.start_s + half, p.tps)).collect()
-    };
+/// Throughput over time of the run, and of its echo baseline in a plot of its own. One axis for
+/// both would not do: the echo server answers many times faster than a router that authorizes
+/// upstream, so the router's line would lie flat along zero under the baseline's.
+fn throughput_charts(report: &Report) -> String {
     let name = match report.setup.peer {
         Peer::Paymesh => "PayMesh",
         Peer::Echo => "echo server",
     };
-    let mut lines = vec![Line {
-        name,
-        color: "#1f77b4",
-        dashed: false,
-        points: points(report),
-    }];
+    let mut html = throughput_chart(
+        "Throughput over time (answers per second)",
+        Line {
+            name,
+            color: "#1f77b4",
+            dashed: false,
+            points: throughput_points(report),
+        },
+        report.setup.warmup_s,
+    );
     if let Some(baseline) = &report.baseline {
-        lines.push(Line {
-            name: "echo baseline",
-            color: "#7f7f7f",
-            dashed: true,
-            points: points(baseline),
-        });
+        html.push_str(&throughput_chart(
+            "Echo baseline: the same load against a framed echo server (its own scale)",
+            Line {
+                name: "echo baseline",
+                color: "#7f7f7f",
+                dashed: true,
+                points: throughput_points(baseline),
+            },
+            baseline.setup.warmup_s,
+        ));
     }
-    let y_max = lines
-        .iter()
-        .flat_map(|l| l.points.iter().map(|p| p.1))
-        .fold(0.0, f64::max);
-    let title = "Throughput over time (answers per second)";
+    html
+}
+
+fn throughput_points(report: &Report) -> Vec<(f64, f64)> {
+    let half = report.series_interval_s as f64 / 2.0;
+    plotted(report).map(|p| (p.start_s + half, p.tps)).collect()
+}
+
+fn throughput_chart(title: &str, line: Line<'_>, warmup_s: f64) -> String {
+    let y_max = line.points.iter().map(|p| p.1).fold(0.0, f64::max);
     line_chart(
         title,
         "answers/s",
-        &lines,
+        &[line],
         Axis::linear(y_max),
         short,
-        Some(report.setup.warmup_s),
+        Some(warmup_s),
     )
+}
+
+/// Milliseconds since the Unix epoch as a UTC date and time, `2026-12-04 14:25:44.886 UTC`.
+fn utc_date_time(unix_ms: u64) -> String {
+    const MS_PER_DAY: u64 = 86_400_000;
+    let (days, ms_of_day) = (unix_ms / MS_PER_DAY, unix_ms % MS_PER_DAY);
+    let (year, month, day) = civil_from_days(days);
+    let seconds = ms_of_day / 1_000;
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03} UTC",
+        seconds / 3_600,
+        seconds / 60 % 60,
+        seconds % 60,
+        ms_of_day % 1_000
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`, for
+/// days on or after the epoch): a 400-year era holds 146,097 days, and counting years from March
+/// puts the leap day last.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 fn percentile_chart(report: &Report) -> String {
@@ -565,13 +614,13 @@ pub fn render(report: &Report) -> String {
 body{{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:960px}}
 table{{border-collapse:collapse;margin:0.5em 0 1.5em}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;font-size:14px}}
 svg.plot{{display:block;margin:1em 0;background:#fff;border:1px solid #ddd}}
-</style></head><body><h1>PayMesh load report</h1><p>Run <code>{id}</code>, started {started} ms after the Unix epoch.</p>"#,
+</style></head><body><h1>PayMesh load report</h1><p>Run <code>{id}</code>, started {started}.</p>"#,
         id = esc(&report.run_id),
-        started = report.started_unix_ms
+        started = utc_date_time(report.started_unix_ms)
     );
     summary_tables(&mut html, report);
     html.push_str("<h2>Plots</h2>");
-    html.push_str(&throughput_chart(report));
+    html.push_str(&throughput_charts(report));
     html.push_str(&percentile_chart(report));
     html.push_str(&distribution_chart(report));
     html.push_str("<p>Shaded: warm-up, left out of every figure except the plots over time.</p></body></html>\n");
@@ -602,5 +651,23 @@ mod tests {
         assert_eq!(narrow.ticks(), vec![100.0, 200.0, 500.0, 1_000.0]);
         assert_eq!(latency_label(1_500.0), "1.5 ms");
         assert_eq!(latency_label(2_000_000.0), "2 s");
+    }
+
+    #[test]
+    fn start_times_are_utc_dates() {
+        // Expected values from Python's datetime.fromtimestamp(ms / 1000, timezone.utc).
+        assert_eq!(utc_date_time(0), "1970-01-01 00:00:00.000 UTC");
+        assert_eq!(
+            utc_date_time(1_796_394_344_886),
+            "2026-12-04 14:25:44.886 UTC"
+        );
+        assert_eq!(
+            utc_date_time(951_782_400_000),
+            "2000-02-29 00:00:00.000 UTC"
+        );
+        assert_eq!(
+            utc_date_time(4_102_444_799_999),
+            "2099-12-31 23:59:59.999 UTC"
+        );
     }
 }

@@ -16,13 +16,57 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Exit status when the run saw mismatches, protocol errors or unanswered requests.
 const EXIT_CHECK_FAILED: u8 = 2;
+/// Exit status when the run could not start or finish (connection refused, bad option, login
+/// refused): the error is printed as one line, without a backtrace.
+const EXIT_ERROR: u8 = 1;
+
+/// What `--help` says about the requests and the checks, beyond the options (kept beside the
+/// code in `workload.rs`, `check.rs` and `run.rs` that it describes).
+const WORKLOAD_HELP: &str = "\
+WHAT IS SENT
+  Orders: AUTHORIZE and SALE with a fresh order id each, spread uniformly over the merchants
+  M000001..M<merchants>. CAPTURE, CANCEL, REFUND and INQUIRY refer to an order this connection
+  had approved (captures and refunds for its full amount, each with a request_id of its own);
+  while no such order exists, an AUTHORIZE is sent instead and counted as substituted.
+  Card numbers: 16 digits, one of --bins, then random digits and a Luhn check digit, so every
+  PAN is Luhn-valid (a host checking Luhn accepts them); expiry December three years ahead, a
+  random three-digit CVV. Carrier billing: a phone number and one of SKT, KT, LGU. Bank transfer:
+  bank code 004 and a random account number.
+  Amounts: drawn uniformly from --amount-min..=--amount-max (minor units, both included), in
+  --currency. With gateway-sim's default rules, amounts ending in 51 or 05 are declined (51, 05),
+  so about 2% of orders are declined on purpose; declines are counted, not failures.
+  Everything is drawn from --seed: the same seed and the same answers give the same requests.
+
+DEPTH
+  --depth is what each connection tries to keep outstanding. The router announces its
+  inflight_window at login; the effective depth is the smaller of --depth and that window (the
+  harness never sends beyond the window, which would only earn 3001 BUSY). The summary and the
+  reports show both, and --echo-baseline loads the echo server at the effective depth.
+
+ANSWER CHECKS
+  Every frame received is matched to an outstanding request by correlation id. It is a mismatch
+  when the correlation id is not outstanding, the message type is not the request's answer type
+  (request type | 0x80), the result code is not one docs/PROTOCOL.md defines, or the echoed
+  order_id or amount differs from the request's (on an approval both must be present). A REJECT,
+  an undecodable answer or a connection closed with requests outstanding is a protocol error;
+  requests still unanswered at the end are counted as unanswered. Against --peer echo only the
+  answer type and the body size are checked. Any mismatch, protocol error or unanswered request
+  makes the exit status 2; a run that cannot start or finish (connection refused, login
+  refused) prints one line and exits 1.
+";
 
 /// Load PayMesh over its inbound protocol (TCP or TLS) and report throughput and latency.
 ///
 /// Runs a load by default; `echo-server` starts the framed echo server on its own. Exits with 2
-/// when any answer mismatched, any protocol error happened or any request went unanswered.
+/// when any answer mismatched, any protocol error happened or any request went unanswered, and
+/// with 1 (one line on stderr) when the run could not start or finish.
 #[derive(Debug, Parser)]
-#[command(version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    after_long_help = WORKLOAD_HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -49,7 +93,7 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<std::process::ExitCode> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -57,7 +101,21 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: in a file or a pipe they are noise.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            // One line, every cause included ("cannot connect to ...: Connection refused"); a
+            // backtrace says nothing to someone whose router is not running.
+            eprintln!("loadtest: error: {}", one_line(&error));
+            std::process::ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -106,4 +164,21 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             })
         }
     }
+}
+
+/// The error and its causes on one line, each cause left out when the message before it already
+/// says it (`LoadError::Connect` prints its I/O error, which is also its source).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

@@ -78,6 +78,12 @@ async fn closed_loop_against_the_echo_server() {
     }
     assert!(html.contains("<polyline") && html.contains("class=\"bar\""));
     assert!(!html.contains("<script"), "no JavaScript");
+    // The start as a UTC date and time, not a count of milliseconds.
+    assert!(
+        html.contains(" UTC.</p>"),
+        "no UTC start time in the report"
+    );
+    assert!(!html.contains("after the Unix epoch"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,6 +128,18 @@ async fn echo_baseline_is_attached_with_its_ratio() {
     assert!(report.summary().contains("echo baseline"));
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(html.contains("echo baseline"));
+    // The baseline has a throughput plot of its own, so the run's line keeps its own scale.
+    assert_eq!(
+        html.matches("<svg class=\"plot\"").count(),
+        4,
+        "the run's three plots and the baseline's throughput"
+    );
+    let plots: Vec<&str> = html.split("<svg class=\"plot\"").skip(1).collect();
+    let (run_plot, baseline_plot) = (plots.first().unwrap(), plots.get(1).unwrap());
+    assert!(run_plot.contains("Throughput over time") && !run_plot.contains("echo baseline"));
+    assert_eq!(run_plot.matches("<polyline").count(), 1);
+    assert!(baseline_plot.contains("Echo baseline: the same load"));
+    assert_eq!(baseline_plot.matches("<polyline").count(), 1);
 }
 
 #[tokio::test]

@@ -98,7 +98,15 @@ pub fn run(args: BenchRecoveryArgs) -> anyhow::Result<()> {
         generate(&args, &settings, &key)?;
     }
     let started = Instant::now();
-    let opened = crate::journal::open(&section, key, &settings, args.shards)?;
+    let seed =
+        paymesh_actors::core::versions::Seed::new(paymesh_actors::core::versions::BusinessData {
+            merchants,
+            grants: vec![paymesh_actors::core::versions::NetworkGrant {
+                network: String::from_utf8_lossy(BENCH_NETWORK).into_owned(),
+                merchants: vec![paymesh_actors::core::versions::ALL_MERCHANTS.into()],
+            }],
+        })?;
+    let opened = crate::journal::open(&section, key, &settings, &seed, args.shards)?;
     let elapsed = started.elapsed();
     let orders: usize = opened.cores.iter().map(|c| c.order_count()).sum();
     println!(
@@ -200,6 +208,7 @@ fn generate(
                 let lsn = journal.append(&[(RECORD_MARK, encode_mark(i as u16, checkpoints))])?;
                 parts.push(ClearPart {
                     mark_lsn: lsn.0,
+                    settings: core.settings().version_record.clone(),
                     bytes,
                     seal_with: Some((key.clone(), seal_counter)),
                 });

@@ -470,6 +470,22 @@ impl Config {
         Ok(AccessTable::new(rows)?)
     }
 
+    /// The merchants and grants as the data settings versions carry (validated as at start-up).
+    pub fn business_data(&self) -> anyhow::Result<paymesh_actors::core::versions::BusinessData> {
+        self.access()?;
+        Ok(paymesh_actors::core::versions::BusinessData {
+            merchants: self.merchants.clone(),
+            grants: self
+                .networks
+                .iter()
+                .map(|n| paymesh_actors::core::versions::NetworkGrant {
+                    network: n.id.clone(),
+                    merchants: n.merchants.clone().unwrap_or_default(),
+                })
+                .collect(),
+        })
+    }
+
     /// One certificate, one network: bindings need mutual TLS, mutual TLS needs bindings, and no
     /// two networks name the same fingerprint or name.
     fn validate_certificate_bindings(&self) -> anyhow::Result<()> {

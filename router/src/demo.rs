@@ -42,7 +42,9 @@ pub struct DemoArgs {
     /// Application shards; 0 = one per core.
     #[arg(long, default_value_t = 0)]
     pub shards: usize,
-    /// Journal directory (default: a fresh one under the system temp dir, removed at the end).
+    /// Journal directory; the query store (`store.sqlite`, `-wal`, `-shm`) and the generated
+    /// journal key go there too, and it is kept. Default: a fresh one under the system temp dir
+    /// (`$TMPDIR`), removed at the end. Nothing is written to the working directory.
     #[arg(long)]
     pub journal_dir: Option<PathBuf>,
     /// Run without the query store (to measure that it stays off the hot path).
@@ -150,12 +152,16 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!("gateway-sim host {name:<8} {addr} ({profile}, {header})");
     }
     let mut args = args;
-    let scratch = match &args.journal_dir {
+    // Everything the demo writes (journal, its generated key, the query store with its -wal and
+    // -shm) goes to the journal directory: a scratch one under the system temp dir unless one is
+    // given, never the working directory. The guard removes the scratch directory however the
+    // run ends (an error included).
+    let _scratch = match &args.journal_dir {
         Some(_) => None,
         None => {
             let dir = std::env::temp_dir().join(format!("paymesh-demo-{}", std::process::id()));
             args.journal_dir = Some(dir.clone());
-            Some(dir)
+            Some(ScratchDir(dir))
         }
     };
     let config = demo_config(&hosts, &args)?;
@@ -226,8 +232,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     })?;
     drop(sims);
     outside.shutdown_timeout(Duration::from_secs(2));
-    if let Some(dir) = scratch {
-        let _ = std::fs::remove_dir_all(dir);
-    }
     Ok(())
+}
+
+/// A directory removed, with everything in it, when this is dropped.
+struct ScratchDir(PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        // Nothing to do about a failure here: the directory is under the temp dir.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

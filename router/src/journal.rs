@@ -14,6 +14,7 @@ use paymesh_actors::core::ids::CoreSecrets;
 use paymesh_actors::core::journal_codec::JournalKey;
 use paymesh_actors::core::order::OpStatus;
 use paymesh_actors::core::recovery::Recovery;
+use paymesh_actors::core::versions::Seed;
 use paymesh_actors::mesh::shard::{MeshShardCore, ShardJournal};
 use paymesh_codecs::message::TxnAnswer;
 use paymesh_journal::{Durability, Journal, JournalConfig};
@@ -84,6 +85,8 @@ pub struct Opened {
     pub answers: Vec<Box<TxnAnswer>>,
     /// Whether `answers` is all the store may lack (false: rebuild it from the cores).
     pub store_complete: bool,
+    /// The settings version the shards run (see [`paymesh_actors::core::versions`]).
+    pub settings_version: u64,
 }
 
 /// Where the development key is kept: beside the journal, in development mode only.
@@ -151,11 +154,13 @@ fn key_material(section: &JournalSection, dev_mode: bool) -> anyhow::Result<[u8;
 }
 
 /// Opens, recovers and replays the journal of `section` for `shards` shards, reading card data
-/// with `key` (see [`key_for`]).
+/// with `key` (see [`key_for`]), then brings the shards to the settings version of `seed` (the
+/// configuration file's merchants and grants), journaling the switch before anything is served.
 pub fn open(
     section: &JournalSection,
     key: JournalKey,
     settings: &Arc<CoreSettings>,
+    seed: &Seed,
     shards: usize,
 ) -> anyhow::Result<Opened> {
     let started = Instant::now();
@@ -214,7 +219,16 @@ pub fn open(
             "journal: torn tail record truncated at recovery"
         );
     }
-    let replayed = recovery.into_inner().finish(paymesh_actors::now_ms())?;
+    let mut replayed = recovery.into_inner().finish(paymesh_actors::now_ms())?;
+    let (settings_version, switches) = seed.settle(settings, &mut replayed.cores)?;
+    if !switches.is_empty() {
+        tracing::info!(
+            version = settings_version,
+            shards = switches.len(),
+            "merchants and grants from the configuration file journaled as a new settings version"
+        );
+    }
+    replayed.to_append.extend(switches);
     if !replayed.to_append.is_empty() {
         journal
             .append(&replayed.to_append)
@@ -241,6 +255,7 @@ pub fn open(
         },
         answers: replayed.answers,
         store_complete: replayed.store_complete,
+        settings_version,
     })
 }
 

@@ -1,12 +1,12 @@
 //! `paymesh`: the PayMesh server binary.
 
-use std::io::Read as _;
+use std::io::{IsTerminal as _, Read as _};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use paymesh_router::config::Config;
 use paymesh_router::server::Router;
-use paymesh_router::{auth, demo, run_system, shutdown_signal};
+use paymesh_router::{EXIT_JOURNAL_FAILED, Stopped, auth, demo, run_system, serve_until_shutdown};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -50,7 +50,7 @@ enum Command {
     BenchRecovery(paymesh_router::bench_recovery::BenchRecoveryArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -58,17 +58,35 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: in a log file or a pipe they are noise.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // One line with every cause ("opening the query store ...: ..."), no backtrace: an
+            // operating error, not a bug.
+            eprintln!("paymesh: error: {}", one_line(&error));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, dev } => {
-            let mut config = Config::load(&config)?;
+            let path = config;
+            let mut config = Config::load(&path)?;
             config.server.dev_mode |= dev;
             run_system(|| async move {
                 let router = Router::start(config).await?;
-                shutdown_signal().await;
+                let stopped = serve_until_shutdown(&router, &path, dev).await;
                 tracing::info!("shutting down: draining sessions");
                 router.shutdown().await;
                 actix::System::current().stop();
+                if stopped == Stopped::JournalFailed {
+                    std::process::exit(EXIT_JOURNAL_FAILED);
+                }
                 Ok(())
             })
         }
@@ -97,4 +115,21 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The error and its causes on one line, each cause left out when the message before it already
+/// says it (`LoadError::Connect` prints its I/O error, which is also its source).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use actix::{Actor, Arbiter, ArbiterHandle, Recipient};
@@ -17,6 +17,8 @@ use anyhow::Context as _;
 use paymesh_actors::core::config::CoreSettings;
 use paymesh_actors::core::pool::HostSpec;
 use paymesh_actors::core::shard::ShardCore;
+use paymesh_actors::core::versions::Seed;
+use paymesh_actors::mesh::lookup::SharedSettings;
 use paymesh_actors::mesh::messages::{UpstreamBatch, UpstreamResults};
 use paymesh_actors::mesh::pool::{PoolActor, SIGN_OFF_WAIT_MS, SignOff};
 use paymesh_actors::mesh::session::{Drain, PeerInfo, Session, SessionDeps, SessionSettings};
@@ -64,6 +66,8 @@ pub struct Router {
     login_threads: Option<LoginThreads>,
     grace: Duration,
     admin: Option<crate::admin::AdminServer>,
+    /// The settings versions: reloads of merchants and grants.
+    versions: crate::reload::Versions,
 }
 
 impl std::fmt::Debug for Router {
@@ -147,15 +151,17 @@ impl Router {
             s.forward_retry_ms = config.server.forward_retry_ms;
             s.forward_retry_max_ms = config.server.forward_retry_max_ms;
         }
+        // The file's merchants and grants, as the settings version the shards will run.
+        let seed = Seed::new(config.business_data()?)?;
         // The journal before any thread starts: a refused key or journal leaves nothing running.
-        let (cores, journal, catch_up) = match journal_key {
+        let (cores, journal, catch_up, settings_version) = match journal_key {
             None => {
                 tracing::warn!(
                     "no journal configured: answers leave without a durable record (tests and benchmarks only)"
                 );
                 // Without a journal, ids must still not repeat across restarts: start from the clock.
                 let seq_start = paymesh_actors::now_ms().saturating_mul(100);
-                let cores = (0..config.shard_count())
+                let mut cores = (0..config.shard_count())
                     .map(|i| {
                         Ok(
                             ShardCore::new(u16::try_from(i)?, settings.clone(), seq_start)
@@ -163,13 +169,21 @@ impl Router {
                         )
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
-                (cores, None, None)
+                // Nothing to journal the version in: it lives as long as the process.
+                let (version, _) = seed.settle(&settings, &mut cores)?;
+                (cores, None, None, version)
             }
             Some(key) => {
-                let opened =
-                    crate::journal::open(&config.journal, key, &settings, config.shard_count())?;
+                let opened = crate::journal::open(
+                    &config.journal,
+                    key,
+                    &settings,
+                    &seed,
+                    config.shard_count(),
+                )?;
                 let catch_up = (opened.answers, opened.store_complete);
-                (opened.cores, Some(opened.journal), Some(catch_up))
+                let version = opened.settings_version;
+                (opened.cores, Some(opened.journal), Some(catch_up), version)
             }
         };
         let arbiters: Vec<Arbiter> = (0..config.arbiter_count())
@@ -209,13 +223,18 @@ impl Router {
             );
         }
         let store_complete = catch_up.is_some_and(|(_, c)| c);
+        metrics.settings_version.set(settings_version);
+        let lookup_settings: SharedSettings =
+            Arc::new(RwLock::new(seed.whole(&settings, settings_version)?));
         let (lookup, lookup_thread) = match &store {
             Some(_) => {
                 let reader = paymesh_store::Store::reader(&config.store.path)
                     .context("opening the query store for inquiries")?;
-                let (lookup, thread) =
-                    paymesh_actors::mesh::lookup::StoreLookup::start(reader, settings.clone())
-                        .context("starting the store lookup thread")?;
+                let (lookup, thread) = paymesh_actors::mesh::lookup::StoreLookup::start(
+                    reader,
+                    lookup_settings.clone(),
+                )
+                .context("starting the store lookup thread")?;
                 (Some(lookup), Some(thread))
             }
             None => (None, None),
@@ -257,6 +276,14 @@ impl Router {
             }
             None => None,
         };
+        let versions = crate::reload::Versions::new(
+            settings.clone(),
+            shard_addrs.clone(),
+            lookup_settings,
+            store.clone(),
+            metrics.clone(),
+            (settings_version, seed.hash),
+        );
         let shards = Shards {
             addrs: Arc::new(shard_addrs),
         };
@@ -340,7 +367,16 @@ impl Router {
             lookup: lookup_thread,
             login_threads: Some(login_threads),
             grace: Duration::from_millis(s.shutdown_grace_ms),
+            versions,
         })
+    }
+
+    /// Applies `config`'s merchants and grants as the next settings version, without a restart
+    /// (SIGHUP runs this with the file re-read): each shard journals the version and runs every
+    /// later request under it. Other sections are read at start-up only. Returns the version
+    /// the shards run (the current one when the file's merchants and grants did not change).
+    pub async fn reload(&self, config: &Config) -> anyhow::Result<u64> {
+        self.versions.reload(config).await
     }
 
     /// Graceful shutdown: stop accepting, drain sessions, wait up to the grace period, stop threads.
@@ -399,21 +435,7 @@ fn open_store(config: &Config) -> anyhow::Result<Option<paymesh_store::StoreHand
     }
     let store = paymesh_store::Store::open(paymesh_store::StoreConfig::new(&config.store.path))
         .with_context(|| format!("opening the query store {}", config.store.path.display()))?;
-    let merchants: Vec<_> = config
-        .merchants
-        .iter()
-        .map(|m| paymesh_store::MerchantRow {
-            id: m.id.clone(),
-            enabled: m.enabled,
-            single_limit_minor: m
-                .single_limit_minor
-                .map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX)),
-            daily_limit_minor: m
-                .daily_limit_minor
-                .map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX)),
-        })
-        .collect();
-    store.upsert_merchants(&merchants)?;
+    store.upsert_merchants(&merchant_rows(config))?;
     let networks: Vec<_> = config
         .networks
         .iter()
@@ -591,4 +613,22 @@ async fn watch_shutdown(addr: actix::Addr<Session>, mut shutdown: watch::Receive
             _ = tokio::time::sleep(Duration::from_secs(1)) => if !addr.connected() { return },
         }
     }
+}
+
+/// The store's rows of `config`'s merchants.
+pub(crate) fn merchant_rows(config: &Config) -> Vec<paymesh_store::MerchantRow> {
+    config
+        .merchants
+        .iter()
+        .map(|m| paymesh_store::MerchantRow {
+            id: m.id.clone(),
+            enabled: m.enabled,
+            single_limit_minor: m
+                .single_limit_minor
+                .map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX)),
+            daily_limit_minor: m
+                .daily_limit_minor
+                .map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX)),
+        })
+        .collect()
 }

@@ -541,7 +541,8 @@ async fn journals_of_a_newer_format_are_refused_by_name_and_left_alone() {
     let scratch = tempfile::tempdir().unwrap();
     let key = private_key_copy(scratch.path());
 
-    // The META record (LSN 1) names the record format after this build's.
+    // The META record (LSN 1) names a record format newer than this build's.
+    let newer_records = paymesh_actors::core::journal_codec::META_FORMAT + 1;
     let journal_dir = scratch.path().join("newer-records");
     copy_journal(&version_dir.join("journal"), &journal_dir, false);
     let first = journal_dir.join("journal-00000000000000000001.seg");
@@ -558,16 +559,16 @@ async fn journals_of_a_newer_format_are_refused_by_name_and_left_alone() {
     bytes.splice(..used, record);
     std::fs::write(&first, &bytes).unwrap();
     let error = start_error(journal_dir, &key).await;
-    let newer = paymesh_actors::core::journal_codec::META_FORMAT + 1;
     assert!(
         error.contains(&format!(
-            "journal record format {newer} was written by a newer PayMesh build"
+            "journal record format {newer_records} was written by a newer PayMesh build"
         )),
         "{error}"
     );
     assert_eq!(std::fs::read(&first).unwrap(), bytes, "the journal changed");
 
-    // The checkpoint names the checkpoint format after this build's.
+    // The checkpoint names a checkpoint format newer than this build's.
+    let newer_checkpoint = paymesh_actors::core::recovery::CHECKPOINT_FORMAT + 1;
     let journal_dir = scratch.path().join("newer-checkpoint");
     copy_journal(&version_dir.join("journal"), &journal_dir, true);
     let [snapshot] = checkpoints(&journal_dir).try_into().unwrap();
@@ -575,15 +576,14 @@ async fn journals_of_a_newer_format_are_refused_by_name_and_left_alone() {
     let (lsn, state) = paymesh_journal::decode_snapshot(&file).unwrap();
     let mut state = state.to_vec();
     assert_eq!(&state[..8], b"PMCKPT01");
-    let newer = paymesh_actors::core::recovery::CHECKPOINT_FORMAT + 1;
-    state.splice(..8, format!("PMCKPT{newer:02}").into_bytes());
+    state.splice(..8, format!("PMCKPT{newer_checkpoint:02}").into_bytes());
     let mut file = paymesh_journal::encode_snapshot_header(lsn, &state).to_vec();
     file.extend_from_slice(&state);
     std::fs::write(&snapshot, &file).unwrap();
     let error = start_error(journal_dir, &key).await;
     assert!(
         error.contains(&format!(
-            "checkpoint format {newer} was written by a newer PayMesh build"
+            "checkpoint format {newer_checkpoint} was written by a newer PayMesh build"
         )),
         "{error}"
     );

@@ -11,7 +11,7 @@ use crate::schema;
 
 const TXN_COLUMNS: &str = "server_txn_id, merchant_id, order_id, kind, result_code, state, \
      amount, currency, authorized_amount, captured_amount, refunded_amount, approval_code, rrn, \
-     upstream_response_code, masked_pan, token, updated_at_ms, network";
+     upstream_response_code, masked_pan, token, updated_at_ms, network, installment_months";
 
 /// A read-only connection to the store. Each query sees the last committed batch.
 #[derive(Debug)]
@@ -132,5 +132,6 @@ fn txn_row(r: &Row<'_>) -> rusqlite::Result<TxnRow> {
         token: r.get(15)?,
         updated_at_ms: r.get(16)?,
         network: r.get(17)?,
+        installment_months: r.get(18)?,
     })
 }

@@ -52,6 +52,8 @@ pub struct TxnRow {
     /// The network that created the payment (the first row's wins; `None`: not known to
     /// whoever wrote this row).
     pub network: Option<String>,
+    /// Installment months (0: a lump sum).
+    pub installment_months: u8,
 }
 
 impl TxnRow {
@@ -86,6 +88,7 @@ impl TxnRow {
             token: answer.token.as_deref().map(text),
             updated_at_ms: i64::try_from(at_ms).ok()?,
             network: None,
+            installment_months: answer.installment_months.unwrap_or(0),
         })
     }
 }
@@ -116,6 +119,7 @@ impl fmt::Debug for TxnRow {
             .field("token", &self.token)
             .field("updated_at_ms", &self.updated_at_ms)
             .field("network", &self.network)
+            .field("installment_months", &self.installment_months)
             .finish()
     }
 }

@@ -13,10 +13,10 @@ use crate::config::{BUSY_TIMEOUT_MS, WRITER_CACHE_KIB};
 use crate::error::StoreError;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Step `i` migrates version `i` to `i + 1`. Append, never edit: a shipped step is history.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     r#"
 -- One row per payment, holding its latest state. No column can hold a full card number:
 -- masked_pan refuses a run of more than 10 digits (the writer also checks the digit total).
@@ -60,6 +60,10 @@ CREATE TABLE networks (
 -- The network that created each payment: INQUIRY from the store is answered only to a network
 -- that may see the payment. NULL: not recorded (rows of older builds).
 ALTER TABLE transactions ADD COLUMN network TEXT;
+"#,
+    r#"
+-- Installment months (할부) of a card payment: 0 a lump sum (every row of older builds).
+ALTER TABLE transactions ADD COLUMN installment_months INTEGER NOT NULL DEFAULT 0;
 "#,
 ];
 

@@ -13,8 +13,10 @@ macro_rules! upsert_txn {
     () => {
         "INSERT INTO transactions (server_txn_id, merchant_id, order_id, kind, result_code, \
          state, amount, currency, authorized_amount, captured_amount, refunded_amount, \
-         approval_code, rrn, upstream_response_code, masked_pan, token, updated_at_ms, network) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+         approval_code, rrn, upstream_response_code, masked_pan, token, updated_at_ms, network, \
+         installment_months) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+         ?19) \
          ON CONFLICT (server_txn_id) DO UPDATE SET \
            kind = excluded.kind, \
            result_code = excluded.result_code, \
@@ -31,6 +33,7 @@ macro_rules! upsert_txn {
            masked_pan = coalesce(excluded.masked_pan, masked_pan), \
            token = coalesce(excluded.token, token), \
            network = coalesce(network, excluded.network), \
+           installment_months = max(installment_months, excluded.installment_months), \
            updated_at_ms = excluded.updated_at_ms \
          WHERE excluded.updated_at_ms >= transactions.updated_at_ms"
     };
@@ -131,6 +134,7 @@ fn write_one(
         row.token,
         row.updated_at_ms,
         row.network,
+        row.installment_months,
     ];
     match upsert.execute(values) {
         Err(error) if is_unique_violation(&error) => {

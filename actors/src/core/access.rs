@@ -14,12 +14,12 @@
 use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::MeshError;
 
 /// Which networks may follow up a merchant's orders.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FollowUps {
     /// Only the network that created the order (the default: a VAN's orders are its own).

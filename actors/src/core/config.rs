@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::access::{AccessTable, FollowUps};
 use super::device::DeviceRegistry;
@@ -14,8 +14,9 @@ use super::route::{HostId, RouteTable};
 pub use super::shard::stans::HostStanPlan;
 use crate::error::MeshError;
 
-/// One merchant as configured.
-#[derive(Debug, Clone, Deserialize)]
+/// One merchant as configured (and as settings versions journal it: fields added later need a
+/// default, so that older records still read).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MerchantConfig {
     /// Merchant id as clients send it (field `merchant_id`, 1..15 printable ASCII).
@@ -47,7 +48,7 @@ pub struct MerchantConfig {
 }
 
 /// One device registered to a merchant: its id and its Ed25519 public key.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
     /// Device id as requests carry it (field `device_id`, 1..64 printable ASCII), unique within
@@ -58,7 +59,7 @@ pub struct DeviceConfig {
 }
 
 /// Which of a merchant's requests must carry a device signature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceSignaturePolicy {
     /// A signature is checked when a request carries one; wallet-token payments must.
@@ -156,6 +157,13 @@ pub struct CoreSettings {
     pub forward_retry_ms: u64,
     /// Store-and-forward: longest delay between two attempts, milliseconds.
     pub forward_retry_max_ms: u64,
+    /// The business settings' version these are (0: the configuration file's, before any
+    /// version was journaled; see [`crate::core::versions`]).
+    pub version: u64,
+    /// The hash of the whole data the version was made from (zeros for version 0).
+    pub version_hash: [u8; 32],
+    /// The shard's settings record of the version (empty for version 0), kept for checkpoints.
+    pub version_record: Bytes,
 }
 
 /// Default of [`CoreSettings::forward_retry_ms`].
@@ -179,6 +187,31 @@ pub const WAITERS_PER_OPERATION_MAX: usize = 4;
 /// Default of [`CoreSettings::vault_tokens_per_shard_max`].
 pub const VAULT_TOKENS_PER_SHARD_MAX: usize = 1_000_000;
 
+/// Merchants by id, validated: ids 1..15 printable ASCII, none configured twice.
+pub(crate) fn merchants_by_id(
+    merchants: &[MerchantConfig],
+) -> Result<HashMap<Bytes, MerchantConfig>, MeshError> {
+    let mut by_id = HashMap::with_capacity(merchants.len());
+    for m in merchants {
+        if m.id.is_empty() || m.id.len() > 15 || !m.id.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err(MeshError::Config(format!(
+                "merchant id {:?} is not 1..15 printable ASCII",
+                m.id
+            )));
+        }
+        if by_id
+            .insert(Bytes::copy_from_slice(m.id.as_bytes()), m.clone())
+            .is_some()
+        {
+            return Err(MeshError::Config(format!(
+                "merchant {:?} configured twice",
+                m.id
+            )));
+        }
+    }
+    Ok(by_id)
+}
+
 impl CoreSettings {
     /// Validates merchants and routes against the named hosts.
     pub fn new(
@@ -187,27 +220,7 @@ impl CoreSettings {
         host_names: &[String],
         day_offset_minutes: i32,
     ) -> Result<Arc<Self>, MeshError> {
-        let mut by_id = HashMap::with_capacity(merchants.len());
-        for m in merchants {
-            if m.id.is_empty()
-                || m.id.len() > 15
-                || !m.id.bytes().all(|b| (0x20..0x7f).contains(&b))
-            {
-                return Err(MeshError::Config(format!(
-                    "merchant id {:?} is not 1..15 printable ASCII",
-                    m.id
-                )));
-            }
-            if by_id
-                .insert(Bytes::copy_from_slice(m.id.as_bytes()), m.clone())
-                .is_some()
-            {
-                return Err(MeshError::Config(format!(
-                    "merchant {:?} configured twice",
-                    m.id
-                )));
-            }
-        }
+        let by_id = merchants_by_id(merchants)?;
         Ok(Arc::new(Self {
             devices: DeviceRegistry::new(merchants)?,
             merchants: by_id,
@@ -227,6 +240,9 @@ impl CoreSettings {
             stan_fallback: HostStanPlan::fallback(day_offset_minutes),
             forward_retry_ms: FORWARD_RETRY_MS,
             forward_retry_max_ms: FORWARD_RETRY_MAX_MS,
+            version: 0,
+            version_hash: [0; 32],
+            version_record: Bytes::new(),
         }))
     }
 
@@ -383,6 +399,10 @@ pub struct HostConfig {
     /// Field carrying the acquirer id (default 32, acquiring institution id); 0 = not sent.
     #[serde(default = "default_acquirer_id_field")]
     pub acquirer_id_field: u8,
+    /// Private field carrying installment months (default 63: `IM` and two digits); 0 = the
+    /// host takes no installments (installment payments routed to it are refused).
+    #[serde(default = "default_installment_field")]
+    pub installment_field: u8,
     /// Where a transaction's terminal id comes from.
     #[serde(default)]
     pub terminal_id_source: TerminalIdSource,
@@ -595,4 +615,7 @@ fn default_terminal_id_field() -> u8 {
 }
 fn default_acquirer_id_field() -> u8 {
     32
+}
+fn default_installment_field() -> u8 {
+    63
 }

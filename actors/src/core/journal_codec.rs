@@ -17,8 +17,18 @@
 //!   the record payloads after it ([`META_FORMAT`]). A build that writes records differently
 //!   bumps it, reads the older formats too, and journals a META record with its own format
 //!   before its first record; records after a checkpoint with no META after it are in the
-//!   format that checkpoint's version implies (`PMCKPT01`: format 1). A format newer than this
-//!   build knows is refused ([`MeshError::NewerFormat`]), never guessed at.
+//!   format that checkpoint's version implies (`PMCKPT01`: format 1, `PMCKPT02`: format 2,
+//!   `PMCKPT03`: format 3). A format newer than this build knows is refused
+//!   ([`MeshError::NewerFormat`]), never guessed at. Format 2 writes its request records as
+//!   format 1 did, with two more optional body fields (`installment_months`, `final_capture`),
+//!   but its records mean something else: the shard handles them by other rules (several
+//!   partial captures, failed attempts kept and attempted again), so format 1's records are
+//!   replayed by format 1's rules ([`crate::core::shard::ShardCore::set_record_format`]) and a
+//!   format-1 build refuses a format-2 journal rather than misread it. Format 3 has format 2's
+//!   payloads and rules, but the upstream messages a replayed request or outcome makes get the
+//!   STANs and terminal ids of the shards' per-terminal books (`core::shard::stans`); records of
+//!   formats 1 and 2 replay with the STANs their builds sent (`upstream::stan_for`, the host's
+//!   terminal), so that a reversal still names what was sent.
 //! - [`RECORD_MARK`]: `shard u16 | round u64`, where a shard took its checkpoint snapshot.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -41,16 +51,15 @@ pub const RECORD_META: u8 = 3;
 pub const RECORD_MARK: u8 = 4;
 /// A client request that reached a shard, with the network that sent it (written now).
 pub const RECORD_REQUEST_NETWORK: u8 = 5;
+/// A shard switched to a version of the business settings here ([`crate::core::versions`]).
+pub const RECORD_SETTINGS: u8 = 6;
 
 /// Longest network id a request record holds (PROTOCOL.md's `network_id` is 1..32 bytes).
 pub const NETWORK_ID_BYTES_MAX: usize = 32;
 
-/// The record format this build writes and the newest it reads. Format 2: the payloads are
-/// format 1's, but the upstream messages a replayed request or outcome makes get the STANs and
-/// terminal ids of the shards' per-terminal books (`core::shard::stans`); records of format 1
-/// replay with format 1's STANs (`upstream::stan_for`, the host's terminal), as that build sent
-/// them, so that a reversal still names what was sent.
-pub const META_FORMAT: u8 = 2;
+/// The record format this build writes and the newest it reads (it reads every older one; see
+/// the module documentation for what each format means).
+pub const META_FORMAT: u8 = 3;
 const NONCE_BYTES: usize = 12;
 
 /// The journal encryption key (32 bytes) and its id. `Debug` never shows the key.
@@ -92,7 +101,7 @@ pub fn encode_meta(shards: u16) -> Bytes {
     b.freeze()
 }
 
-/// Decodes the META record: the record format of the records after it, and the shard count.
+/// Decodes the META record: (record format, shard count).
 pub fn decode_meta(mut p: &[u8]) -> Result<(u8, u16), MeshError> {
     // The format comes first so that a newer one is named as such, whatever its length.
     match p.first() {
@@ -529,8 +538,10 @@ mod tests {
         }
         assert!(decode_upstream(b"short").is_err());
         assert_eq!(decode_meta(&encode_meta(3)).unwrap(), (META_FORMAT, 3));
-        // The previous format is still read, and said.
+        // The older formats are still read, and said.
         assert_eq!(decode_meta(&[1, 0, 3]).unwrap(), (1, 3));
+        assert_eq!(decode_meta(&[2, 0, 2]).unwrap(), (2, 2));
+        assert!(decode_meta(&[0, 0, 2]).is_err(), "there is no format 0");
     }
 
     #[test]

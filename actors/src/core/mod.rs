@@ -21,6 +21,8 @@
 //!   reconnect backoff, circuit breaker, host limits, dialects.
 //! - [`recovery`]: rebuilding shards from the newest checkpoint and the records after it;
 //!   in-doubt operations and their reversals.
+//! - [`versions`]: merchants and grants as versioned data, journaled where each shard switches,
+//!   so replay applies the version in force when a record was written.
 //! - [`journal_codec`]: the shard inputs as journal records (requests encrypted, CVV never written).
 
 pub mod access;
@@ -35,4 +37,5 @@ pub mod recovery;
 pub mod route;
 pub mod shard;
 pub mod upstream;
+pub mod versions;
 pub mod window;

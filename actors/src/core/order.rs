@@ -273,23 +273,29 @@ pub enum OrderState {
     Done,
     /// Was in doubt; the host acknowledged its reversal: nothing is charged.
     Reversed,
+    /// Not authorized, nothing charged: never sent (no link, breaker open, pool full) or the host
+    /// answered that the issuer is unavailable. The same request again is attempted again,
+    /// under the same transaction id.
+    Failed,
 }
 
-/// State code sent to clients in the `state` answer field (PROTOCOL.md).
-pub fn wire_state(order: &Order<impl Sized>) -> u8 {
-    match order.state {
+/// State code sent to clients in the `state` answer field (PROTOCOL.md); `None` for what is
+/// not a payment (a TOKENIZE's or BALANCE_INQUIRY's record): their answers carry no state.
+pub fn wire_state(order: &Order<impl Sized>) -> Option<u8> {
+    Some(match order.state {
         OrderState::Authorizing => 0,
         OrderState::Authorized => 1,
         OrderState::Captured if order.refunded > 0 && order.refunded >= order.captured => 5,
         OrderState::Captured if order.refunded > 0 => 6,
-        OrderState::Captured if order.captured < order.authorized => 3,
+        OrderState::Captured if order.capture_open() => 3,
         OrderState::Captured => 2,
         OrderState::Cancelled => 4,
         OrderState::Declined => 7,
         OrderState::InDoubt => 8,
-        OrderState::Done => 9,
+        OrderState::Failed => 9,
         OrderState::Reversed => 10,
-    }
+        OrderState::Done => return None,
+    })
 }
 
 /// Where an automatic reversal stands.
@@ -315,6 +321,8 @@ pub struct Reversal {
     /// Its STAN (field 11), the same for every attempt, on the original's terminal; 0 for an
     /// older build's reversal (which used [`crate::core::upstream::stan_for`]).
     pub stan: u32,
+    /// The amount it names: the authorized amount (a reversal), or the one capture it advises.
+    pub amount: u64,
     /// Attempts sent so far.
     pub attempts: u32,
     /// Whether an attempt may have reached the host (later ones are repeats, 0401).
@@ -339,6 +347,8 @@ pub enum OpStatus<R> {
         op_id: u64,
         /// Who to answer when it completes: the original requester, then retransmitters.
         waiters: Vec<R>,
+        /// When the request was received, unix ms (0: not known, an older snapshot's).
+        received_ms: u64,
     },
     /// Answered: retransmissions get this answer again.
     Done(StoredAnswer),
@@ -355,6 +365,8 @@ pub struct Operation<R> {
     pub fingerprint: u64,
     /// Amount this operation moves (for refunds and captures).
     pub amount: u64,
+    /// A capture that closes capturing: the final flag, or all that was left.
+    pub closes: bool,
     /// Progress.
     pub status: OpStatus<R>,
 }
@@ -386,6 +398,10 @@ pub struct Order<R> {
     pub refunded: u64,
     /// Refunds whose outcome is unknown: blocked from being refunded again.
     pub refund_in_doubt: u64,
+    /// A final capture was made: nothing more may be captured (the rest is released).
+    pub capture_closed: bool,
+    /// Installment months (0: lump sum), as authorized.
+    pub installments: u8,
     /// Approval code from the host.
     pub approval_code: Bytes,
     /// The authorization message as sent, for reversals.
@@ -422,6 +438,26 @@ impl<R> Order<R> {
                 self.state,
                 OrderState::Authorizing | OrderState::Authorized | OrderState::InDoubt
             )
+    }
+
+    /// Whether another CAPTURE may come: authorized and nothing captured, or partly captured
+    /// with no final capture and no refund yet (a refund closes capturing).
+    pub fn capture_open(&self) -> bool {
+        match self.state {
+            OrderState::Authorized => true,
+            OrderState::Captured => {
+                !self.capture_closed
+                    && self.refunded == 0
+                    && self.refund_in_doubt == 0
+                    && self.captured < self.authorized
+            }
+            _ => false,
+        }
+    }
+
+    /// What is authorized and not captured yet.
+    pub fn capturable(&self) -> u64 {
+        self.authorized.saturating_sub(self.captured)
     }
 
     /// Amount that can still be refunded.
@@ -465,6 +501,8 @@ mod tests {
             captured: 0,
             refunded: 0,
             refund_in_doubt: 0,
+            capture_closed: false,
+            installments: 0,
             approval_code: Bytes::from_static(approval),
             sent: None,
             day: 1,

@@ -34,20 +34,24 @@ use super::access::Origin;
 use super::config::CoreSettings;
 use super::journal_codec::{
     JournalKey, META_FORMAT, RECORD_MARK, RECORD_META, RECORD_REQUEST, RECORD_REQUEST_NETWORK,
-    RECORD_UPSTREAM, decode_mark, decode_meta, decode_request, decode_upstream, encode_meta,
-    encode_upstream, unseal,
+    RECORD_SETTINGS, RECORD_UPSTREAM, decode_mark, decode_meta, decode_request, decode_upstream,
+    encode_meta, encode_upstream, unseal,
 };
 use super::shard::{Output, ShardCore, shard_for_merchant, shard_of_txn_id};
 use super::upstream::{UpstreamOutcome, UpstreamResult};
+use super::versions::decode_settings;
 use crate::error::MeshError;
 
 /// A checkpoint begins `PMCKPT` and two decimal digits of format version.
-const CHECKPOINT_MAGIC: &[u8; 8] = b"PMCKPT02";
+/// Format 2 carries each shard's settings version with its snapshot, and says that the records
+/// after it are of journal record format 2 (see [`super::journal_codec`]) unless a META record
+/// says otherwise. Format 3 has format 2's layout and says that the records after it are of
+/// record format 3. Format 1 (no settings versions: the shards ran the configuration file's
+/// settings; records of format 1) is still read, and so is 2.
+const CHECKPOINT_MAGIC: &[u8; 8] = b"PMCKPT03";
 const CHECKPOINT_MAGIC_PREFIX: &[u8; 6] = b"PMCKPT";
-/// The checkpoint format this build writes and the newest it reads (the magic's digits). The
-/// layout of 1 and 2 is the same; the digits say which record format the records after the
-/// checkpoint are in when no META record follows it (1: record format 1; 2: format 2).
-pub const CHECKPOINT_FORMAT: u16 = 2;
+/// The checkpoint format this build writes and the newest it reads (the magic's digits).
+pub const CHECKPOINT_FORMAT: u16 = 3;
 
 /// The format version a checkpoint's magic names, when it is a checkpoint's magic at all.
 fn checkpoint_format(p: &[u8]) -> Option<u16> {
@@ -66,6 +70,8 @@ fn checkpoint_format(p: &[u8]) -> Option<u16> {
 pub struct ShardSnapshot {
     /// LSN of the shard's mark record: its snapshot holds every record of its own before it.
     pub mark_lsn: u64,
+    /// The shard's settings record in force at the mark (empty: the file's settings).
+    pub settings: Bytes,
     /// The sealed snapshot bytes.
     pub sealed: Bytes,
 }
@@ -76,13 +82,17 @@ pub struct ShardSnapshot {
 pub struct ClearPart {
     /// LSN of the shard's mark record.
     pub mark_lsn: u64,
+    /// The shard's settings record in force at the mark (empty: the file's settings).
+    pub settings: Bytes,
     /// The snapshot bytes.
     pub bytes: Bytes,
     /// Key and nonce counter; `None` when `bytes` are sealed already.
     pub seal_with: Option<(super::journal_codec::JournalKey, u64)>,
 }
 
-/// The checkpoint state stored in the journal: every shard's sealed snapshot and mark.
+/// The checkpoint state stored in the journal: every shard's mark, settings version and sealed
+/// snapshot. Layout: magic | parts u16 | store_complete u8 | per part: mark LSN u64 | settings
+/// record length u32 | settings record | sealed length u32 | sealed snapshot.
 /// `store_complete` says whether the query store had every answer up to the marks (no row was
 /// dropped); when false, the next start-up rebuilds the store from the shards. Each part is sealed
 /// straight into the checkpoint and dropped: one more copy of the state at most, where sealing
@@ -95,13 +105,18 @@ pub fn encode_checkpoint_sealing(
         Some(_) => super::journal_codec::sealed_len(p.bytes.len()),
         None => p.bytes.len(),
     };
-    let len = parts.iter().map(|p| 12 + sealed_len(p)).sum::<usize>();
+    let len = parts
+        .iter()
+        .map(|p| 16 + p.settings.len() + sealed_len(p))
+        .sum::<usize>();
     let mut out = BytesMut::with_capacity(16 + len);
     out.put_slice(CHECKPOINT_MAGIC);
     out.put_u16(parts.len() as u16);
     out.put_u8(u8::from(store_complete));
     for p in parts {
         out.put_u64(p.mark_lsn);
+        out.put_u32(p.settings.len() as u32);
+        out.put_slice(&p.settings);
         out.put_u32(sealed_len(&p) as u32);
         match &p.seal_with {
             Some((key, nonce)) => super::journal_codec::seal_into(key, *nonce, &p.bytes, &mut out)?,
@@ -111,17 +126,29 @@ pub fn encode_checkpoint_sealing(
     Ok(out.freeze())
 }
 
+/// A decoded checkpoint: its parts, whether the store was complete, and the journal record
+/// format of the records after it (until a META record says otherwise).
+pub type Checkpoint = (Vec<ShardSnapshot>, bool, u8);
+
 /// Splits a checkpoint into its parts (sealed; see [`encode_checkpoint_sealing`]).
-pub fn decode_checkpoint(mut p: &[u8]) -> Result<(Vec<ShardSnapshot>, bool), MeshError> {
+pub fn decode_checkpoint(mut p: &[u8]) -> Result<Checkpoint, MeshError> {
     let bad = || MeshError::Journal("malformed checkpoint".into());
-    if let Some(found) = checkpoint_format(p).filter(|f| *f > CHECKPOINT_FORMAT) {
+    let format = checkpoint_format(p);
+    if let Some(found) = format.filter(|f| *f > CHECKPOINT_FORMAT) {
         return Err(MeshError::NewerFormat {
             what: "checkpoint",
             found,
             known: CHECKPOINT_FORMAT,
         });
     }
-    if p.len() < 11 || !matches!(checkpoint_format(p), Some(1..=CHECKPOINT_FORMAT)) {
+    // The format names the records' after it, and whether parts carry settings versions.
+    let (record_format, with_settings) = match format {
+        Some(1) => (1, false),
+        Some(2) => (2, true),
+        Some(3) => (3, true),
+        _ => return Err(bad()),
+    };
+    if p.len() < 11 {
         return Err(bad());
     }
     p.advance(8);
@@ -133,10 +160,20 @@ pub fn decode_checkpoint(mut p: &[u8]) -> Result<(Vec<ShardSnapshot>, bool), Mes
             return Err(bad());
         }
         let mark_lsn = p.get_u64();
+        let mut settings = Bytes::new();
+        if with_settings {
+            let len = p.get_u32() as usize;
+            settings = Bytes::copy_from_slice(p.get(..len).ok_or_else(bad)?);
+            p.advance(len);
+            if p.len() < 4 {
+                return Err(bad());
+            }
+        }
         let len = p.get_u32() as usize;
         let sealed = p.get(..len).ok_or_else(bad)?;
         parts.push(ShardSnapshot {
             mark_lsn,
+            settings,
             sealed: Bytes::copy_from_slice(sealed),
         });
         p.advance(len);
@@ -144,7 +181,7 @@ pub fn decode_checkpoint(mut p: &[u8]) -> Result<(Vec<ShardSnapshot>, bool), Mes
     if !p.is_empty() {
         return Err(bad());
     }
-    Ok((parts, store_complete))
+    Ok((parts, store_complete, record_format))
 }
 
 /// What a replay produced.
@@ -182,8 +219,9 @@ pub struct Recovery<R> {
     placeholder: R,
     marks: Vec<u64>,
     meta_seen: bool,
-    /// The record format of the records being replayed (META records and checkpoints say it).
-    record_format: u8,
+    /// The journal record format of the records being read (their rules: see
+    /// [`ShardCore::set_record_format`]).
+    format: u8,
     records_seen: u64,
     answers_max: usize,
     scratch: Vec<Output<R>>,
@@ -210,7 +248,7 @@ impl<R: Clone> Recovery<R> {
             placeholder,
             marks: vec![0; shards],
             meta_seen: false,
-            record_format: META_FORMAT,
+            format: META_FORMAT,
             records_seen: 0,
             answers_max: 0,
             scratch: Vec::new(),
@@ -235,12 +273,7 @@ impl<R: Clone> Recovery<R> {
 
     /// Loads a checkpoint filed at `lsn` (before any record).
     pub fn checkpoint(&mut self, lsn: u64, state: &[u8]) -> Result<(), MeshError> {
-        let (parts, store_complete) = decode_checkpoint(state)?;
-        // PMCKPT01 was written by builds of record format 1, PMCKPT02 by format 2.
-        self.record_format = match checkpoint_format(state) {
-            Some(1) => 1,
-            _ => META_FORMAT,
-        };
+        let (parts, store_complete, format) = decode_checkpoint(state)?;
         if parts.len() != self.marks.len() {
             return Err(MeshError::Config(format!(
                 "the journal was written with {} shards; configure shards = {} (it is fixed for a journal)",
@@ -251,8 +284,12 @@ impl<R: Clone> Recovery<R> {
         for (index, part) in parts.iter().enumerate() {
             let clear = unseal(&self.keys, &part.sealed)?;
             let shards = self.marks.len() as u16;
-            let core =
-                ShardCore::decode_snapshot(self.settings.clone(), &clear)?.with_shard_count(shards);
+            let settings = if part.settings.is_empty() {
+                self.settings.clone()
+            } else {
+                self.settings.with_record(&part.settings)?
+            };
+            let core = ShardCore::decode_snapshot(settings, &clear)?.with_shard_count(shards);
             if usize::from(core.shard()) != index {
                 return Err(MeshError::Journal(format!(
                     "checkpoint part {index} holds shard {}",
@@ -268,6 +305,7 @@ impl<R: Clone> Recovery<R> {
             }
         }
         self.meta_seen = true;
+        self.set_format(format);
         self.replayed.checkpoint_lsn = lsn;
         self.replayed.store_complete = store_complete;
         Ok(())
@@ -285,7 +323,7 @@ impl<R: Clone> Recovery<R> {
         match kind {
             RECORD_META => {
                 let (format, journaled) = decode_meta(payload).map_err(at)?;
-                self.record_format = format;
+                self.set_format(format);
                 if usize::from(journaled) != shards {
                     return Err(MeshError::Config(format!(
                         "the journal was written with {journaled} shards; configure shards = {journaled} (it is fixed for a journal)"
@@ -296,6 +334,25 @@ impl<R: Clone> Recovery<R> {
             RECORD_MARK => {
                 decode_mark(payload).map_err(at)?;
             }
+            RECORD_SETTINGS => {
+                let part = decode_settings(payload).map_err(at)?;
+                let index = usize::from(part.shard);
+                if index >= shards {
+                    return Err(at(MeshError::Journal(format!(
+                        "settings record for shard {index} of {shards}"
+                    ))));
+                }
+                if self.covered(index, lsn) {
+                    return Ok(());
+                }
+                let settings = self
+                    .settings
+                    .with_version(&part, Bytes::copy_from_slice(payload))
+                    .map_err(at)?;
+                if let Some(core) = self.replayed.cores.get_mut(index) {
+                    core.apply_settings(settings);
+                }
+            }
             RECORD_REQUEST | RECORD_REQUEST_NETWORK => {
                 let record = decode_request(&self.keys, kind, payload).map_err(at)?;
                 let req = &record.request;
@@ -304,7 +361,6 @@ impl<R: Clone> Recovery<R> {
                     return Ok(());
                 }
                 if let Some(core) = self.replayed.cores.get_mut(index) {
-                    core.set_legacy_stans(self.record_format < 2);
                     let to = self.placeholder.clone();
                     let origin = match &record.network {
                         Some(network) => Origin::Replayed(network),
@@ -323,7 +379,6 @@ impl<R: Clone> Recovery<R> {
                     return Ok(());
                 }
                 if let Some(core) = self.replayed.cores.get_mut(index) {
-                    core.set_legacy_stans(self.record_format < 2);
                     core.handle_upstream(at_ms, result, &mut self.scratch);
                 }
                 self.replayed.outcomes += 1;
@@ -336,6 +391,15 @@ impl<R: Clone> Recovery<R> {
         }
         self.keep_answers();
         Ok(())
+    }
+
+    /// The records from here on are of journal record format `format`: the cores handle them
+    /// by its rules.
+    fn set_format(&mut self, format: u8) {
+        self.format = format;
+        for core in &mut self.replayed.cores {
+            core.set_record_format(format);
+        }
     }
 
     /// Whether shard `index`'s snapshot already holds the record at `lsn`.
@@ -369,15 +433,16 @@ impl<R: Clone> Recovery<R> {
             self.replayed
                 .to_append
                 .push((RECORD_META, encode_meta(count)));
-        } else if self.record_format != META_FORMAT {
-            // What this build appends is in its own format: say so before the first record.
+        } else if self.format < META_FORMAT {
+            // An older build's journal: this build's records follow under its own format.
             let count = self.marks.len() as u16;
             self.replayed
                 .to_append
                 .push((RECORD_META, encode_meta(count)));
         }
+        // What follows (the resolutions below, then live traffic) is this build's.
+        self.set_format(META_FORMAT);
         for core in &mut self.replayed.cores {
-            core.set_legacy_stans(false);
             for op_id in core.pending_ops() {
                 let result = UpstreamResult {
                     op_id,
@@ -420,31 +485,49 @@ mod tests {
 
     #[test]
     fn checkpoints_round_trip_and_a_newer_format_is_refused_by_name() {
-        let part = |mark_lsn| ClearPart {
+        let part = |mark_lsn, settings: &'static [u8]| ClearPart {
             mark_lsn,
+            settings: Bytes::from_static(settings),
             bytes: Bytes::from_static(b"sealed elsewhere"),
             seal_with: None,
         };
-        let encoded = encode_checkpoint_sealing(vec![part(7), part(9)], true).unwrap();
-        let (parts, store_complete) = decode_checkpoint(&encoded).unwrap();
+        let encoded =
+            encode_checkpoint_sealing(vec![part(7, b""), part(9, b"settings")], true).unwrap();
+        let (parts, store_complete, format) = decode_checkpoint(&encoded).unwrap();
         assert_eq!(parts.iter().map(|p| p.mark_lsn).collect::<Vec<_>>(), [7, 9]);
+        assert_eq!(parts[1].settings, Bytes::from_static(b"settings"));
+        assert_eq!(parts[1].sealed, Bytes::from_static(b"sealed elsewhere"));
         assert!(store_complete);
+        assert_eq!(format, META_FORMAT, "records after it are this build's");
 
-        // The previous format is read (the same layout).
+        // Format 1 (before settings versions): mark, length, sealed bytes.
+        let mut v1 = b"PMCKPT01".to_vec();
+        v1.extend_from_slice(&[0, 1, 1]);
+        v1.extend_from_slice(&5u64.to_be_bytes());
+        v1.extend_from_slice(&3u32.to_be_bytes());
+        v1.extend_from_slice(b"abc");
+        let (parts, _, format) = decode_checkpoint(&v1).unwrap();
+        assert_eq!(format, 1, "records after it are of format 1");
+        assert_eq!((parts[0].mark_lsn, parts[0].settings.len()), (5, 0));
+        assert_eq!(parts[0].sealed, Bytes::from_static(b"abc"));
+
+        // Format 2 (the same layout): the records after it are of format 2.
         let mut older = encoded.to_vec();
-        older.splice(..8, *b"PMCKPT01");
-        assert_eq!(decode_checkpoint(&older).unwrap().0.len(), 2);
+        older.splice(..8, *b"PMCKPT02");
+        let (parts, _, format) = decode_checkpoint(&older).unwrap();
+        assert_eq!(format, 2, "records after it are of format 2");
+        assert_eq!(parts[1].settings, Bytes::from_static(b"settings"));
 
         let mut newer = encoded.to_vec();
-        newer.splice(..8, *b"PMCKPT03");
+        newer.splice(..8, *b"PMCKPT04");
         let error = decode_checkpoint(&newer).unwrap_err();
         assert!(
             matches!(
                 error,
                 MeshError::NewerFormat {
                     what: "checkpoint",
-                    found: 3,
-                    known: 2
+                    found: 4,
+                    known: 3
                 }
             ),
             "{error}"

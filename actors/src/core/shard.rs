@@ -97,9 +97,19 @@ pub struct ShardCore<R> {
     devices: DeviceCounters,
     /// STANs used today per host and terminal (see [`stans`]).
     stans: StanBook,
-    /// Replaying journal records of format 1 (see [`ShardCore::set_legacy_stans`]).
-    legacy_stans: bool,
+    /// The journal record format whose rules requests and outcomes are handled by: this build's
+    /// ([`RECORD_FORMAT`]) for live traffic; an older one while replaying what an older build
+    /// journaled, so that replay reaches the state that build reached (see
+    /// [`ShardCore::set_record_format`]).
+    rules: u8,
 }
+
+/// The record format this build's rules are (see [`super::journal_codec::META_FORMAT`]).
+/// Format 1's rules differ: one capture per authorization, an attempt that was never sent is
+/// forgotten (a retry makes a new order), and a host's "issuer unavailable" is a decline.
+/// Formats 1 and 2 assigned STANs by the op id on the host's own terminal
+/// ([`crate::core::upstream::stan_for`]) rather than from the per-terminal books.
+pub const RECORD_FORMAT: u8 = super::journal_codec::META_FORMAT;
 
 /// Orders a shard's window tables are sized for at start (see [`ShardCore::new`]).
 pub const WINDOW_RESERVE_MAX: usize = 4_000_000;
@@ -147,8 +157,26 @@ impl<R: Clone> ShardCore<R> {
             open_by_network: HashMap::default(),
             devices: DeviceCounters::default(),
             stans: StanBook::default(),
-            legacy_stans: false,
+            rules: RECORD_FORMAT,
         }
+    }
+
+    /// Handles what follows by the rules of journal record format `format` (replay of an older
+    /// build's records); [`RECORD_FORMAT`] for live traffic.
+    pub fn set_record_format(&mut self, format: u8) {
+        self.rules = format;
+    }
+
+    /// Whether STANs are assigned as record formats 1 and 2's builds did: by
+    /// [`crate::core::upstream::stan_for`] (the op id's, on the host's own terminal), so that
+    /// what those builds sent is named right when their records replay.
+    fn legacy_stans(&self) -> bool {
+        self.rules < 3
+    }
+
+    /// Whether format 1's rules apply (see [`RECORD_FORMAT`]).
+    fn format_1(&self) -> bool {
+        self.rules < 2
     }
 
     /// Sets the number of shards (default 1): the STANs this shard assigns are unique among
@@ -168,6 +196,13 @@ impl<R: Clone> ShardCore<R> {
     /// The settings it runs with.
     pub fn settings(&self) -> &Arc<CoreSettings> {
         &self.settings
+    }
+
+    /// Runs with `settings` from the next input on (a new version of the business settings; see
+    /// [`crate::core::versions`]). Orders keep their state: a merchant's limits or a network's
+    /// grants apply to what comes after, and an order already created stays its creator's.
+    pub fn apply_settings(&mut self, settings: Arc<CoreSettings>) {
+        self.settings = settings;
     }
 
     /// Number of orders held.
@@ -363,6 +398,7 @@ impl<R: Clone> ShardCore<R> {
             return self.reversal_outcome(now_ms, txn_id, result);
         }
         let (shard, shards) = (self.shard, self.shards);
+        let format_1 = self.format_1();
         let Some(txn_id) = self.by_op_id.remove(&result.op_id) else {
             // Unknown or already resolved op: a late or duplicate outcome changes nothing.
             return;
@@ -378,13 +414,17 @@ impl<R: Clone> ShardCore<R> {
         let Some(op) = order.ops.get_mut(index) else {
             return;
         };
-        let kind = op.kind;
-        let op_amount = op.amount;
-        let waiters = match &mut op.status {
-            OpStatus::Pending { waiters, .. } => std::mem::take(waiters),
+        let (kind, op_amount, closes) = (op.kind, op.amount, op.closes);
+        let (waiters, received_ms) = match &mut op.status {
+            OpStatus::Pending {
+                waiters,
+                received_ms,
+                ..
+            } => (std::mem::take(waiters), *received_ms),
             OpStatus::Done(_) => return,
         };
         let mut answer = base_answer(kind, ResultCode::Approved, key, now_ms);
+        answer.received_at_ms = (received_ms > 0).then_some(received_ms);
         let mut forget_order = false;
         let mut forget_op = false;
         let mut release_daily = 0u64;
@@ -418,6 +458,11 @@ impl<R: Clone> ShardCore<R> {
                             // A copy: the code is a slice of the host's read buffer.
                             order.approval_code = Bytes::copy_from_slice(&approval_code);
                             answer.approval_code = Some(approval_code);
+                        } else if !format_1 && issuer_unavailable(code) {
+                            // The host was asked and authorized nothing: the order may be
+                            // attempted again (see `create`).
+                            order.state = OrderState::Failed;
+                            release_daily = op_amount;
                         } else {
                             order.state = OrderState::Declined;
                             release_daily = op_amount;
@@ -428,17 +473,22 @@ impl<R: Clone> ShardCore<R> {
                         });
                     }
                     TxnKind::Capture if approved => {
-                        order.captured = op_amount;
-                        order.state = OrderState::Captured;
+                        capture(order, op_amount, closes);
                         answer.approval_code = Some(order.approval_code.clone());
                     }
                     TxnKind::Cancel if approved => {
                         order.state = OrderState::Cancelled;
                         release_daily = order.authorized;
                     }
-                    TxnKind::Refund if approved => order.refunded += op_amount,
+                    TxnKind::Refund if approved => {
+                        order.refunded = order.refunded.saturating_add(op_amount);
+                    }
                     TxnKind::BalanceInquiry => {
-                        order.state = OrderState::Done;
+                        order.state = if !format_1 && issuer_unavailable(code) {
+                            OrderState::Failed
+                        } else {
+                            OrderState::Done
+                        };
                         answer.balance = balance;
                     }
                     _ => {}
@@ -488,22 +538,28 @@ impl<R: Clone> ShardCore<R> {
                     }
                     TxnKind::Capture => {
                         answer.result = ResultCode::Approved;
-                        order.captured = op_amount;
-                        order.state = OrderState::Captured;
+                        capture(order, op_amount, closes);
                         answer.approval_code = Some(order.approval_code.clone());
                         forward = Some((UpstreamKind::Capture, true));
                     }
-                    TxnKind::Refund => order.refund_in_doubt += op_amount,
+                    TxnKind::Refund => {
+                        order.refund_in_doubt = order.refund_in_doubt.saturating_add(op_amount);
+                    }
                     TxnKind::BalanceInquiry => order.state = OrderState::Done,
                     _ => {}
                 }
             }
             UpstreamOutcome::NotSent { result } => {
-                // Never sent: forget the attempt so that a retry with the same key starts afresh.
+                // Never sent. Format 1 forgot the attempt (a retry made a new order); now the
+                // order stays, failed, and a retry attempts it again under the same id.
                 answer.result = result;
                 match kind {
                     TxnKind::Authorize | TxnKind::Sale | TxnKind::BalanceInquiry => {
-                        forget_order = true;
+                        if format_1 {
+                            forget_order = true;
+                        } else {
+                            order.state = OrderState::Failed;
+                        }
                         release_daily = op_amount;
                     }
                     _ => forget_op = true,
@@ -511,7 +567,8 @@ impl<R: Clone> ShardCore<R> {
             }
         }
         fill_order_fields(&mut answer, order);
-        answer.amount = Some(op_amount);
+        // The operation's amount; a balance inquiry moves none.
+        answer.amount = (op_amount > 0).then_some(op_amount);
         if forget_op {
             order.ops.remove(index);
         } else if let Some(op) = order.ops.get_mut(index) {
@@ -524,21 +581,27 @@ impl<R: Clone> ShardCore<R> {
             self.orders.remove(txn_id);
         }
         self.release_daily(&merchant, day, release_daily);
+        // The first waiter sent the request; the others sent it again while it was in progress
+        // and get the same answer as a retransmission (with the RETRANSMIT flag).
+        let mut waiters = waiters.into_iter();
+        if let Some(first) = waiters.next() {
+            out.push(Output::Reply(first, Box::new(answer.clone())));
+        }
         for w in waiters {
-            out.push(Output::Reply(w, Box::new(answer.clone())));
+            out.push(Output::Replay(w, Box::new(answer.clone())));
         }
         if let Some((kind, sent_once)) = forward {
-            self.start_reversal(now_ms, txn_id, kind, sent_once, out);
+            self.start_reversal(now_ms, txn_id, (kind, op_amount), sent_once, out);
         }
     }
 
-    /// Queues a store-and-forward message for `key` (the reversal of its authorization, or its
-    /// capture's completion advice) and sends its first attempt.
+    /// Queues a store-and-forward message for `key` (the reversal of its authorization, or the
+    /// completion advice of its capture of `op_amount`) and sends its first attempt.
     fn start_reversal(
         &mut self,
         now_ms: u64,
         txn_id: u64,
-        kind: UpstreamKind,
+        (kind, op_amount): (UpstreamKind, u64),
         sent_once: bool,
         out: &mut Vec<Output<R>>,
     ) {
@@ -550,11 +613,16 @@ impl<R: Clone> ShardCore<R> {
         if order.reversal.is_some_and(|r| r.pending()) {
             return;
         }
-        // Its own STAN on the original's terminal, the same for every attempt; journal format 1
-        // derived it from the op id (0 here).
+        // What it names: the authorized amount (a reversal), or the one capture it advises.
+        let amount = match kind {
+            UpstreamKind::Capture => op_amount,
+            _ => order.authorized,
+        };
+        // Its own STAN on the original's terminal, the same for every attempt; journal formats 1
+        // and 2 derived it from the op id (0 here).
         let (host, terminal) = (order.host, order.sent.as_ref().map(|o| o.terminal.clone()));
         let terminal = terminal.filter(|t| !t.is_empty());
-        let stan = match (self.legacy_stans, host) {
+        let stan = match (self.legacy_stans(), host) {
             (false, Some(host)) => {
                 let who = (self.shard, self.shards);
                 self.stans
@@ -577,6 +645,7 @@ impl<R: Clone> ShardCore<R> {
             kind,
             op_id,
             stan,
+            amount,
             attempts: 1,
             sent_once,
             state: ReversalState::InFlight,
@@ -607,7 +676,7 @@ impl<R: Clone> ShardCore<R> {
         // not run) waiting for an attempt the live shard did send: the outcome applies.
         match result.outcome {
             UpstreamOutcome::Answered { result: code, .. }
-                if code != ResultCode::UpstreamUnavailable =>
+                if code != ResultCode::UpstreamUnavailable && !issuer_unavailable(code) =>
             {
                 // The host answered: acknowledged, whatever its response code (hosts answer
                 // reversals of messages they never saw too), except "system unavailable" (91, 92,
@@ -624,10 +693,18 @@ impl<R: Clone> ShardCore<R> {
                     let (day, merchant) = (order.day, key.merchant());
                     let state = wire_state(order);
                     let shared = shared_of!(key, order);
+                    // The answers given said "not known yet" (3003, 3004, retryable): now it is
+                    // known, and the same request again gets the final word.
                     for op in &mut order.ops {
                         if let OpStatus::Done(stored) = &mut op.status {
                             let mut a = stored.answer(op.kind, &shared);
-                            a.state = Some(state);
+                            a.state = state;
+                            if matches!(a.result, ResultCode::UpstreamTimeout | ResultCode::InDoubt)
+                            {
+                                a.result = ResultCode::Reversed;
+                            }
+                            a.authorized_amount = Some(0);
+                            a.captured_amount = Some(0);
                             *stored = StoredAnswer::new(&a, &shared);
                         }
                     }
@@ -700,20 +777,31 @@ impl<R: Clone> ShardCore<R> {
             out.push(Output::Reply(to, Box::new(a)));
             return Step::Skip;
         }
+        // An order that failed before the issuer answered (state 9) is attempted again by the
+        // same request, under its transaction id; anything else under the key is replayed.
+        let mut again: Option<u64> = None;
         if let Some(Slot { key, order }) = existing.and_then(|t| self.orders.get_mut(t)) {
-            out.extend(replay(
-                order,
-                req.kind,
-                b"",
-                fingerprint,
-                &to,
-                waiters_max,
-                key,
-                now_ms,
-            ));
-            return Step::Journal;
+            let same = order
+                .ops
+                .first()
+                .is_some_and(|op| op.kind == req.kind && op.fingerprint == fingerprint);
+            if order.state == OrderState::Failed && same && !order.pinned() {
+                again = Some(order.txn_id);
+            } else {
+                out.extend(replay(
+                    order,
+                    req.kind,
+                    b"",
+                    fingerprint,
+                    &to,
+                    waiters_max,
+                    key,
+                    now_ms,
+                ));
+                return Step::Journal;
+            }
         }
-        if self.orders.was_evicted(&req.merchant_id, &req.order_id) {
+        if again.is_none() && self.orders.was_evicted(&req.merchant_id, &req.order_id) {
             // The key's order left the window: it cannot be replayed, and must not be sent to the
             // host a second time.
             let mut a = echo_answer(req.kind, ResultCode::DuplicateOrder, req, now_ms);
@@ -722,8 +810,17 @@ impl<R: Clone> ShardCore<R> {
             return Step::Journal;
         }
         // A new order: its device signature first (a retransmission above got its stored
-        // answer, which makes nothing new and tells its own network nothing new).
-        if let Some(refused) = self.check_device(caller, req, now_ms) {
+        // answer, which makes nothing new and tells its own network nothing new). A new
+        // attempt of a failed order repeats content whose signature verified: like a
+        // retransmission, its signature is not checked again (its counter is marked used).
+        let refused = match again {
+            Some(_) => {
+                self.devices.replayed(req);
+                None
+            }
+            None => self.check_device(caller, req, now_ms),
+        };
+        if let Some(refused) = refused {
             out.push(Output::Reply(to, refused));
             return Step::Skip;
         }
@@ -763,6 +860,10 @@ impl<R: Clone> ShardCore<R> {
                 return Step::Skip;
             }
         }
+        // The failed attempt makes way for the new one (same key, same transaction id).
+        if let Some(txn_id) = again {
+            self.orders.remove(txn_id);
+        }
         // A window full of orders that must stay refuses new ones BUSY (not journaled: the
         // completed orders it evicted on the way would have left at the next order anyway). A
         // replayed request was admitted: it is taken whatever the window holds.
@@ -783,7 +884,10 @@ impl<R: Clone> ShardCore<R> {
                 return Step::Journal;
             }
         };
-        let txn_id = self.next_txn_id(caller);
+        let txn_id = match again {
+            Some(txn_id) => txn_id,
+            None => self.next_txn_id(caller),
+        };
         let mut order = Order {
             txn_id,
             kind: req.kind,
@@ -797,6 +901,11 @@ impl<R: Clone> ShardCore<R> {
             captured: 0,
             refunded: 0,
             refund_in_doubt: 0,
+            capture_closed: false,
+            installments: match req.kind {
+                TxnKind::Authorize | TxnKind::Sale => req.installments(),
+                _ => 0,
+            },
             approval_code: Bytes::new(),
             sent: None,
             day,
@@ -811,6 +920,7 @@ impl<R: Clone> ShardCore<R> {
                 request_id: Bytes::new(),
                 fingerprint,
                 amount: 0,
+                closes: false,
                 status: OpStatus::Done(StoredAnswer::new(&answer, &shared_of!(&key, order))),
             });
             self.insert(key, order);
@@ -862,9 +972,11 @@ impl<R: Clone> ShardCore<R> {
             request_id: Bytes::new(),
             fingerprint,
             amount,
+            closes: false,
             status: OpStatus::Pending {
                 op_id,
                 waiters: vec![to],
+                received_ms: now_ms,
             },
         });
         self.by_op_id.insert(op_id, txn_id);
@@ -880,6 +992,10 @@ impl<R: Clone> ShardCore<R> {
             account,
             order_id,
             merchant_id,
+            installments: match req.kind {
+                TxnKind::Authorize | TxnKind::Sale => req.installments(),
+                _ => 0,
+            },
             original: None,
             original_approval: Bytes::new(),
             terminal,
@@ -905,17 +1021,11 @@ impl<R: Clone> ShardCore<R> {
             true => Purpose::Forward,
             false => Purpose::Payment,
         };
-        if self.legacy_stans {
+        if self.legacy_stans() {
             return Some((Bytes::new(), 0));
         }
         self.stans
             .assign(&self.settings, who, host, now_ms, terminal, purpose)
-    }
-
-    /// Replaying records of journal format 1: the STANs that format's build sent (the op id's,
-    /// on the host's own terminal), so that what it sent is named right. Off once replay ends.
-    pub fn set_legacy_stans(&mut self, legacy: bool) {
-        self.legacy_stans = legacy;
     }
 
     /// `stan`, or (0: assigned under format 1's rule) the op id's.
@@ -1034,23 +1144,30 @@ impl<R: Clone> ShardCore<R> {
         }
         match req.kind {
             TxnKind::Capture => {
-                if order.state != OrderState::Authorized {
+                // Format 1 took one capture per authorization.
+                let open = match self.rules {
+                    0 | 1 => order.state == OrderState::Authorized,
+                    _ => order.capture_open(),
+                };
+                if !open {
                     out.push(refuse(ResultCode::InvalidState, order));
                     return Step::Journal;
                 }
-                let amount = req.amount.unwrap_or(order.authorized);
-                if amount == 0 || amount > order.authorized {
+                let left = order.capturable();
+                let amount = req.amount.unwrap_or(left);
+                if amount == 0 || amount > left {
                     out.push(refuse(ResultCode::AmountExceedsAvailable, order));
                     return Step::Journal;
                 }
+                let closes = req.final_capture || amount == left;
                 let online = order.host.is_some_and(|h| self.settings.captures_online(h));
                 if online {
+                    let op = (to, request_id, fingerprint, req.kind);
                     let Some(req) = self.follow_up_request(
                         now_ms,
                         txn_id,
-                        UpstreamKind::Capture,
-                        amount,
-                        (to, request_id, fingerprint, req.kind),
+                        (UpstreamKind::Capture, amount, closes),
+                        op,
                     ) else {
                         return Step::Journal;
                     };
@@ -1058,8 +1175,7 @@ impl<R: Clone> ShardCore<R> {
                     return Step::Journal;
                 }
                 // Capture is local: the captured amount goes to the host in the settlement file.
-                order.captured = amount;
-                order.state = OrderState::Captured;
+                capture(order, amount, closes);
                 let mut a = base_answer(req.kind, ResultCode::Approved, &key, now_ms);
                 fill_order_fields(&mut a, order);
                 a.amount = Some(amount);
@@ -1069,6 +1185,7 @@ impl<R: Clone> ShardCore<R> {
                     request_id,
                     fingerprint,
                     amount,
+                    closes,
                     status: OpStatus::Done(StoredAnswer::new(&a, &shared_of!(&key, order))),
                 });
                 out.push(Output::Reply(to, Box::new(a)));
@@ -1101,7 +1218,8 @@ impl<R: Clone> ShardCore<R> {
                     return Step::Journal;
                 }
                 let op = (to, request_id, fingerprint, req.kind);
-                if let Some(req) = self.follow_up_request(now_ms, txn_id, kind, amount, op) {
+                if let Some(req) = self.follow_up_request(now_ms, txn_id, (kind, amount, false), op)
+                {
                     out.push(req);
                 }
             }
@@ -1116,8 +1234,7 @@ impl<R: Clone> ShardCore<R> {
         &mut self,
         now_ms: u64,
         txn_id: u64,
-        kind: UpstreamKind,
-        amount: u64,
+        (kind, amount, closes): (UpstreamKind, u64, bool),
         (to, request_id, fingerprint, txn_kind): (R, Bytes, u64, TxnKind),
     ) -> Option<Output<R>> {
         let (host, original) = {
@@ -1134,7 +1251,7 @@ impl<R: Clone> ShardCore<R> {
             _ => Purpose::Payment,
         };
         let who = (self.shard, self.shards);
-        let assigned = match self.legacy_stans {
+        let assigned = match self.legacy_stans() {
             true => Some((Bytes::new(), 0)),
             false => self.stans.assign(
                 &self.settings,
@@ -1161,12 +1278,15 @@ impl<R: Clone> ShardCore<R> {
             request_id,
             fingerprint,
             amount,
+            closes,
             status: OpStatus::Pending {
                 op_id,
                 waiters: vec![to],
+                received_ms: now_ms,
             },
         });
         let (currency, original_approval) = (order.currency, order.approval_code.clone());
+        let installments = order.installments;
         let (merchant_id, order_id) = (key.merchant(), key.order_id());
         self.by_op_id.insert(op_id, txn_id);
         Some(Output::Upstream(Box::new(UpstreamRequest {
@@ -1179,6 +1299,7 @@ impl<R: Clone> ShardCore<R> {
             account,
             order_id,
             merchant_id,
+            installments,
             original,
             original_approval,
             terminal,
@@ -1347,11 +1468,11 @@ fn reversal_request<R>(
     key: &OrderKey,
     order: &Order<R>,
 ) -> Option<UpstreamRequest> {
-    let kind = order.reversal.map_or(UpstreamKind::Reversal, |r| r.kind);
-    let amount = match kind {
-        UpstreamKind::Capture => order.captured,
-        _ => order.authorized,
-    };
+    let (kind, amount) = order
+        .reversal
+        .map_or((UpstreamKind::Reversal, order.authorized), |r| {
+            (r.kind, r.amount)
+        });
     let stan = match order.reversal.map_or(0, |r| r.stan) {
         0 => stan_for(op_id, shard, shards),
         stan => stan,
@@ -1371,6 +1492,7 @@ fn reversal_request<R>(
         account: order.account.clone()?,
         merchant_id: key.merchant(),
         order_id: key.order_id(),
+        installments: order.installments,
         original: order.sent.clone(),
         original_approval: order.approval_code.clone(),
         terminal,
@@ -1397,9 +1519,14 @@ fn route_key(account: &Account) -> RouteKey<'_> {
     }
 }
 
-/// Hash of what makes two requests with the same key "the same request". A fixed algorithm
-/// (FNV-1a over length-prefixed fields), so fingerprints kept in snapshots and rebuilt by replay
-/// agree with new requests whatever the toolchain.
+/// Hash of what makes two requests with the same key "the same request" (docs/PROTOCOL.md
+/// section 8, "content"): the message type, `amount`, `currency`, `request_id`, the payment
+/// method and its fields (the CVV excepted: it is never kept), `installment_months` (0 counts
+/// as absent) and `final_capture` (0 counts as absent). Not content: `description`, `cvv`, the
+/// device fields, `server_txn_id`. A fixed algorithm (FNV-1a over length-prefixed fields), so
+/// fingerprints kept in snapshots and rebuilt by replay agree with new requests whatever the
+/// toolchain; the fields added later are hashed only when present, so a request without them
+/// keeps the fingerprint an older build gave it.
 fn fingerprint(req: &TxnRequest) -> u64 {
     let mut h = Fnv::new();
     h.bytes(&[req.kind as u8]);
@@ -1427,6 +1554,12 @@ fn fingerprint(req: &TxnRequest) -> u64 {
             h.field(account);
         }
         None => h.bytes(&[0]),
+    }
+    if req.installments() > 0 {
+        h.bytes(&[0x33, req.installments()]);
+    }
+    if req.final_capture {
+        h.bytes(&[0x34, 1]);
     }
     h.0
 }
@@ -1464,13 +1597,44 @@ fn answer_for(
     a
 }
 
+/// Whether a host's answer says the issuer or its switch is unavailable (91, 92, 96): it was
+/// asked, and authorized nothing.
+fn issuer_unavailable(code: ResultCode) -> bool {
+    code == ResultCode::IssuerUnavailable
+}
+
+/// Books a capture of `amount` on `order` (within what is capturable: checked when the CAPTURE
+/// was taken); `closes`: nothing more may be captured.
+fn capture<R>(order: &mut Order<R>, amount: u64, closes: bool) {
+    order.captured = order.captured.saturating_add(amount).min(order.authorized);
+    order.capture_closed |= closes;
+    order.state = OrderState::Captured;
+}
+
+/// The order's fields of an answer: its id, state and totals as they stand now. The totals say
+/// what is held or charged: nothing in states 4 (cancelled), 9 (failed) and 10 (reversed), and
+/// not known in state 8 (in doubt: left out). A TOKENIZE's or BALANCE_INQUIRY's record is no
+/// payment: no state and no totals.
 fn fill_order_fields<R>(a: &mut TxnAnswer, order: &Order<R>) {
     a.server_txn_id = Some(order.txn_id);
-    a.state = Some(wire_state(order));
-    a.currency = Some(order.currency);
-    a.authorized_amount = Some(order.authorized);
-    a.captured_amount = Some(order.captured);
-    a.refunded_amount = Some(order.refunded);
+    a.state = wire_state(order);
+    a.currency = (order.currency != 0).then_some(order.currency);
+    a.installment_months = (order.installments > 0).then_some(order.installments);
+    let (authorized, captured, refunded) = match order.state {
+        OrderState::Done | OrderState::InDoubt | OrderState::Authorizing => (None, None, None),
+        OrderState::Cancelled
+        | OrderState::Failed
+        | OrderState::Reversed
+        | OrderState::Declined => (Some(0), Some(0), Some(0)),
+        _ => (
+            Some(order.authorized),
+            Some(order.captured),
+            Some(order.refunded),
+        ),
+    };
+    a.authorized_amount = authorized;
+    a.captured_amount = captured;
+    a.refunded_amount = refunded;
     if let Some(m) = &order.masked_pan {
         a.masked_pan = Some(m.clone());
     }

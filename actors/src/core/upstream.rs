@@ -92,6 +92,9 @@ pub struct UpstreamRequest {
     pub merchant_id: Bytes,
     /// The merchant's order id (sent in field 48 so the host's records name the order).
     pub order_id: Bytes,
+    /// Installment months of the authorization (0: lump sum), in the dialect's installment
+    /// field (docs/HOSTS.md); a follow-up carries its authorization's.
+    pub installments: u8,
     /// The original message, for reversals, refunds and capture advices.
     pub original: Option<OriginalRef>,
     /// The original's approval code (field 38 of its answer), for follow-ups whose dialect sends
@@ -185,6 +188,10 @@ pub struct UpstreamResult {
 }
 
 /// Maps an ISO 8583 response code (field 39) to PayMesh's result: the one place this happens.
+/// docs/HOSTS.md has this table ("Response codes"); a test walks it against this function.
+/// 08 (honour with identification), 10 (approved for a partial amount), 11 (approved, VIP) and
+/// 16 (approved, update track 3) approve. 91, 92 and 96 say the issuer, its switch or the host
+/// system cannot answer now: nothing was authorized, and the same request may be tried again.
 pub fn map_response_code(code: &[u8]) -> ResultCode {
     match code {
         b"00" | b"08" | b"10" | b"11" | b"16" => ResultCode::Approved,
@@ -194,7 +201,7 @@ pub fn map_response_code(code: &[u8]) -> ResultCode {
         b"61" | b"65" => ResultCode::IssuerLimitExceeded,
         b"05" | b"57" | b"62" => ResultCode::DoNotHonor,
         b"52" | b"53" | b"76" | b"78" => ResultCode::InvalidAccount,
-        b"91" | b"96" | b"92" => ResultCode::UpstreamUnavailable,
+        b"91" | b"96" | b"92" => ResultCode::IssuerUnavailable,
         _ => ResultCode::Declined,
     }
 }

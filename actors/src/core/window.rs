@@ -449,6 +449,8 @@ mod tests {
             captured: 0,
             refunded: 0,
             refund_in_doubt: 0,
+            capture_closed: false,
+            installments: 0,
             approval_code: bytes::Bytes::new(),
             sent: None,
             day: 0,

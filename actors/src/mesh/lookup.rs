@@ -23,6 +23,10 @@ use super::messages::{AnswerBatch, ReplyTo, SessionAnswer};
 use crate::core::config::CoreSettings;
 use crate::now_ms;
 
+/// The settings the lookup thread answers under, replaced when a new version is applied (a
+/// lock read per lookup: the thread is not an actor, and versions change rarely).
+pub type SharedSettings = Arc<std::sync::RwLock<Arc<CoreSettings>>>;
+
 /// Lookups queued for the thread; beyond it, inquiries for orders not in memory get BUSY.
 pub const LOOKUPS_QUEUED_MAX: usize = 1_024;
 
@@ -48,7 +52,7 @@ impl StoreLookup {
     /// `settings` say which network may see which payment.
     pub fn start(
         reader: StoreReader,
-        settings: Arc<CoreSettings>,
+        settings: SharedSettings,
     ) -> std::io::Result<(StoreLookup, JoinHandle<()>)> {
         let (tx, rx) = sync_channel(LOOKUPS_QUEUED_MAX);
         let thread = std::thread::Builder::new()
@@ -74,8 +78,11 @@ impl StoreLookup {
     }
 }
 
-fn run(reader: &StoreReader, settings: &CoreSettings, rx: &Receiver<Lookup>) {
+fn run(reader: &StoreReader, shared: &SharedSettings, rx: &Receiver<Lookup>) {
     while let Ok(lookup) = rx.recv() {
+        let settings = shared
+            .read()
+            .map_or_else(|poisoned| poisoned.into_inner().clone(), |s| s.clone());
         let found = match lookup.server_txn_id {
             Some(id) => i64::try_from(id)
                 .ok()
@@ -136,4 +143,5 @@ fn fill_from_row(a: &mut TxnAnswer, row: &TxnRow) {
     a.refunded_amount = amount(row.refunded_amount);
     a.approval_code = row.approval_code.as_deref().map(bytes);
     a.masked_pan = row.masked_pan.as_deref().map(bytes);
+    a.installment_months = (row.installment_months > 0).then_some(row.installment_months);
 }

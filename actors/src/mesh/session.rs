@@ -32,9 +32,10 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
+use paymesh_codecs::error::ProtocolError;
 use paymesh_codecs::frame::{Frame, decode_frame, flags};
 use paymesh_codecs::message::{
-    Login, LoginAnswer, Message as Wire, Reject, TxnAnswer, TxnKind, TxnRequest,
+    Login, LoginAnswer, Message as Wire, Reject, TxnAnswer, TxnKind, TxnRequest, msg_type,
 };
 use paymesh_codecs::types::ResultCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -131,7 +132,7 @@ type ReadGate = Option<oneshot::Receiver<()>>;
 #[rtype(result = "()")]
 struct ReadEnded {
     /// Frame-level error to REJECT before closing, with the offending correlation id.
-    reject: Option<(u64, ResultCode, String)>,
+    reject: Option<(u64, ProtocolError)>,
 }
 
 /// Hands the output buffer to the writer: notified once per mailbox drain.
@@ -144,14 +145,61 @@ struct FlushNow;
 #[rtype(result = "()")]
 pub struct Drain;
 
+/// What an answer echoes of its request (docs/PROTOCOL.md section 5.3), kept while the request
+/// is in flight: the shards answer from what they keep, which is not always what this request
+/// sent (a retransmission's `request_id`, an INQUIRY's, a refusal that made no order). Copied
+/// out of the read buffer, so that it does not keep the buffer (and a CVV in it) alive.
+#[derive(Debug)]
+struct Echo {
+    kind: TxnKind,
+    request_id: Option<Bytes>,
+    amount: Option<u64>,
+    currency: Option<u16>,
+    installment_months: Option<u8>,
+}
+
+impl Echo {
+    fn of(req: &TxnRequest) -> Echo {
+        Echo {
+            kind: req.kind,
+            request_id: req.request_id.as_deref().map(Bytes::copy_from_slice),
+            amount: req.amount,
+            currency: req.currency,
+            installment_months: req.installment_months,
+        }
+    }
+
+    /// Puts back what the answer leaves out and the request sent: an answer that states its own
+    /// value (the amount a CAPTURE without one took) keeps it.
+    fn fill(&self, a: &mut TxnAnswer) {
+        if a.request_id.is_none() {
+            a.request_id.clone_from(&self.request_id);
+        }
+        a.amount = a.amount.or(self.amount);
+        a.currency = a.currency.or(self.currency);
+        a.installment_months = a.installment_months.or(self.installment_months);
+    }
+}
+
+/// Whether a client may send message type `msg_type` (docs/PROTOCOL.md section 4).
+fn client_type(msg_type: u8) -> bool {
+    use paymesh_codecs::message::msg_type as t;
+    matches!(msg_type, t::LOGIN | t::HEARTBEAT | t::LOGOUT)
+        || (t::TXN_REQUEST_MIN..=t::TXN_REQUEST_MAX).contains(&msg_type)
+}
+
+/// Offsets in a frame that a REJECT names (docs/PROTOCOL.md section 1).
+const MSG_TYPE_OFFSET: u32 = 3;
+const CORRELATION_ID_OFFSET: u32 = 8;
+
 /// The per-connection router actor.
 pub struct Session {
     id: u64,
     deps: SessionDeps,
     phase: Phase,
     peer: PeerInfo,
-    /// Correlation id → request kind, for requests the shards have not answered yet.
-    inflight: HashMap<u64, TxnKind>,
+    /// Correlation id → what its answer echoes, for requests the shards have not answered yet.
+    inflight: HashMap<u64, Echo>,
     out: BytesMut,
     /// A [`FlushNow`] is on its way: the output buffer leaves when the mailbox is drained.
     flush_pending: bool,
@@ -336,14 +384,29 @@ impl Session {
         Wire::Answer(answer).encode(correlation_id, flags, &mut self.out);
     }
 
-    fn reject(&mut self, correlation_id: u64, code: ResultCode, message: &str) {
+    fn reject(&mut self, correlation_id: u64, code: ResultCode, message: &str, offset: u32) {
         self.deps.metrics.rejects.inc();
         let reject = Reject {
             result: code,
             message: Bytes::copy_from_slice(message.as_bytes()),
-            error_offset: None,
+            error_offset: Some(offset),
         };
         self.send_frame(correlation_id, &Wire::Reject(reject));
+    }
+
+    /// A REJECT about a frame's body or framing: the error's code, text and offset.
+    fn reject_error(&mut self, correlation_id: u64, error: &ProtocolError) {
+        self.deps.metrics.rejects.inc();
+        self.send_frame(correlation_id, &Wire::Reject(Reject::from_error(error)));
+    }
+
+    /// An answer the session gives itself (BUSY, SHUTTING_DOWN): the request's echo, received
+    /// and answered now.
+    fn answer_here(&mut self, correlation_id: u64, req: &TxnRequest, code: ResultCode) {
+        let mut a = TxnAnswer::echo(req, code);
+        let now = now_ms();
+        (a.received_at_ms, a.answered_at_ms) = (Some(now), Some(now));
+        self.answer(correlation_id, a, 0);
     }
 
     /// Flushes the output buffer once the messages already in the mailbox are handled: actix runs
@@ -402,17 +465,52 @@ impl Session {
     fn handle_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
         let correlation_id = frame.header.correlation_id;
         let msg_type = frame.header.msg_type;
+        // The type before the body (docs/PROTOCOL.md section 9): before LOGIN anything else is
+        // NOT_LOGGED_IN and closes, whatever its type or body; after it, a type a client may
+        // not send is UNKNOWN_MESSAGE_TYPE, whatever its body.
+        if self.phase == Phase::AwaitingLogin && msg_type != msg_type::LOGIN {
+            self.reject(
+                correlation_id,
+                ResultCode::NotLoggedIn,
+                "LOGIN must come first",
+                MSG_TYPE_OFFSET,
+            );
+            self.close(ctx);
+            return;
+        }
+        if !client_type(msg_type) {
+            let text = match paymesh_codecs::message::type_name(msg_type) {
+                Some(name) => {
+                    format!("{name} (type {msg_type:#04x} at byte 3) is not a client message")
+                }
+                None => format!("unknown message type {msg_type:#04x} at byte 3"),
+            };
+            self.reject(
+                correlation_id,
+                ResultCode::UnknownMessageType,
+                &text,
+                MSG_TYPE_OFFSET,
+            );
+            return;
+        }
         let msg = match Wire::decode(&frame) {
             Ok(m) => m,
             Err(e) => {
                 // A well-framed but invalid body: answer it and keep the connection.
                 match TxnKind::from_request_type(msg_type) {
                     Some(kind) if self.phase != Phase::AwaitingLogin => {
-                        let mut a = TxnAnswer::new(kind, e.result_code());
+                        // A method the router does not take is a well-formed body: its answer
+                        // echoes like any other. Other body errors echo nothing they name.
+                        let mut a = match e.result_code() {
+                            code @ ResultCode::UnsupportedPaymentMethod => {
+                                TxnAnswer::echo_body(kind, code, &frame.body)
+                            }
+                            code => TxnAnswer::new(kind, code),
+                        };
                         a.message = Some(Bytes::from(e.to_string()));
                         self.answer(correlation_id, a, 0);
                     }
-                    _ => self.reject(correlation_id, e.result_code(), &e.to_string()),
+                    _ => self.reject_error(correlation_id, &e),
                 }
                 if self.phase == Phase::AwaitingLogin {
                     self.close(ctx);
@@ -430,6 +528,7 @@ impl Session {
                     correlation_id,
                     ResultCode::NotLoggedIn,
                     "LOGIN must come first",
+                    MSG_TYPE_OFFSET,
                 );
                 self.close(ctx);
             }
@@ -437,6 +536,7 @@ impl Session {
                 correlation_id,
                 ResultCode::AlreadyLoggedIn,
                 "already logged in",
+                MSG_TYPE_OFFSET,
             ),
             (_, Wire::Heartbeat) => self.send_frame(correlation_id, &Wire::HeartbeatAnswer),
             (Phase::LoggedIn, Wire::Logout) => {
@@ -445,8 +545,7 @@ impl Session {
             }
             (Phase::LoggedIn, Wire::Request(req)) => self.admit(req, correlation_id, ctx),
             (Phase::Draining { .. } | Phase::Closing, Wire::Request(req)) => {
-                let a = TxnAnswer::new(req.kind, ResultCode::ShuttingDown);
-                self.answer(correlation_id, a, 0);
+                self.answer_here(correlation_id, &req, ResultCode::ShuttingDown);
             }
             (_, other) => {
                 let name = other.name();
@@ -454,6 +553,7 @@ impl Session {
                     correlation_id,
                     ResultCode::UnknownMessageType,
                     &format!("{name} is not a client message"),
+                    MSG_TYPE_OFFSET,
                 );
             }
         }
@@ -461,17 +561,22 @@ impl Session {
 
     fn admit(&mut self, req: TxnRequest, correlation_id: u64, ctx: &mut Context<Self>) {
         if self.inflight.contains_key(&correlation_id) {
+            // Correlation id 0, not the frame's: a client matching answers by id must not take
+            // this for the answer of the request still in flight under that id (which is
+            // answered as usual). The id is in the text.
             self.reject(
-                correlation_id,
+                0,
                 ResultCode::MalformedFrame,
-                "correlation id already in flight",
+                &format!(
+                    "correlation id {correlation_id} at byte 8 is already in flight; this request was not processed"
+                ),
+                CORRELATION_ID_OFFSET,
             );
             return;
         }
         if self.inflight.len() >= self.deps.settings.inflight_window as usize {
             self.deps.metrics.busy_window.inc();
-            let a = TxnAnswer::echo(&req, ResultCode::Busy);
-            self.answer(correlation_id, a, 0);
+            self.answer_here(correlation_id, &req, ResultCode::Busy);
             return;
         }
         let shards = &self.deps.shards;
@@ -481,7 +586,7 @@ impl Session {
             }
             _ => shards.index_for_merchant(&req.merchant_id),
         };
-        self.inflight.insert(correlation_id, req.kind);
+        self.inflight.insert(correlation_id, Echo::of(&req));
         self.deps.metrics.request_accepted(req.kind);
         let to = self.reply_to(ctx, correlation_id);
         outbox::push(shards, &self.deps.metrics, index, (to, req));
@@ -600,13 +705,17 @@ impl Handler<AnswerBatch> for Session {
 
     fn handle(&mut self, batch: AnswerBatch, ctx: &mut Context<Self>) {
         for item in batch.items {
-            if self.inflight.remove(&item.correlation_id).is_some() {
+            if let Some(echo) = self.inflight.remove(&item.correlation_id) {
                 let flags = if item.retransmit {
                     flags::RETRANSMIT
                 } else {
                     0
                 };
-                self.answer(item.correlation_id, *item.answer, flags);
+                let mut answer = *item.answer;
+                if answer.kind == echo.kind {
+                    echo.fill(&mut answer);
+                }
+                self.answer(item.correlation_id, answer, flags);
             }
         }
         self.schedule_flush(ctx);
@@ -627,8 +736,8 @@ impl Handler<ReadEnded> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: ReadEnded, ctx: &mut Context<Self>) {
-        if let Some((correlation_id, code, text)) = msg.reject {
-            self.reject(correlation_id, code, &text);
+        if let Some((correlation_id, error)) = msg.reject {
+            self.reject_error(correlation_id, &error);
             self.flush(ctx);
         }
         self.close(ctx);
@@ -679,11 +788,7 @@ async fn read_loop<R: AsyncRead + Unpin>(mut read: R, addr: Addr<Session>, max_b
                     if !frames.is_empty() {
                         let _ = addr.send(Frames(frames)).await;
                     }
-                    let reject = Some((
-                        e.correlation_id().unwrap_or(0),
-                        e.result_code(),
-                        e.to_string(),
-                    ));
+                    let reject = Some((e.correlation_id().unwrap_or(0), e));
                     let _ = addr.send(ReadEnded { reject }).await;
                     return;
                 }

@@ -29,9 +29,10 @@ use super::messages::{
     AnswerBatch, ReplyTo, SessionAnswer, ShardBatch, UpstreamBatch, UpstreamResults,
 };
 use crate::core::access::{Origin, Step};
+use crate::core::config::CoreSettings;
 use crate::core::journal_codec::{
-    JournalKey, RECORD_MARK, RECORD_REQUEST_NETWORK, RECORD_UPSTREAM, encode_mark, encode_request,
-    encode_upstream,
+    JournalKey, RECORD_MARK, RECORD_REQUEST_NETWORK, RECORD_SETTINGS, RECORD_UPSTREAM, encode_mark,
+    encode_request, encode_upstream,
 };
 use crate::core::recovery::ClearPart;
 use crate::core::shard::{Output, ShardCore};
@@ -45,6 +46,8 @@ pub const SHARD_MAILBOX_MAX: usize = 1_024;
 pub const JOURNAL_QUEUE_HIGH_WATER: usize = 1_024;
 /// How soon host outcomes that found the journal's queue full are tried again.
 pub const JOURNAL_RETRY_MS: u64 = 1;
+/// Rounds of not-sent outcomes a failed shard feeds its core to answer waiting requests.
+const FAILED_ROUNDS_MAX: usize = 4;
 /// How often the shard sends again the reversals that are due.
 pub const REVERSAL_POLL_MS: u64 = 100;
 
@@ -100,6 +103,17 @@ pub struct TakeSnapshot {
     pub round: u64,
     /// Where the part goes.
     pub reply: std::sync::mpsc::Sender<SnapshotPart>,
+}
+
+/// Switches a shard to a new version of the business settings ([`crate::core::versions`]): the
+/// shard journals the version's record (its `version_record`) and runs every later input under
+/// it, in the same step, so replay switches at the same place. Answers why not when the shard's
+/// journal failed or its queue is full (nothing changed; the caller tries again).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct ApplySettings {
+    /// The shard's settings of the new version.
+    pub settings: Arc<CoreSettings>,
 }
 
 /// One shard's answer to [`TakeSnapshot`].
@@ -245,10 +259,41 @@ impl ShardActor {
         }
     }
 
+    /// Answers what a failed shard's steps produced: every answer becomes INTERNAL_ERROR (nothing
+    /// of it is known to be on disk), and every upstream request is dropped unsent and fed back
+    /// as not sent, so the request waiting on it is answered too. Bounded by
+    /// [`FAILED_ROUNDS_MAX`] rounds (a not-sent outcome may try a failover host once more).
+    fn answer_failed(&mut self, mut outputs: Vec<Output<Option<ReplyTo>>>) {
+        let now = now_ms();
+        for _ in 0..FAILED_ROUNDS_MAX {
+            if outputs.is_empty() {
+                return;
+            }
+            let mut unsent = Vec::new();
+            for output in outputs.drain(..) {
+                match output {
+                    Output::Reply(Some(to), a) | Output::Replay(Some(to), a) => {
+                        let mut a = *a;
+                        a.result = ResultCode::InternalError;
+                        a.approval_code = None;
+                        session_send(to, a);
+                    }
+                    Output::Upstream(req) => {
+                        unsent.push(not_sent(req.op_id, ResultCode::InternalError));
+                    }
+                    Output::Reply(None, _) | Output::Replay(None, _) => {}
+                }
+            }
+            for r in unsent {
+                self.core.handle_upstream(now, r, &mut outputs);
+            }
+        }
+    }
+
     /// The journal can no longer make steps durable: stop acknowledging anything.
-    fn fail_closed(&mut self, error: &JournalError) {
+    fn fail_closed(&mut self, error: &dyn std::fmt::Display) {
         if !self.failed {
-            tracing::error!(error = %error, shard = self.core.shard(), "journal failed: the shard answers INTERNAL_ERROR until restarted");
+            tracing::error!(error = %error, shard = self.core.shard(), "journal failed: the shard answers INTERNAL_ERROR until the router restarts and replays the journal");
             self.metrics.journal_failed.set(1);
         }
         self.failed = true;
@@ -372,9 +417,19 @@ impl ShardActor {
     /// answer is never dropped.
     fn apply_upstream(&mut self, results: Vec<UpstreamResult>, ctx: &mut Context<Self>) {
         self.deferred.extend(results);
-        if self.deferred.is_empty() || self.failed {
-            // A failed shard keeps them: they are in no journal, and replay after the restart
-            // resolves their operations as in doubt.
+        if self.failed {
+            // They go in no journal: replay after the restart resolves their operations as in
+            // doubt (reversing what a host approved). Their requesters learn INTERNAL_ERROR now
+            // rather than waiting for an answer that cannot come.
+            let now = now_ms();
+            let mut outputs = Vec::new();
+            for r in std::mem::take(&mut self.deferred) {
+                self.core.handle_upstream(now, r, &mut outputs);
+            }
+            self.answer_failed(outputs);
+            return;
+        }
+        if self.deferred.is_empty() {
             return;
         }
         let now = now_ms();
@@ -572,19 +627,11 @@ impl Handler<Durable> for ShardActor {
 
     fn handle(&mut self, msg: Durable, ctx: &mut Context<Self>) {
         if !msg.ok {
-            self.failed = true;
+            self.fail_closed(&"a group commit failed (write or fsync)");
             // Nothing of these steps is known to be on disk: answer INTERNAL_ERROR, send nothing
             // upstream. Their outcome after a restart is what the journal holds.
-            for (_, outputs) in self.held.drain(..) {
-                for output in outputs {
-                    if let Output::Reply(Some(to), a) | Output::Replay(Some(to), a) = output {
-                        let mut a = *a;
-                        a.result = ResultCode::InternalError;
-                        a.approval_code = None;
-                        session_send(to, a);
-                    }
-                }
-            }
+            let outputs: Vec<_> = self.held.drain(..).flat_map(|(_, o)| o).collect();
+            self.answer_failed(outputs);
             return;
         }
         while self.held.front().is_some_and(|(step, _)| *step <= msg.step) {
@@ -592,6 +639,28 @@ impl Handler<Durable> for ShardActor {
                 self.release(outputs, ctx);
             }
         }
+    }
+}
+
+impl Handler<ApplySettings> for ShardActor {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: ApplySettings, _ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(journal) = &self.journal {
+            if self.failed {
+                return Err("the shard's journal failed".into());
+            }
+            let record = vec![(RECORD_SETTINGS, msg.settings.version_record.clone())];
+            // Later steps' answers wait for their own records, which the journal makes durable
+            // after this one: nothing is answered under the new version before it is on disk.
+            let on_durable = Box::new(|_: Result<paymesh_journal::Lsn, JournalError>| {});
+            journal
+                .handle
+                .submit(record, on_durable)
+                .map_err(|e| e.to_string())?;
+        }
+        self.core.apply_settings(msg.settings);
+        Ok(())
     }
 }
 
@@ -618,6 +687,7 @@ impl Handler<TakeSnapshot> for ShardActor {
         // are; hot ones encoded); nothing else pauses, and the checkpointer seals the bytes on
         // its own thread. Everything this shard journaled before the mark is in the snapshot.
         let clear = self.core.encode_snapshot();
+        let settings = self.core.settings().version_record.clone();
         let n = journal.counter.fetch_add(1, Ordering::Relaxed);
         let seal_with = Some((journal.key.clone(), n));
         let addr = ctx.address();
@@ -626,6 +696,7 @@ impl Handler<TakeSnapshot> for ShardActor {
             let result = r
                 .map(|lsn| ClearPart {
                     mark_lsn: lsn.0,
+                    settings,
                     bytes: clear,
                     seal_with,
                 })

@@ -275,10 +275,14 @@ fields! {
     SERVER_TIME_MS = 48, "server_time_ms", FieldKind::U64;
     /// Offset in the rejected frame of the problem, U32.
     ERROR_OFFSET = 50, "error_offset", FieldKind::U32;
+    /// Installment months (할부) of a card AUTHORIZE or SALE, U8: 0 lump sum, or 2..=36.
+    INSTALLMENT_MONTHS = 51, "installment_months", FieldKind::U8;
+    /// A CAPTURE's "this is the last capture" flag, U8 0 or 1: 1 releases the uncaptured rest.
+    FINAL_CAPTURE = 52, "final_capture", FieldKind::U8;
 }
 
 /// Largest known tag; [`Fields`](super::Fields) keeps one slot per tag up to it.
-pub(super) const TAG_KNOWN_MAX: u16 = 50;
+pub(super) const TAG_KNOWN_MAX: u16 = 52;
 pub(super) const SLOTS: usize = TAG_KNOWN_MAX as usize + 1;
 
 /// Spec of each known tag, indexed by tag. Built at compile time: a bad index is a build error.

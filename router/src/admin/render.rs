@@ -89,6 +89,13 @@ fn render_router(m: &Metrics, out: &mut String) {
         "1 once the journal failed and the shards failed closed: transactions are refused INTERNAL_ERROR until a restart.",
         m.journal_failed.get(),
     );
+    scalar(
+        out,
+        "paymesh_settings_version",
+        Gauge,
+        "Version of the merchants and grants the shards run (journaled; a reload makes the next).",
+        m.settings_version.get(),
+    );
     let name = "paymesh_requests_total";
     header(
         out,

@@ -542,6 +542,12 @@ impl Env {
         c
     }
 
+    /// Reloads the router's merchants and grants from `config_text` (as SIGHUP does).
+    pub async fn reload(&self, config_text: &str) -> anyhow::Result<u64> {
+        let config = paymesh_router::config::Config::parse(config_text)?;
+        self.router.as_ref().unwrap().reload(&config).await
+    }
+
     /// The router's counters.
     pub fn metrics(&self) -> Arc<paymesh_actors::metrics::Metrics> {
         self.router.as_ref().unwrap().metrics.clone()
@@ -645,6 +651,12 @@ pub mod sim {
         cfg.profile = profile.parse().unwrap();
         cfg.length_header = header.parse().unwrap();
         cfg.latency = paymesh_gateway_sim::latency::Latency::Fixed { ms: latency_ms };
+        // Amounts ending in 91: "issuer or switch inoperative" (PROTOCOL.md 3007).
+        cfg.rules
+            .patterns
+            .push(paymesh_gateway_sim::rules::AmountPattern::suffix(
+                "91", b"91",
+            ));
         let handle = paymesh_gateway_sim::server::spawn_host(cfg).await.unwrap();
         Host {
             addr: handle.local_addr(),

@@ -185,6 +185,7 @@ pub fn transaction(
         m.set(90, original_data_elements(spec, o, w)?)?;
     }
     set_ids(&mut m, spec, req, &terminal, w)?;
+    set_installments(&mut m, d, req, w)?;
     let sent = OriginalRef {
         mti,
         stan,
@@ -197,6 +198,35 @@ pub fn transaction(
         sent,
         terminal,
     })
+}
+
+/// Installment months in the dialect's installment field (`IM` and two digits, e.g. `IM03`),
+/// on every message of an installment payment but reversals (field 90 names their original). A
+/// lump sum sends nothing. An installment authorization or sale to a host without the field is
+/// refused rather than sent as a lump sum.
+fn set_installments(
+    m: &mut IsoMessage,
+    d: &Dialect,
+    req: &UpstreamRequest,
+    w: &mut FieldWriter<'_>,
+) -> Result<(), MeshError> {
+    if req.installments == 0 || req.kind == UpstreamKind::Reversal {
+        return Ok(());
+    }
+    let Some(f) = d.installment_field else {
+        return match req.kind {
+            UpstreamKind::Authorize | UpstreamKind::Sale => Err(MeshError::Config(
+                "an installment payment, and the host takes no installments (installment_field = 0)"
+                    .into(),
+            )),
+            _ => Ok(()),
+        };
+    };
+    w.scratch.put_slice(b"IM");
+    w.put_digits(u64::from(req.installments), 2)
+        .ok_or_else(|| out_of_range(f))?;
+    m.set(f, w.take())?;
+    Ok(())
 }
 
 /// Fields 2 and 14 (cards; no expiry on reversals), 2 (phones), 100 and 102 (bank accounts).

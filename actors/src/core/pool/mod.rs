@@ -551,7 +551,7 @@ impl PoolCore {
         self.metrics
             .latency
             .observe_us(now_us.saturating_sub(p.sent_us));
-        let host_failing = result == ResultCode::UpstreamUnavailable;
+        let host_failing = result == ResultCode::IssuerUnavailable;
         match (p.kind, result) {
             (UpstreamKind::Reversal, _) if !host_failing => {
                 self.metrics.reversals_acknowledged.inc()

@@ -105,6 +105,9 @@ pub struct Dialect {
     pub required_fields: Vec<u8>,
     /// Original-data elements of refunds, capture advices and reversals.
     pub original_data: PerOperation<OriginalFields>,
+    /// Private field carrying installment months (`IM` and two digits), if the host takes
+    /// installments.
+    pub installment_field: Option<u8>,
 }
 
 /// Which original-data elements a follow-up carries.
@@ -354,6 +357,7 @@ fn dialect(c: &HostConfig, profile: &'static Profile) -> Result<Dialect, MeshErr
         host_currency: c.host_currency,
         required_fields: required_fields(c, profile, &chosen)?,
         original_data: original_data(c)?,
+        installment_field: installment_field(c, profile, &chosen)?,
     })
 }
 
@@ -492,6 +496,42 @@ fn operation_mtis(c: &HostConfig) -> Result<PerOperation<u16>, MeshError> {
         Ok(m)
     })
 }
+
+/// The installment field: absent (0), or a text field of the profile that nothing else fills.
+fn installment_field(
+    c: &HostConfig,
+    profile: &'static Profile,
+    id_fields: &[u8],
+) -> Result<Option<u8>, MeshError> {
+    let f = c.installment_field;
+    if f == 0 {
+        return Ok(None);
+    }
+    // A variable-length text field, so that `IM` and two digits are its whole value.
+    let text = profile.field(f).is_some_and(|spec| {
+        matches!(spec.class, ContentClass::An | ContentClass::Ans)
+            && !matches!(spec.length, LengthKind::Fixed(_))
+            && spec.length.bounds().1 >= INSTALLMENT_VALUE_BYTES
+    });
+    if f == 1
+        || !text
+        || POOL_FIELDS.contains(&f)
+        || f == NETWORK_CODE_FIELD
+        || id_fields.contains(&f)
+    {
+        return Err(config_error(
+            &c.name,
+            format!(
+                "installment_field {f} must be an ans field of profile {} that no other setting and not the pool fills",
+                profile.name
+            ),
+        ));
+    }
+    Ok(Some(f))
+}
+
+/// Bytes of the installment subelement: `IM` and two digits of months.
+pub const INSTALLMENT_VALUE_BYTES: usize = 4;
 
 fn required_fields(
     c: &HostConfig,

@@ -26,11 +26,18 @@
 //! binds each vault entry to its merchant (`merchant bytes` after `masked`); an older build's
 //! entries are bound to the merchant of the TOKENIZE order that issued them when it is still held.
 //! Format 4 adds, at the end, the device counters' anti-replay windows
-//! ([`DeviceCounters::encode`]). Format 5 adds the terminal id of what was sent (`terminal
-//! bytes` at the end of `sent`), the STAN of a reversal or capture advice (`stan u32` after its
-//! op id) and, at the very end, the STANs used today ([`StanBook::encode`]); orders of formats 1
-//! to 4 load with no recorded terminal (their follow-ups go from the host's terminal) and their
-//! reversals with STAN 0 (the op id's, as those builds sent them).
+//! ([`DeviceCounters::encode`]). Format 5 adds what several partial captures and installments
+//! need: in each order, after `received_ms`, `installments u8 | capture_closed u8`; in a
+//! reversal, after its state, the `amount u64` it names; in each operation, after its amount,
+//! `closes u8`, and a pending status is `0 | op_id u64 | received_ms u64`. State code 8 is
+//! "failed" (an attempt the issuer never answered, to be attempted again). Orders of formats 1
+//! to 4 load as lump-sum payments with capturing not closed, a reversal naming the authorized
+//! amount (a capture advice: the captured amount) and pending operations of unknown receipt time.
+//! Format 6 adds the terminal id of what was sent (`terminal bytes` at the end of `sent`), the
+//! STAN of a reversal or capture advice (`stan u32` after its op id) and, at the very end, the
+//! STANs used today ([`StanBook::encode`]); orders of formats 1 to 5 load with no recorded
+//! terminal (their follow-ups go from the host's terminal) and their reversals with STAN 0 (the
+//! op id's, as those builds sent them), and the shard starts with an empty STAN book.
 
 use std::sync::Arc;
 
@@ -51,8 +58,8 @@ use crate::error::MeshError;
 
 /// Written now. Still read: 1 (before evicted keys were kept), 2 (stored answers whole), 3
 /// (before orders recorded their network and the device counters were kept) and 4 (before
-/// terminal ids and the shards' STAN books).
-const SNAPSHOT_FORMAT: u8 = 5;
+/// partial captures and installments) and 5 (before terminal ids and the shards' STAN books).
+const SNAPSHOT_FORMAT: u8 = 6;
 const NO_HOST: u16 = u16::MAX;
 
 fn put_bytes(out: &mut BytesMut, b: &[u8]) {
@@ -100,6 +107,7 @@ fn state_code(state: OrderState) -> u8 {
         OrderState::InDoubt => 5,
         OrderState::Done => 6,
         OrderState::Reversed => 7,
+        OrderState::Failed => 8,
     }
 }
 
@@ -113,6 +121,7 @@ fn state_from(code: u8) -> Option<OrderState> {
         5 => OrderState::InDoubt,
         6 => OrderState::Done,
         7 => OrderState::Reversed,
+        8 => OrderState::Failed,
         _ => return None,
     })
 }
@@ -155,6 +164,8 @@ pub(crate) fn encode_order<R>(out: &mut BytesMut, key: &OrderKey, order: &Order<
     }
     out.put_u64(order.day);
     out.put_u64(order.received_ms);
+    out.put_u8(order.installments);
+    out.put_u8(u8::from(order.capture_closed));
     match &order.reversal {
         None => out.put_u8(0),
         Some(r) => {
@@ -172,6 +183,7 @@ pub(crate) fn encode_order<R>(out: &mut BytesMut, key: &OrderKey, order: &Order<
                 }
                 ReversalState::Acknowledged => out.put_u8(2),
             }
+            out.put_u64(r.amount);
         }
     }
     out.put_u16(order.ops.len() as u16);
@@ -180,10 +192,14 @@ pub(crate) fn encode_order<R>(out: &mut BytesMut, key: &OrderKey, order: &Order<
         put_bytes(out, &op.request_id);
         out.put_u64(op.fingerprint);
         out.put_u64(op.amount);
+        out.put_u8(u8::from(op.closes));
         match &op.status {
-            OpStatus::Pending { op_id, .. } => {
+            OpStatus::Pending {
+                op_id, received_ms, ..
+            } => {
                 out.put_u8(0);
                 out.put_u64(*op_id);
+                out.put_u64(*received_ms);
             }
             OpStatus::Done(answer) => {
                 out.put_u8(1);
@@ -232,12 +248,14 @@ pub(crate) fn encoded_holds_window(bytes: &[u8]) -> bool {
 struct Reader<'a>(&'a [u8], Legacy);
 
 /// What an older snapshot format lacks: stored answers are whole bodies (formats 1 and 2), no
-/// creating network (1 to 3), no terminal ids and reversal STANs (1 to 4), or nothing (the
-/// current format).
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// creating network (1 to 3), no partial captures or installments (1 to 4), no terminal ids,
+/// reversal STANs or STAN book (1 to 5), or nothing (the current format). Ordered: each lacks
+/// what the later ones lack too.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Legacy {
     WholeAnswers,
     NoNetwork,
+    NoCaptures,
     NoTerminals,
     No,
 }
@@ -300,7 +318,9 @@ impl<'a> Reader<'a> {
         let body = self.slice()?;
         Some(match self.1 {
             Legacy::WholeAnswers => StoredAnswer::from_whole_body(body),
-            Legacy::NoNetwork | Legacy::NoTerminals | Legacy::No => StoredAnswer::from_body(body),
+            Legacy::NoNetwork | Legacy::NoCaptures | Legacy::NoTerminals | Legacy::No => {
+                StoredAnswer::from_body(body)
+            }
         })
     }
     fn order<R>(&mut self) -> Option<(OrderKey, Order<R>)> {
@@ -308,13 +328,14 @@ impl<'a> Reader<'a> {
         let key = OrderKey::new(merchant, self.slice()?);
         let terminals = self.1 == Legacy::No;
         let network = match self.1 {
-            Legacy::No | Legacy::NoTerminals => {
+            Legacy::NoCaptures | Legacy::NoTerminals | Legacy::No => {
                 let network = self.u16()?;
                 self.u8()?;
                 network
             }
             Legacy::WholeAnswers | Legacy::NoNetwork => NETWORK_UNRECORDED,
         };
+        let captures = self.1 >= Legacy::NoTerminals;
         let txn_id = self.u64()?;
         let kind = self.kind()?;
         let currency = self.u16()?;
@@ -344,6 +365,10 @@ impl<'a> Reader<'a> {
             _ => return None,
         };
         let (day, received_ms) = (self.u64()?, self.u64()?);
+        let (installments, capture_closed) = match captures {
+            true => (self.u8()?, self.u8()? == 1),
+            false => (0, false),
+        };
         let reversal = match self.u8()? {
             0 => None,
             1 => {
@@ -365,10 +390,16 @@ impl<'a> Reader<'a> {
                     2 => ReversalState::Acknowledged,
                     _ => return None,
                 };
+                let amount = match (captures, kind) {
+                    (true, _) => self.u64()?,
+                    (false, UpstreamKind::Capture) => captured,
+                    (false, _) => authorized,
+                };
                 Some(Reversal {
                     kind,
                     op_id,
                     stan,
+                    amount,
                     attempts,
                     sent_once,
                     state,
@@ -382,10 +413,12 @@ impl<'a> Reader<'a> {
             let kind = self.kind()?;
             let request_id = self.bytes()?;
             let (fingerprint, amount) = (self.u64()?, self.u64()?);
+            let closes = captures && self.u8()? == 1;
             let status = match self.u8()? {
                 0 => OpStatus::Pending {
                     op_id: self.u64()?,
                     waiters: Vec::new(),
+                    received_ms: if captures { self.u64()? } else { 0 },
                 },
                 1 => OpStatus::Done(self.answer(kind)?),
                 _ => return None,
@@ -395,6 +428,7 @@ impl<'a> Reader<'a> {
                 request_id,
                 fingerprint,
                 amount,
+                closes,
                 status,
             });
         }
@@ -411,6 +445,8 @@ impl<'a> Reader<'a> {
             captured,
             refunded,
             refund_in_doubt,
+            capture_closed,
+            installments,
             approval_code,
             sent,
             day,
@@ -486,7 +522,8 @@ impl<R: Clone> ShardCore<R> {
         r.1 = match format {
             1 | 2 => Legacy::WholeAnswers,
             3 => Legacy::NoNetwork,
-            4 => Legacy::NoTerminals,
+            4 => Legacy::NoCaptures,
+            5 => Legacy::NoTerminals,
             SNAPSHOT_FORMAT => Legacy::No,
             _ => return None,
         };
@@ -583,7 +620,7 @@ impl<R: Clone> ShardCore<R> {
         if format >= 4 {
             core.devices = DeviceCounters::decode(&mut r.0)?;
         }
-        if format >= 5 {
+        if format >= 6 {
             let who = (core.shard, core.shards);
             core.stans = StanBook::decode(&mut r.0, &core.settings, who)?;
         }
