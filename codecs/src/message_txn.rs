@@ -241,6 +241,9 @@ pub struct TxnRequest {
     pub installment_months: Option<u8>,
     /// CAPTURE: this is the last capture; the uncaptured rest of the authorization is released.
     pub final_capture: bool,
+    /// The merchant's reference of its customer (`customer_ref`): on TOKENIZE it binds the token
+    /// to that customer; a payment with such a token must name the same customer.
+    pub customer_ref: Option<Bytes>,
 }
 
 /// Fewest installment months (1 month is not an installment: send 0 or leave the field out).
@@ -264,6 +267,7 @@ impl TxnRequest {
             description: None,
             installment_months: None,
             final_capture: false,
+            customer_ref: None,
         }
     }
 
@@ -338,6 +342,7 @@ impl TxnRequest {
         if self.final_capture {
             w.put_u8(tag::FINAL_CAPTURE, 1);
         }
+        w.opt_str(tag::CUSTOMER_REF, self.customer_ref.as_ref());
     }
 
     /// Reads a request of `kind` from a validated body, checking what `kind` requires.
@@ -430,6 +435,13 @@ impl TxnRequest {
                 false
             }
         };
+        let customer_ref = f.bytes(tag::CUSTOMER_REF);
+        if customer_ref.is_some()
+            && !(kind == TxnKind::Tokenize
+                || matches!(payment, Some(PaymentMethod::WalletToken(_))))
+        {
+            return Err(need.not_allowed(tag::CUSTOMER_REF));
+        }
         Ok(TxnRequest {
             kind,
             merchant_id,
@@ -443,6 +455,7 @@ impl TxnRequest {
             description: f.bytes(tag::DESCRIPTION),
             installment_months,
             final_capture,
+            customer_ref,
         })
     }
 }

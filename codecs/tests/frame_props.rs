@@ -121,9 +121,14 @@ fn request() -> impl Strategy<Value = TxnRequest> {
             (text(1, 15), text(1, 40), by_txn_id, any::<u64>()),
             (amount, currency, payment, device),
             (request_id, opt(any::<u64>()), opt(text(0, 128))),
-            (opt(prop_oneof![Just(0u8), 2u8..=36]), any::<bool>()),
+            (
+                opt(prop_oneof![Just(0u8), 2u8..=36]),
+                any::<bool>(),
+                opt(text(1, 64)),
+            ),
         )
             .prop_map(move |(ids, money, rest, added)| {
+                let wallet = matches!(money.2, Some(PaymentMethod::WalletToken(_)));
                 let carded = matches!(
                     money.2,
                     Some(PaymentMethod::Card { .. } | PaymentMethod::WalletToken(_))
@@ -148,6 +153,8 @@ fn request() -> impl Strategy<Value = TxnRequest> {
                     // Installments are read in card (or wallet) AUTHORIZE and SALE only.
                     installment_months: added.0.filter(|_| creates && carded),
                     final_capture: added.1 && kind == TxnKind::Capture,
+                    // A customer is named in TOKENIZE and in wallet-token payments only.
+                    customer_ref: added.2.filter(|_| kind == TxnKind::Tokenize || wallet),
                 }
             })
     })

@@ -66,6 +66,9 @@ struct VaultEntry {
     account: Account,
     masked: Bytes,
     merchant: Bytes,
+    /// The customer the merchant tokenized the card for (`customer_ref`), if it named one: a
+    /// payment with the token must name the same customer.
+    customer: Option<Bytes>,
 }
 
 /// One application shard: owns the orders of the merchants hashed to it.
@@ -914,7 +917,16 @@ impl<R: Clone> ShardCore<R> {
             reversal: None,
         };
         if req.kind == TxnKind::Tokenize {
-            let answer = self.tokenize(&key, txn_id, account, masked, caller.legacy, now_ms);
+            let customer = req.customer_ref.clone();
+            let answer = self.tokenize(
+                &key,
+                txn_id,
+                account,
+                masked,
+                customer,
+                caller.legacy,
+                now_ms,
+            );
             order.ops.push(Operation {
                 kind: req.kind,
                 request_id: Bytes::new(),
@@ -1522,7 +1534,7 @@ fn route_key(account: &Account) -> RouteKey<'_> {
 /// Hash of what makes two requests with the same key "the same request" (docs/PROTOCOL.md
 /// section 8, "content"): the message type, `amount`, `currency`, `request_id`, the payment
 /// method and its fields (the CVV excepted: it is never kept), `installment_months` (0 counts
-/// as absent) and `final_capture` (0 counts as absent). Not content: `description`, `cvv`, the
+/// as absent), `final_capture` (0 counts as absent) and `customer_ref`. Not content: `description`, `cvv`, the
 /// device fields, `server_txn_id`. A fixed algorithm (FNV-1a over length-prefixed fields), so
 /// fingerprints kept in snapshots and rebuilt by replay agree with new requests whatever the
 /// toolchain; the fields added later are hashed only when present, so a request without them
@@ -1560,6 +1572,10 @@ fn fingerprint(req: &TxnRequest) -> u64 {
     }
     if req.final_capture {
         h.bytes(&[0x34, 1]);
+    }
+    if let Some(customer) = &req.customer_ref {
+        h.bytes(&[0x35]);
+        h.field(customer);
     }
     h.0
 }

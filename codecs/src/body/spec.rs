@@ -279,10 +279,13 @@ fields! {
     INSTALLMENT_MONTHS = 51, "installment_months", FieldKind::U8;
     /// A CAPTURE's "this is the last capture" flag, U8 0 or 1: 1 releases the uncaptured rest.
     FINAL_CAPTURE = 52, "final_capture", FieldKind::U8;
+    /// The merchant's reference of its customer, STR 1..64: binds a wallet token to that
+    /// customer (TOKENIZE), and names the customer paying with one.
+    CUSTOMER_REF = 53, "customer_ref", text(1, 64);
 }
 
 /// Largest known tag; [`Fields`](super::Fields) keeps one slot per tag up to it.
-pub(super) const TAG_KNOWN_MAX: u16 = 52;
+pub(super) const TAG_KNOWN_MAX: u16 = 53;
 pub(super) const SLOTS: usize = TAG_KNOWN_MAX as usize + 1;
 
 /// Spec of each known tag, indexed by tag. Built at compile time: a bad index is a build error.

@@ -38,6 +38,8 @@
 //! STANs used today ([`StanBook::encode`]); orders of formats 1 to 5 load with no recorded
 //! terminal (their follow-ups go from the host's terminal) and their reversals with STAN 0 (the
 //! op id's, as those builds sent them), and the shard starts with an empty STAN book.
+//! Format 7 binds a vault entry to its customer: `customer bytes` after its merchant (empty:
+//! none); entries of older formats are bound to no customer, as their TOKENIZE named none.
 
 use std::sync::Arc;
 
@@ -59,7 +61,7 @@ use crate::error::MeshError;
 /// Written now. Still read: 1 (before evicted keys were kept), 2 (stored answers whole), 3
 /// (before orders recorded their network and the device counters were kept) and 4 (before
 /// partial captures and installments) and 5 (before terminal ids and the shards' STAN books).
-const SNAPSHOT_FORMAT: u8 = 6;
+const SNAPSHOT_FORMAT: u8 = 7;
 const NO_HOST: u16 = u16::MAX;
 
 fn put_bytes(out: &mut BytesMut, b: &[u8]) {
@@ -491,6 +493,8 @@ impl<R: Clone> ShardCore<R> {
             put_account(&mut out, &v.account);
             put_bytes(&mut out, &v.masked);
             put_bytes(&mut out, &v.merchant);
+            // Empty: bound to no customer (a `customer_ref` is never empty).
+            put_bytes(&mut out, v.customer.as_deref().unwrap_or_default());
         }
         // Oldest first (the eviction order).
         self.orders.encode_all(&mut out);
@@ -524,7 +528,7 @@ impl<R: Clone> ShardCore<R> {
             3 => Legacy::NoNetwork,
             4 => Legacy::NoCaptures,
             5 => Legacy::NoTerminals,
-            SNAPSHOT_FORMAT => Legacy::No,
+            6 | SNAPSHOT_FORMAT => Legacy::No,
             _ => return None,
         };
         let shard = r.u16()?;
@@ -556,10 +560,17 @@ impl<R: Clone> ShardCore<R> {
             } else {
                 Bytes::new()
             };
+            // Formats before 7 had no customer binding: their tokens are bound to none.
+            let customer = if format >= 7 {
+                Some(r.bytes()?).filter(|c| !c.is_empty())
+            } else {
+                None
+            };
             let entry = VaultEntry {
                 account,
                 masked,
                 merchant,
+                customer,
             };
             vault.insert(token, entry);
         }

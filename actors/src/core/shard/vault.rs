@@ -27,11 +27,13 @@ impl<R: Clone> ShardCore<R> {
                 Some(Bytes::from(pan.masked())),
             )),
             Some(PaymentMethod::WalletToken(token)) => {
-                // Another merchant's token answers exactly as an unknown one.
+                // Another merchant's token, or one bound to another customer (or used without
+                // naming its customer), answers exactly as an unknown one.
                 let entry = self
                     .vault
                     .get(token)
                     .filter(|e| e.merchant == req.merchant_id)
+                    .filter(|e| e.customer.is_none() || e.customer == req.customer_ref)
                     .ok_or(ResultCode::InvalidCard)?;
                 Ok((entry.account.clone(), Some(entry.masked.clone())))
             }
@@ -53,12 +55,14 @@ impl<R: Clone> ShardCore<R> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)] // each is one fact of the TOKENIZE step
     pub(super) fn tokenize(
         &mut self,
         key: &OrderKey,
         txn_id: u64,
         account: Account,
         masked: Option<Bytes>,
+        customer: Option<Bytes>,
         legacy: bool,
         now_ms: u64,
     ) -> TxnAnswer {
@@ -86,6 +90,7 @@ impl<R: Clone> ShardCore<R> {
                 account,
                 masked: masked.clone(),
                 merchant: key.merchant(),
+                customer,
             },
         );
         answer.token = Some(token);
