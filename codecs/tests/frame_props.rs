@@ -393,10 +393,12 @@ proptest! {
         prop_assert_eq!(buf.capacity(), capacity);
     }
 
+    // Unknown tags: the gaps of the table and everything above its last tag (53, customer_ref),
+    // below the must-understand range. A tag added to the protocol moves this bound.
     #[test]
     fn unknown_optional_fields_are_skipped(
         m in message(),
-        tag in prop_oneof![51u16..0x8000, proptest::sample::select(vec![22u16, 35, 39, 49])],
+        tag in prop_oneof![54u16..0x8000, proptest::sample::select(vec![22u16, 35, 39, 49])],
         value in proptest::collection::vec(any::<u8>(), 0..40),
         position in any::<proptest::sample::Index>(),
     ) {
