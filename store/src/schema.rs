@@ -13,10 +13,10 @@ use crate::config::{BUSY_TIMEOUT_MS, WRITER_CACHE_KIB};
 use crate::error::StoreError;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Step `i` migrates version `i` to `i + 1`. Append, never edit: a shipped step is history.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     r#"
 -- One row per payment, holding its latest state. No column can hold a full card number:
 -- masked_pan refuses a run of more than 10 digits (the writer also checks the digit total).
@@ -64,6 +64,46 @@ ALTER TABLE transactions ADD COLUMN network TEXT;
     r#"
 -- Installment months (할부) of a card payment: 0 a lump sum (every row of older builds).
 ALTER TABLE transactions ADD COLUMN installment_months INTEGER NOT NULL DEFAULT 0;
+"#,
+    r#"
+-- Rows are stored in arrival order (row_id), with server_txn_id a unique key beside it. Server
+-- transaction ids are a keyed permutation (not enumerable), so keyed by them every new row
+-- landed at a random place of the table's B-tree, splitting pages of whole rows; now the table
+-- grows at its end and only the small index entry lands at random.
+CREATE TABLE transactions_v4 (
+    row_id                 INTEGER PRIMARY KEY,
+    server_txn_id          INTEGER NOT NULL UNIQUE,
+    merchant_id            TEXT NOT NULL,
+    order_id               TEXT NOT NULL,
+    kind                   TEXT NOT NULL,
+    result_code            INTEGER NOT NULL,
+    state                  INTEGER,
+    amount                 INTEGER,
+    currency               INTEGER,
+    authorized_amount      INTEGER,
+    captured_amount        INTEGER,
+    refunded_amount        INTEGER,
+    approval_code          TEXT,
+    rrn                    TEXT,
+    upstream_response_code TEXT,
+    masked_pan             TEXT CHECK (masked_pan NOT GLOB
+                               '*[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]*'),
+    token                  TEXT,
+    updated_at_ms          INTEGER NOT NULL,
+    network                TEXT,
+    installment_months     INTEGER NOT NULL DEFAULT 0
+) STRICT;
+INSERT INTO transactions_v4 (server_txn_id, merchant_id, order_id, kind, result_code, state,
+    amount, currency, authorized_amount, captured_amount, refunded_amount, approval_code, rrn,
+    upstream_response_code, masked_pan, token, updated_at_ms, network, installment_months)
+SELECT server_txn_id, merchant_id, order_id, kind, result_code, state, amount, currency,
+    authorized_amount, captured_amount, refunded_amount, approval_code, rrn,
+    upstream_response_code, masked_pan, token, updated_at_ms, network, installment_months
+FROM transactions ORDER BY updated_at_ms, server_txn_id;
+DROP TABLE transactions;
+ALTER TABLE transactions_v4 RENAME TO transactions;
+CREATE UNIQUE INDEX transactions_merchant_order ON transactions (merchant_id, order_id);
+CREATE INDEX transactions_merchant_updated ON transactions (merchant_id, updated_at_ms);
 "#,
 ];
 
@@ -209,6 +249,60 @@ mod tests {
     #[test]
     fn one_migration_per_version() {
         assert_eq!(MIGRATIONS.len() as i64, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn version_3_rows_move_to_arrival_order_and_keep_their_keys() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for step in MIGRATIONS.iter().take(3) {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version (version) VALUES (3);
+             INSERT INTO transactions (server_txn_id, merchant_id, order_id, kind, result_code,
+                 masked_pan, updated_at_ms, network, installment_months)
+             VALUES (900, 'M1', 'O-late', 'AUTHORIZE', 0, '411111******1111', 20, 'VAN', 3),
+                    (100, 'M1', 'O-early', 'SALE', 0, NULL, 10, NULL, 0);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(schema_version(&conn).unwrap(), SCHEMA_VERSION);
+        let rows: Vec<(i64, i64, String, Option<String>, i64)> = conn
+            .prepare(
+                "SELECT row_id, server_txn_id, order_id, network, installment_months                  FROM transactions ORDER BY row_id",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (1, 100, "O-early".into(), None, 0),
+                (2, 900, "O-late".into(), Some("VAN".into()), 3)
+            ]
+        );
+        // The keys still hold: the same transaction id, or the same order, is one row.
+        let again = conn.execute(
+            "INSERT INTO transactions (server_txn_id, merchant_id, order_id, kind, result_code, \
+             updated_at_ms) VALUES (900, 'M1', 'O-other', 'AUTHORIZE', 0, 30)",
+            [],
+        );
+        assert!(again.is_err());
+        let same_order = conn.execute(
+            "INSERT INTO transactions (server_txn_id, merchant_id, order_id, kind, result_code, \
+             updated_at_ms) VALUES (901, 'M1', 'O-late', 'AUTHORIZE', 0, 30)",
+            [],
+        );
+        assert!(same_order.is_err());
+        // The masked-PAN guard survived the rebuild.
+        let pan = conn.execute(
+            "UPDATE transactions SET masked_pan = '4111111111111111' WHERE server_txn_id = 900",
+            [],
+        );
+        assert!(pan.is_err());
     }
 
     #[cfg(unix)]
