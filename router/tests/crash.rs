@@ -19,8 +19,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -31,14 +30,6 @@ use rand::{Rng, SeedableRng};
 
 const KILLS: usize = 4;
 const ORDERS_PER_ROUND: usize = 120;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The log text without terminal colour codes.
 fn strip_ansi(text: &str) -> String {
@@ -53,55 +44,6 @@ fn strip_ansi(text: &str) -> String {
         }
     }
     out
-}
-
-/// A router process killed when dropped, so a failing test leaves none running.
-struct KillOnDrop(Child);
-
-impl std::ops::Deref for KillOnDrop {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for KillOnDrop {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_router(config: &Path, log: &Path) -> KillOnDrop {
-    Command::new(env!("CARGO_BIN_EXE_paymesh"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .map(KillOnDrop)
-        .unwrap()
-}
-
-async fn connect(env: &Env) -> Client {
-    for _ in 0..200 {
-        if let Ok(s) = tokio::net::TcpStream::connect(env.tcp).await {
-            drop(s);
-            let mut c = Client::tcp(env.tcp).await;
-            if c.login(NETWORK, CREDENTIAL).await.result == ResultCode::Approved {
-                return c;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("router did not come up");
 }
 
 fn order_request(n: usize) -> TxnRequest {
@@ -152,7 +94,7 @@ async fn kill_dash_nine_loses_no_approval_and_doubles_nothing() {
     let mut sent_orders = 0usize;
     for round in 0..KILLS {
         let mut child = spawn_router(&config_path, &dir.path().join(format!("round{round}.log")));
-        let mut c = connect(&env).await;
+        let mut c = connect_as(env.tcp, NETWORK).await;
         // Pipeline new orders (and retries of older ones) and read answers until the kill.
         let first = sent_orders;
         for n in first..first + ORDERS_PER_ROUND {
@@ -193,7 +135,7 @@ async fn kill_dash_nine_loses_no_approval_and_doubles_nothing() {
     }
     // Final restart: retry every order ever sent, by the same request.
     let mut child = spawn_router(&config_path, &dir.path().join("final.log"));
-    let mut c = connect(&env).await;
+    let mut c = connect_as(env.tcp, NETWORK).await;
     let log = strip_ansi(&std::fs::read_to_string(dir.path().join("final.log")).unwrap());
     let checkpoint_lsn: u64 = log
         .split("checkpoint_lsn=")
@@ -312,7 +254,7 @@ async fn kill_dash_nine_loses_no_approval_and_doubles_nothing() {
     drop(f);
     let log = dir.path().join("torn.log");
     let mut child = spawn_router(&config_path, &log);
-    let _c = connect(&env).await;
+    let _c = connect_as(env.tcp, NETWORK).await;
     child.kill().unwrap();
     child.wait().unwrap();
     let text = std::fs::read_to_string(&log).unwrap();

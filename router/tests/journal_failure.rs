@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -23,18 +23,9 @@ const FILE_SIZE_LIMIT_KIB: u32 = 192;
 /// Authorizations sent at most before the journal must have failed.
 const ORDERS_MAX: usize = 20_000;
 
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn(config: &std::path::Path, log: &std::path::Path, limit_kib: Option<u32>) -> KillOnDrop {
     let bin = env!("CARGO_BIN_EXE_paymesh");
-    let mut cmd = match limit_kib {
+    let cmd = match limit_kib {
         // SIGXFSZ ignored (inherited through exec), so a write past the limit fails with EFBIG
         // instead of killing the process: the journal sees an I/O error, as on a full disk.
         Some(kib) => {
@@ -47,32 +38,9 @@ fn spawn(config: &std::path::Path, log: &std::path::Path, limit_kib: Option<u32>
             .arg(config);
             c
         }
-        None => {
-            let mut c = Command::new(bin);
-            c.args(["serve", "--config"]).arg(config);
-            c
-        }
+        None => return spawn_router(config, log),
     };
-    KillOnDrop(
-        cmd.env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-async fn connect(env: &Env) -> Client {
-    for _ in 0..400 {
-        if tokio::net::TcpStream::connect(env.tcp).await.is_ok() {
-            let mut c = Client::tcp(env.tcp).await;
-            if c.login(NETWORK, CREDENTIAL).await.result == ResultCode::Approved {
-                return c;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("router did not come up");
+    spawn_logged(cmd, log)
 }
 
 fn order(n: usize) -> String {
@@ -81,12 +49,9 @@ fn order(n: usize) -> String {
 
 #[actix::test]
 async fn a_failed_journal_fails_closed_exits_75_and_a_restart_keeps_every_approval() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
     let env = Env::start(EnvOptions {
         start_router: false,
-        listen: format!("127.0.0.1:{port}"),
+        listen: format!("127.0.0.1:{}", free_port()),
         ..EnvOptions::default()
     })
     .await;
@@ -104,7 +69,7 @@ async fn a_failed_journal_fails_closed_exits_75_and_a_restart_keeps_every_approv
 
     let limited_log = dir.path().join("limited.log");
     let mut child = spawn(&config, &limited_log, Some(FILE_SIZE_LIMIT_KIB));
-    let mut c = connect(&env).await;
+    let mut c = connect_as(env.tcp, NETWORK).await;
     let mut approved = Vec::new();
     let mut refused = None;
     for n in 0..ORDERS_MAX {
@@ -163,7 +128,7 @@ async fn a_failed_journal_fails_closed_exits_75_and_a_restart_keeps_every_approv
 
     // The disk has room again: the restart replays; every approval is there, once.
     let _child = spawn(&config, &dir.path().join("restart.log"), None);
-    let mut c = connect(&env).await;
+    let mut c = connect_as(env.tcp, NETWORK).await;
     for n in &approved {
         let a = c
             .call(request(TxnKind::Inquiry, "M000001", &order(*n), None, None))

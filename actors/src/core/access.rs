@@ -43,7 +43,7 @@ pub enum Grant {
 pub const NETWORKS_MAX: usize = 4_096;
 
 /// Every network's grant, by network id.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct AccessTable {
     grants: HashMap<Bytes, Grant>,
 }

@@ -110,7 +110,7 @@ pub struct RouteConfig {
 }
 
 /// Everything the shards need, validated and shared read-only between them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CoreSettings {
     /// Merchants by id.
     pub merchants: HashMap<Bytes, MerchantConfig>,

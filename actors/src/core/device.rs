@@ -86,14 +86,14 @@ impl Refusal {
 }
 
 /// One merchant's devices.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct MerchantDevices {
     required: bool,
     keys: HashMap<Bytes, VerifyingKey>,
 }
 
 /// Every merchant's devices and signature policy, validated: read-only, shared by the shards.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct DeviceRegistry {
     merchants: HashMap<Bytes, MerchantDevices>,
     devices: usize,

@@ -182,29 +182,16 @@ impl CoreSettings {
         part: &ShardSettings,
         record: Bytes,
     ) -> Result<Arc<Self>, MeshError> {
-        let merchants = super::config::merchants_by_id(&part.data.merchants)?;
+        // Everything but the business data is carried over as it is (routes, capacities, keys,
+        // STAN plans...), whatever fields the settings grow.
         Ok(Arc::new(Self {
-            merchants,
+            merchants: super::config::merchants_by_id(&part.data.merchants)?,
             access: part.data.access()?,
-            secrets: self.secrets.clone(),
             devices: super::device::DeviceRegistry::new(&part.data.merchants)?,
-            routes: self.routes.clone(),
-            day_offset_minutes: self.day_offset_minutes,
-            orders_per_shard_max: self.orders_per_shard_max,
-            orders_hot_per_shard_max: self.orders_hot_per_shard_max,
-            evicted_keys_per_shard_max: self.evicted_keys_per_shard_max,
-            open_orders_per_network_max: self.open_orders_per_network_max,
-            waiters_per_operation_max: self.waiters_per_operation_max,
-            vault_tokens_per_shard_max: self.vault_tokens_per_shard_max,
-            capture_online: self.capture_online.clone(),
-            forwards_pending_per_shard_max: self.forwards_pending_per_shard_max,
-            host_stans: self.host_stans.clone(),
-            stan_fallback: self.stan_fallback.clone(),
-            forward_retry_ms: self.forward_retry_ms,
-            forward_retry_max_ms: self.forward_retry_max_ms,
             version: part.version,
             version_hash: part.hash,
             version_record: record,
+            ..self.clone()
         }))
     }
 

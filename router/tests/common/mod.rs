@@ -596,6 +596,71 @@ impl Env {
 
 use std::time::Instant;
 
+/// A loopback port free a moment ago, for a router started as its own process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed (and reaped) on drop, so a failing test leaves no router behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `command` (a `paymesh` invocation) with its log (stderr, `RUST_LOG=info`) in `log`.
+pub fn spawn_logged(mut command: std::process::Command, log: &std::path::Path) -> KillOnDrop {
+    command
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .map(KillOnDrop)
+        .unwrap()
+}
+
+/// `paymesh serve --config CONFIG` as its own process, logging to `log`.
+pub fn spawn_router(config: &std::path::Path, log: &std::path::Path) -> KillOnDrop {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_paymesh"));
+    command.args(["serve", "--config"]).arg(config);
+    spawn_logged(command, log)
+}
+
+/// A client logged in as `network` on `addr`, once a router started as a process answers there
+/// (a bounded wait: 20 s).
+pub async fn connect_as(addr: SocketAddr, network: &str) -> Client {
+    for _ in 0..400 {
+        if TcpStream::connect(addr).await.is_ok() {
+            let mut c = Client::tcp(addr).await;
+            if c.login(network, CREDENTIAL).await.result == ResultCode::Approved {
+                return c;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("router did not come up");
+}
+
 /// The gateway-sim hosts as tests use them.
 pub mod sim {
     use std::net::SocketAddr;
